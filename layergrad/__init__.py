@@ -1,0 +1,27 @@
+"""layergrad: per-sample, per-layer gradient spectra of language models.
+
+    import layergrad
+    m = layergrad.load_model("smollm2-135m-instruct")
+    samples = layergrad.load_samples("paper:gsm8k/detailed", limit=20)
+    df = layergrad.compute(m, samples)             # one row per sample x layer x module
+    df.groupby(["layer", "module"]).nuclear_norm.mean()
+"""
+
+__version__ = "0.1.0"
+__all__ = ["load_model", "load_samples", "compute", "Sample", "LayergradError", "__version__"]
+
+
+def __getattr__(name):  # lazy: `layergrad --help` must not import torch
+    if name == "load_model":
+        from .models import load_model
+        return load_model
+    if name in ("load_samples", "Sample"):
+        from . import data
+        return getattr(data, name)
+    if name == "compute":
+        from .engine import compute
+        return compute
+    if name == "LayergradError":
+        from .errors import LayergradError
+        return LayergradError
+    raise AttributeError(f"module 'layergrad' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""Singular values of per-sample weight gradients from captured factors (PAPER.md §5).
+
+For one sample and a linear map y = W x with W of shape (p, d), the weight gradient is
+G = Δᵀ X, where X (T, d) holds the layer inputs and Δ (T, p) the loss gradients of its
+outputs at the sample's T positions. rank G ≤ min(T, p, d), so its spectrum follows from
+T×T matrices when T is small:
+
+    X Xᵀ = U diag(w) Uᵀ,  S = U diag(√w)  ⇒  σ(G)² = eig(Sᵀ (Δ Δᵀ) S)      ("core" route)
+
+and from G itself when it is not ("dense" route: G in fp32, its short-side Gram in fp64).
+Both routes return σ² of every sample as eigenvalues of a small symmetric matrix, in fp64.
+Pure tensor maths: no modules, no I/O. Shapes: B samples, T positions (zero-padded).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+CORE_DTYPE = torch.float64
+STAT_COLUMNS = (
+    "nuclear_norm",
+    "sigma_max",
+    "sigma1_ratio",
+    "frobenius_norm",
+    "effective_rank",
+    "stable_rank",
+    "sigma_min",
+)
+
+
+def gram(m: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
+    """(B, T, k) -> (B, T, T) row Gram matrix m mᵀ, computed in ``dtype``."""
+    m = m.to(dtype)
+    return m @ m.transpose(-1, -2)
+
+
+def input_factor(x: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
+    """(B, T, d) inputs -> (B, T, T) factor S with S Sᵀ = X Xᵀ (eigh; no Cholesky: rank-deficient)."""
+    w, u = torch.linalg.eigh(_symmetrize(gram(x, dtype)))
+    return u * w.clamp_min(0).sqrt().unsqueeze(-2)
+
+
+def core_matrix(s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """(B, T, T) factor of X and (B, T, p) output gradients -> (B, T, T) Sᵀ ΔΔᵀ S, eig = σ(G)²."""
+    b = gram(delta, s.dtype)
+    return _symmetrize(s.transpose(-1, -2) @ b @ s)
+
+
+def dense_matrix(x: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
+    """(B, T, d), (B, T, p) -> (B, n, n) Gram of G = Δᵀ X on its short side n = min(p, d).
+
+    G is formed in fp32 (never in a low precision: rounding noise fills the null singular
+    values and inflates the nuclear norm), then squared in ``dtype``.
+    """
+    g = (delta.float().transpose(-1, -2) @ x.float()).to(dtype)  # (B, p, d)
+    return g @ g.transpose(-1, -2) if g.shape[-2] <= g.shape[-1] else g.transpose(-1, -2) @ g
+
+
+def squared_singular_values(matrices: torch.Tensor) -> torch.Tensor:
+    """(..., n, n) symmetric PSD matrices -> (..., n) eigenvalues, descending, clamped at 0."""
+    ev = torch.linalg.eigvalsh(matrices)
+    return ev.flip(-1).clamp_min(0)
+
+
+def reference_singular_values(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """(T, d), (T, p) -> σ of G = Δᵀ X, materialised and decomposed in fp64 (slow, certain)."""
+    g = delta.double().T @ x.double()
+    return torch.linalg.svdvals(g)
+
+
+def _symmetrize(m: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (m + m.transpose(-1, -2))
+
+
+# ----------------------------------------------------------------------------- cost rule
+
+
+def core_cost(t: int, p: int, d: int, *, sharing: int = 1) -> float:
+    """Flops of the core route for one sample: Grams, S-factor (shared by ``sharing`` modules), eig."""
+    factor = (t * t * d + 9 * t**3) / sharing
+    return t * t * p + 2 * t**3 + 4 * t**3 + factor
+
+
+def dense_cost(t: int, p: int, d: int) -> float:
+    """Flops of the dense route for one sample: G, its short-side Gram, eig."""
+    n, big = min(p, d), max(p, d)
+    return t * p * d + n * n * big + 4 * n**3
+
+
+def choose_route(t: int, p: int, d: int, *, sharing: int = 1) -> str:
+    """'core' or 'dense', whichever costs fewer flops at T positions (PAPER.md §5 cost rule)."""
+    return "core" if core_cost(t, p, d, sharing=sharing) < dense_cost(t, p, d) else "dense"
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class SpectrumStats:
+    """Summary of one gradient spectrum σ1 ≥ σ2 ≥ … (units: those of the gradient)."""
+
+    nuclear_norm: float
+    sigma_max: float
+    sigma1_ratio: float
+    frobenius_norm: float
+    effective_rank: float
+    stable_rank: float
+    sigma_min: float
+
+
+def stats_from_squared(sq: torch.Tensor, n_full: int) -> torch.Tensor:
+    """(K, m) σ² rows (descending) -> (K, 7) statistics in STAT_COLUMNS order, fp64.
+
+    ``n_full`` = min(p, d): ``sigma_min`` is σ_n of the full p×d matrix, 0 when rank < n.
+    Zero gradients give ratio, effective and stable rank 0 (the original's ZeroDivision rule).
+    """
+    sigma = sq.clamp_min(0).sqrt()
+    nuclear = sigma.sum(-1)
+    smax = sigma[..., 0]
+    fro_sq = sq.clamp_min(0).sum(-1)
+    safe_nuc = torch.where(nuclear > 0, nuclear, torch.ones_like(nuclear))
+    prob = sigma / safe_nuc.unsqueeze(-1)
+    entropy = -(prob * torch.log(torch.where(prob > 0, prob, torch.ones_like(prob)))).sum(-1)
+    positive = nuclear > 0
+    ratio = torch.where(positive, smax / safe_nuc, torch.zeros_like(nuclear))
+    erank = torch.where(positive, entropy.exp(), torch.zeros_like(nuclear))
+    stable = torch.where(positive, fro_sq / torch.where(positive, smax**2, torch.ones_like(smax)), torch.zeros_like(smax))
+    smin = sigma[..., n_full - 1] if sq.shape[-1] >= n_full else torch.zeros_like(smax)
+    return torch.stack([nuclear, smax, ratio, fro_sq.sqrt(), erank, stable, smin], dim=-1)
+
+
+def spectrum_stats(sigma: torch.Tensor, n_full: int | None = None) -> SpectrumStats:
+    """Statistics of one vector of singular values (any order)."""
+    sigma = sigma.double().sort(descending=True).values
+    n_full = n_full if n_full is not None else sigma.numel()
+    row = stats_from_squared((sigma**2).unsqueeze(0), n_full)[0].tolist()
+    return SpectrumStats(*[float(v) if math.isfinite(v) else float("nan") for v in row])

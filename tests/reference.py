@@ -1,0 +1,36 @@
+"""The oracle: one sample at a time, plain autograd on the weights, fp64 SVD of param.grad."""
+
+import torch
+
+from layergrad.batching import pad_batch
+from layergrad.engine import response_losses
+from layergrad.projections import select_targets
+
+
+def oracle_singular_values(m, item, modules="all"):
+    """{param: σ (fp64, descending)} and the loss of one encoded sample, by autograd."""
+    model = m.model
+    targets = select_targets(model, modules)
+    saved = [(p, p.requires_grad) for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+        p.grad = None
+    for t in targets:
+        t.module.weight.requires_grad_(True)
+    try:
+        ids, mask, tmask = pad_batch([item], 0, next(model.parameters()).device)
+        loss = response_losses(model(input_ids=ids, attention_mask=mask.long()).logits, ids, tmask)[0]
+        loss.backward()
+        out = {}
+        for t in targets:
+            g = t.module.weight.grad.double()
+            if type(t.module).__name__ == "Conv1D":
+                g = g.T
+            if t.rows is not None:
+                g = g[t.rows[0]:t.rows[1]]
+            out[t.param] = torch.linalg.svdvals(g)
+        return out, float(loss)
+    finally:
+        for p, flag in saved:
+            p.grad = None
+            p.requires_grad_(flag)
