@@ -22,28 +22,61 @@ from .projections import Target
 
 @dataclass
 class SharedInput:
-    """One captured input tensor (B, T, d) in fp32, pad rows zeroed, and its lazy factor."""
+    """One captured input tensor (B, T, d) in fp32, pad rows zeroed, and its lazy factors."""
 
     x: torch.Tensor
     source: torch.Tensor  # the original tensor, held so its identity stays unique
     users: int = 0
-    _factor: torch.Tensor | None = None
+    _factors: dict = field(default_factory=dict)
 
-    def factor(self) -> torch.Tensor:
-        if self._factor is None:
-            self._factor = spectra.input_factor(self.x)
-        return self._factor
+    def factor(self, seg: "Segment") -> torch.Tensor:
+        """QR factor of this input over one segment, computed once for all its users."""
+        if seg.samples not in self._factors:
+            self._factors[seg.samples] = spectra.input_factor(seg.cut(self.x))
+        return self._factors[seg.samples]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Samples [start, stop) of the batch, cut to their first ``length`` positions."""
+
+    start: int
+    stop: int
+    length: int
+
+    @property
+    def samples(self) -> tuple[int, int]:
+        return self.start, self.stop
+
+    def cut(self, t: torch.Tensor) -> torch.Tensor:
+        return t[self.start:self.stop, :self.length]
+
+
+@dataclass
+class Part:
+    """Spectral input of one target over one segment: (b, n, n) matrices or σ² per sample."""
+
+    segment: Segment
+    route: str
+    finite: torch.Tensor  # (b,) bool
+    matrices: torch.Tensor | None = None  # eigenvalues = σ², fp64
+    squared: list | None = None  # reference route: σ² of each sample
 
 
 @dataclass
 class Captured:
-    """Result for one target: (B, n, n) matrices whose eigenvalues are σ², or σ² directly."""
+    """All parts of one target for the current batch."""
 
     target: Target
-    route: str
-    matrices: torch.Tensor | None = None  # (B, n, n), fp64
-    squared: list | None = None  # reference route: per-sample σ² (fp64)
-    finite: torch.Tensor = field(default=None)  # (B,) bool
+    parts: list[Part]
+
+
+def segments_for(mask: torch.Tensor) -> list[Segment]:
+    """One segment per sample on a CPU (exact sizes: eig costs n³); the padded batch on a GPU."""
+    lengths = mask.sum(1).tolist()
+    if mask.is_cuda:
+        return [Segment(0, len(lengths), max(lengths))]
+    return [Segment(i, i + 1, n) for i, n in enumerate(lengths)]
 
 
 class GradientCapture:
@@ -56,6 +89,7 @@ class GradientCapture:
     def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto"):
         self.model, self.targets, self.route = model, targets, route
         self.mask: torch.Tensor | None = None  # (B, T) bool, True on real tokens
+        self.segments: list[Segment] = []
         self.results: list[Captured] = []
         self._inputs: dict[int, SharedInput] = {}
         self._handles: list = []
@@ -93,6 +127,7 @@ class GradientCapture:
         """Set the (B, T) real-token mask of the batch about to run; drop the last batch."""
         self.reset()
         self.mask = mask
+        self.segments = segments_for(mask)
 
     def reset(self) -> None:
         self.results, self._inputs, self.mask = [], {}, None
@@ -108,8 +143,10 @@ class GradientCapture:
     def _shared_input(self, x: torch.Tensor, users: int) -> SharedInput:
         key = id(x)
         if key not in self._inputs:
-            real = self.mask.unsqueeze(-1).to(torch.float32)
-            self._inputs[key] = SharedInput(x.detach().to(torch.float32) * real, x)
+            captured = x.detach().to(torch.float32)
+            if not bool(self.mask.all()):  # zero the pad rows (their Δ is 0 too, but be exact)
+                captured = captured * self.mask.unsqueeze(-1)
+            self._inputs[key] = SharedInput(captured, x)
         shared = self._inputs[key]
         shared.users += users
         return shared
@@ -117,20 +154,25 @@ class GradientCapture:
     def _on_output_grad(self, group: list[Target], shared: SharedInput, grad: torch.Tensor) -> None:
         for target in group:
             delta = grad if target.rows is None else grad[..., target.rows[0]:target.rows[1]]
-            self.results.append(self._spectral_input(target, shared, delta.detach().to(torch.float32)))
+            delta = delta.detach().to(torch.float32)
+            parts = [self._part(target, shared, delta, seg) for seg in self.segments]
+            self.results.append(Captured(target, parts))
 
-    def _spectral_input(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> Captured:
-        finite = torch.isfinite(delta).flatten(1).all(1) & torch.isfinite(shared.x).flatten(1).all(1)
-        delta = torch.where(finite.view(-1, 1, 1), delta, torch.zeros_like(delta))
-        x = torch.where(finite.view(-1, 1, 1), shared.x, torch.zeros_like(shared.x))
-        route = self._route(target, shared, x.shape[1])
+    def _part(self, target: Target, shared: SharedInput, delta: torch.Tensor, seg: Segment) -> Part:
+        x, delta = seg.cut(shared.x), seg.cut(delta)
+        route = self._route(target, shared, seg.length)
         if route == "reference":
             sq = [spectra.reference_singular_values(x[i], delta[i]) ** 2 for i in range(x.shape[0])]
-            return Captured(target, route, squared=sq, finite=finite)
+            finite = torch.tensor([bool(torch.isfinite(v).all()) for v in sq])
+            return Part(seg, route, finite, squared=[torch.nan_to_num(v) for v in sq])
         if route == "core":
-            factor = shared.factor() if bool(finite.all()) else spectra.input_factor(x)
-            return Captured(target, route, spectra.core_matrix(factor, delta), finite=finite)
-        return Captured(target, route, spectra.dense_matrix(x, delta), finite=finite)
+            matrices = spectra.core_matrix(shared.factor(seg), delta)
+        else:
+            matrices = spectra.dense_matrix(x, delta)
+        finite = torch.isfinite(matrices).flatten(1).all(1)
+        if not bool(finite.all()):  # flag the sample, keep the batch: NaN/Inf never reach eigvalsh
+            matrices = torch.where(finite.view(-1, 1, 1), matrices, torch.zeros_like(matrices))
+        return Part(seg, route, finite.cpu(), matrices=matrices)
 
     def _route(self, target: Target, shared: SharedInput, t: int) -> str:
         if self.route != "auto":

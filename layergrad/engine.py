@@ -9,7 +9,6 @@ forward and one activation-only backward per batch; weights never get a gradient
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 
 from . import spectra
 from .batching import Item, pad_batch, plan_batches
-from .capture import Captured, GradientCapture
+from .capture import Captured, GradientCapture, Part
 from .data import Sample
 from .formatting import Formatter
 from .projections import KINDS, select_targets
@@ -91,7 +90,10 @@ def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, *
     if skipped:
         yield BatchRecords([], skipped)
     targets = select_targets(m.model, opts.modules)
-    batches = plan_batches(items, batch_size=opts.batch_size, batch_tokens=opts.batch_tokens)
+    batch_size, batch_tokens = opts.batch_size, opts.batch_tokens
+    if batch_size is None and batch_tokens is None and not next(m.model.parameters()).is_cuda:
+        batch_size = 1  # measured: on a CPU, padding costs more than batching saves
+    batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
     m.model.eval()
     with GradientCapture(m.model, targets, route="reference" if opts.route == "reference" else opts.route) as cap:
         for batch in batches:
@@ -167,42 +169,53 @@ def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tens
 
 
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
-    """Captured matrices -> one stats row per (sample, target), eigendecompositions batched."""
-    squared = batched_squared(results)
+    """Captured matrices -> one stats row per (sample, target)."""
+    parts = [part for cap in results for part in cap.parts]
+    squared = dict(zip(map(id, parts), batched_squared(parts)))
     rows = []
-    for cap, sq in zip(results, squared):
+    for cap in results:
         t = cap.target
         n_full = min(t.p, t.d)
-        stats = spectra.stats_from_squared(sq, n_full).cpu()  # (B, 7)
-        for i, item in enumerate(batch):
-            rank_bound = min(item.encoded.n_tokens, n_full)
-            finite = bool(cap.finite[i])
-            values = stats[i].tolist() if finite else [math.nan] * len(spectra.STAT_COLUMNS)
-            row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
-                   "module": t.kind, "param": t.param, **dict(zip(spectra.STAT_COLUMNS, values)),
-                   "rank_bound": rank_bound, "finite": finite, "route": cap.route}
-            if finite and rank_bound < n_full:
-                row["sigma_min"] = 0.0
-            if opts.spectrum:
-                row["spectrum"] = sq[i, :rank_bound].clamp_min(0).sqrt().tolist() if finite else []
-            rows.append(row)
+        for part in cap.parts:
+            sq = squared[id(part)]
+            stats = spectra.stats_from_squared(sq, n_full).cpu()  # (b, 7)
+            for j, item in enumerate(batch[part.segment.start:part.segment.stop]):
+                rows.append(stat_row(item, t, part.route, stats[j], sq[j], bool(part.finite[j]), opts))
     return rows
 
 
-def batched_squared(results: list[Captured]) -> list[torch.Tensor]:
-    """σ² (descending) for every captured target: one eigvalsh call per matrix size."""
-    out: list[torch.Tensor | None] = [None] * len(results)
-    by_size: dict[int, list[int]] = {}
-    for k, cap in enumerate(results):
-        if cap.squared is not None:
-            width = max(s.numel() for s in cap.squared)
+def stat_row(item: Item, t, route: str, stats: torch.Tensor, sq: torch.Tensor, finite: bool, opts) -> dict:
+    n_full = min(t.p, t.d)
+    rank_bound = min(item.encoded.n_tokens, n_full)
+    values = stats.tolist() if finite else [math.nan] * len(spectra.STAT_COLUMNS)
+    row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
+           "module": t.kind, "param": t.param, **dict(zip(spectra.STAT_COLUMNS, values)),
+           "rank_bound": rank_bound, "finite": finite, "route": route}
+    if finite and rank_bound < n_full:
+        row["sigma_min"] = 0.0
+    if opts.spectrum:
+        row["spectrum"] = sq[:rank_bound].clamp_min(0).sqrt().tolist() if finite else []
+    return row
+
+
+def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
+    """σ² (descending) of every part; on a GPU one eigvalsh call per matrix shape.
+
+    (On a CPU, LAPACK loops over a batch anyway, and stacking would only copy.)
+    """
+    out: list[torch.Tensor | None] = [None] * len(parts)
+    by_shape: dict[tuple, list[int]] = {}
+    for k, part in enumerate(parts):
+        if part.squared is not None:
+            width = max(s.numel() for s in part.squared)
             out[k] = torch.stack([F.pad(s.sort(descending=True).values, (0, width - s.numel()))
-                                  for s in cap.squared])
+                                  for s in part.squared])
+        elif part.matrices.is_cuda:
+            by_shape.setdefault(tuple(part.matrices.shape), []).append(k)
         else:
-            by_size.setdefault(cap.matrices.shape[-1], []).append(k)
-    for ks in by_size.values():
-        stacked = torch.stack([results[k].matrices for k in ks])  # (K, B, n, n)
-        values = spectra.squared_singular_values(stacked)
+            out[k] = spectra.squared_singular_values(part.matrices)
+    for ks in by_shape.values():
+        values = spectra.squared_singular_values(torch.stack([parts[k].matrices for k in ks]))
         for j, k in enumerate(ks):
             out[k] = values[j]
     return out
@@ -245,6 +258,3 @@ def samples_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
     return frame.sort_values(["condition", "source_index", "sample_id"]).reset_index(drop=True)
 
-
-def now() -> float:
-    return time.time()

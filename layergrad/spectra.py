@@ -5,7 +5,7 @@ G = Δᵀ X, where X (T, d) holds the layer inputs and Δ (T, p) the loss gradie
 outputs at the sample's T positions. rank G ≤ min(T, p, d), so its spectrum follows from
 T×T matrices when T is small:
 
-    X Xᵀ = U diag(w) Uᵀ,  S = U diag(√w)  ⇒  σ(G)² = eig(Sᵀ (Δ Δᵀ) S)      ("core" route)
+    Xᵀ = Q R (thin QR, R is k×T)  ⇒  σ(G) = σ(R Δ)  ⇒  σ(G)² = eig of C Cᵀ, C = R Δ   ("core")
 
 and from G itself when it is not ("dense" route: G in fp32, its short-side Gram in fp64).
 Both routes return σ² of every sample as eigenvalues of a small symmetric matrix, in fp64.
@@ -31,22 +31,25 @@ STAT_COLUMNS = (
 )
 
 
-def gram(m: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
-    """(B, T, k) -> (B, T, T) row Gram matrix m mᵀ, computed in ``dtype``."""
-    m = m.to(dtype)
-    return m @ m.transpose(-1, -2)
+def input_factor(x: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) inputs -> (B, k, T) triangular R of Xᵀ = Q R, k = min(d, T), so Rᵀ R = X Xᵀ.
+
+    Householder QR in fp32 is backward stable (R is exact for X perturbed at fp32 rounding),
+    and unlike a Gram matrix it does not square the conditioning of X.
+    """
+    return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
 
 
-def input_factor(x: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
-    """(B, T, d) inputs -> (B, T, T) factor S with S Sᵀ = X Xᵀ (eigh; no Cholesky: rank-deficient)."""
-    w, u = torch.linalg.eigh(_symmetrize(gram(x, dtype)))
-    return u * w.clamp_min(0).sqrt().unsqueeze(-2)
+def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
+    """(B, k, T) factor of X, (B, T, p) output gradients -> Gram of C = R Δ on its short side.
 
-
-def core_matrix(s: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """(B, T, T) factor of X and (B, T, p) output gradients -> (B, T, T) Sᵀ ΔΔᵀ S, eig = σ(G)²."""
-    b = gram(delta, s.dtype)
-    return _symmetrize(s.transpose(-1, -2) @ b @ s)
+    G = Δᵀ X = Δᵀ Rᵀ Qᵀ and Q has orthonormal columns, so σ(G) = σ(R Δ); C is k×p, so the
+    eigenproblem has size min(T, d, p), the rank bound of G. C is formed in fp32 (a
+    first-order perturbation of G, like forming G itself); its Gram, which squares the
+    singular values, in ``dtype`` (fp64: an fp32 Gram misplaces small σ by ~1e-3 relative).
+    """
+    c = (r @ delta.float()).to(dtype)  # (B, k, p)
+    return c @ c.transpose(-1, -2) if c.shape[-2] <= c.shape[-1] else c.transpose(-1, -2) @ c
 
 
 def dense_matrix(x: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
@@ -60,8 +63,19 @@ def dense_matrix(x: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torc
 
 
 def squared_singular_values(matrices: torch.Tensor) -> torch.Tensor:
-    """(..., n, n) symmetric PSD matrices -> (..., n) eigenvalues, descending, clamped at 0."""
-    ev = torch.linalg.eigvalsh(matrices)
+    """(..., n, n) symmetric PSD matrices -> (..., n) eigenvalues, descending, clamped at 0.
+
+    On a CPU, SciPy's LAPACK (divide and conquer, values only) is ~25% faster than torch's.
+    """
+    if matrices.is_cuda or matrices.shape[-1] < 32:
+        ev = torch.linalg.eigvalsh(matrices)
+    else:
+        import numpy as np
+        from scipy.linalg import eigh
+
+        flat = matrices.reshape(-1, *matrices.shape[-2:]).numpy()
+        ev = torch.from_numpy(np.stack([eigh(m, eigvals_only=True, driver="evd", check_finite=False)
+                                        for m in flat])).reshape(matrices.shape[:-1])
     return ev.flip(-1).clamp_min(0)
 
 
@@ -71,23 +85,25 @@ def reference_singular_values(x: torch.Tensor, delta: torch.Tensor) -> torch.Ten
     return torch.linalg.svdvals(g)
 
 
-def _symmetrize(m: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (m + m.transpose(-1, -2))
-
-
 # ----------------------------------------------------------------------------- cost rule
 
 
+EIG_COST = 6.5  # measured: eigvalsh of n×n in fp64 costs about 6.5 n³ fp32 multiply-adds
+FP64 = 2.0  # an fp64 multiply-add costs about two fp32 ones on CPUs
+
+
 def core_cost(t: int, p: int, d: int, *, sharing: int = 1) -> float:
-    """Flops of the core route for one sample: Grams, S-factor (shared by ``sharing`` modules), eig."""
-    factor = (t * t * d + 9 * t**3) / sharing
-    return t * t * p + 2 * t**3 + 4 * t**3 + factor
+    """Cost of the core route for one sample: QR of Xᵀ (shared by ``sharing`` targets), C, Gram, eig."""
+    k = min(t, d)
+    qr = (2 * t * t * d - 2 * t**3 / 3) if t <= d else (2 * d * d * t - 2 * d**3 / 3)
+    m = min(k, p)
+    return qr / sharing + k * t * p + FP64 * m * m * max(k, p) + EIG_COST * m**3
 
 
 def dense_cost(t: int, p: int, d: int) -> float:
-    """Flops of the dense route for one sample: G, its short-side Gram, eig."""
+    """Cost of the dense route for one sample: G in fp32, its short-side Gram in fp64, eig."""
     n, big = min(p, d), max(p, d)
-    return t * p * d + n * n * big + 4 * n**3
+    return t * p * d + FP64 * n * n * big + EIG_COST * n**3
 
 
 def choose_route(t: int, p: int, d: int, *, sharing: int = 1) -> str:
