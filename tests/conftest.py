@@ -1,0 +1,36 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+PAPER_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "paper-data"
+
+
+@pytest.fixture(scope="session")
+def paper_data():
+    if not PAPER_DATA.is_dir():
+        pytest.skip("the paper's data is not beside this checkout (../shared/paper-data)")
+    return str(PAPER_DATA)
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """Load a tiny random model by name (cached per session)."""
+    import layergrad
+
+    cache = {}
+
+    def get(name="tiny-random-llama"):
+        if name not in cache:
+            cache[name] = layergrad.load_model(name)
+        return cache[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    import layergrad
+
+    return layergrad.load_model("smollm2-135m-instruct", log=lambda *a: None)
