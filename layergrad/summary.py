@@ -14,8 +14,9 @@ def summary_table(stats):
     wide = table.pivot_table(index="condition", columns="segment", values="mean", aggfunc="mean")
     mads = table[table.segment == "all"].groupby("condition")["mad"].mean()
     counts = stats.groupby("condition")["sample_id"].nunique()
+    order = list(dict.fromkeys(stats["condition"]))  # run order, not alphabetical
     return [(c, wide.loc[c, "early"], wide.loc[c, "middle"], wide.loc[c, "late"], mads[c], int(counts[c]))
-            for c in wide.index]
+            for c in order]
 
 
 def print_summary(path: str | Path) -> None:
@@ -23,6 +24,8 @@ def print_summary(path: str | Path) -> None:
     from rich.table import Table
 
     stats, samples, manifest = load_run(path)
+    conditions = list(manifest.get("config", {}).get("data", {})) or sorted(stats.condition.unique())
+    stats = stats.assign(_o=stats.condition.map({c: i for i, c in enumerate(conditions)})).sort_values("_o")
     table = Table(title=f"Mean nuclear norm of the weight gradient (all modules) — {manifest.get('model', {}).get('alias', '')}")
     for col in ("condition", "early", "middle", "late", "MAD (all layers)", "n"):
         table.add_column(col, justify="left" if col == "condition" else "right")
