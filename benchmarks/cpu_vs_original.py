@@ -1,0 +1,76 @@
+"""Per-sample time on CPU: the original algorithm vs a training forward+backward vs layergrad.
+
+    python benchmarks/cpu_vs_original.py [--n 10] [--paper-data ../shared/paper-data]
+
+SmolLM2-135M-Instruct, the paper's GSM8K None / Simplified / Detailed CoT. All three are timed
+in the same process on the same samples; ratios are to the training forward+backward.
+Targets (issue 2): None and Simplified <= 1.2x, Detailed <= 1.6x.
+"""
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+import layergrad
+from layergrad.batching import Item, pad_batch
+from layergrad.engine import ComputeOptions, make_formatter
+from layergrad.original import original_record
+
+STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
+
+
+def time_training(m, items):
+    """Plain fine-tuning step without the optimizer: all weights get gradients."""
+    for p in m.model.parameters():
+        p.requires_grad_(True)
+    start = time.perf_counter()
+    for it in items:
+        ids, _, _ = pad_batch([it], 0, "cpu")
+        labels = ids.clone()
+        labels[0, :it.encoded.n_prompt] = -100
+        m.model(input_ids=ids, labels=labels).loss.backward()
+        m.model.zero_grad(set_to_none=True)
+    for p in m.model.parameters():
+        p.requires_grad_(False)
+    return (time.perf_counter() - start) / len(items)
+
+
+def time_original(m, samples):
+    start = time.perf_counter()
+    for s in samples:
+        original_record(m.model, m.tokenizer, s.prompt, s.response, chat=True, model_name=m.name)
+    return (time.perf_counter() - start) / len(samples)
+
+
+def time_layergrad(m, samples):
+    start = time.perf_counter()
+    layergrad.compute(m, samples)
+    return (time.perf_counter() - start) / len(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=10)
+    parser.add_argument("--paper-data", default=str(Path(__file__).resolve().parents[2] / "shared" / "paper-data"))
+    args = parser.parse_args()
+    m = layergrad.load_model("smollm2-135m-instruct")
+    fmt = make_formatter(m, ComputeOptions())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, n={args.n} per style")
+    print(f"{'style':11s} {'tokens':>7s} {'train s':>8s} {'original':>9s} {'layergrad':>10s} {'orig/train':>10s} "
+          f"{'lg/train':>9s} {'orig/lg':>8s}")
+    layergrad.compute(m, layergrad.load_samples("builtin:arith/none?n=2"))  # warm-up
+    for style, source in STYLES.items():
+        samples = layergrad.load_samples(f"paper:{source}", limit=args.n, paper_data=args.paper_data)
+        items = [Item(style, s, fmt.encode(s)) for s in samples]
+        tokens = sum(it.encoded.n_tokens for it in items) / len(items)
+        train = time_training(m, items)
+        orig = time_original(m, samples)
+        lg = time_layergrad(m, samples)
+        print(f"{style:11s} {tokens:7.0f} {train:8.2f} {orig:9.2f} {lg:10.2f} {orig / train:9.2f}x "
+              f"{lg / train:8.2f}x {orig / lg:7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
