@@ -29,7 +29,7 @@ def oracle_singular_values(m, item, modules="all"):
             if t.rows is not None:
                 g = g[t.rows[0]:t.rows[1]]
             out[t.param] = torch.linalg.svdvals(g)
-        return out, float(loss)
+        return out, float(loss.detach())
     finally:
         for p, flag in saved:
             p.grad = None
