@@ -1,16 +1,17 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-PAPER_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "paper-data"
+PAPER_DATA = Path(os.environ.get("LAYERGRAD_PAPER_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "paper-data")
 
 
 @pytest.fixture(scope="session")
 def paper_data():
     if not PAPER_DATA.is_dir():
-        pytest.skip("the paper's data is not beside this checkout (../shared/paper-data)")
+        pytest.skip("the paper's data is not beside this checkout (../shared/paper-data or $LAYERGRAD_PAPER_DATA)")
     return str(PAPER_DATA)
 
 
