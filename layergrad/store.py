@@ -32,6 +32,7 @@ class RunStore:
     def __init__(self, out: str | Path):
         self.root = Path(out)
         self.chunks = self.root / "chunks"
+        self._next_index: int | None = None  # found once per run, then counted up
 
     # -- configuration -------------------------------------------------------------------
     def prepare(self, config: RunConfig) -> None:
@@ -85,7 +86,9 @@ class RunStore:
         return set(zip(frame["condition"], frame["sample_id"]))
 
     def write_chunk(self, stats: pd.DataFrame, samples: pd.DataFrame) -> int:
-        index = max(self.committed(), default=-1) + 1
+        if self._next_index is None:
+            self._next_index = max(self.committed(), default=-1) + 1
+        index, self._next_index = self._next_index, self._next_index + 1
         write_parquet_atomic(stats, self.chunks / f"{index:05d}.stats.parquet")
         write_parquet_atomic(samples, self.chunks / f"{index:05d}.samples.parquet")
         return index
