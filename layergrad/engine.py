@@ -8,6 +8,7 @@ forward and one activation-only backward per batch; weights never get a gradient
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
@@ -24,7 +25,7 @@ from .formatting import Formatter
 from .projections import KINDS, select_targets
 
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
-                  "n_response_tokens", "truncated", "status", "reason", "boundary")
+                  "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
 STAT_KEYS = ("sample_id", "condition", "layer", "module", "param")
 STATS_COLUMNS = STAT_KEYS + spectra.STAT_COLUMNS + ("rank_bound", "finite", "route")
 SKIP_NO_RESPONSE = "no response tokens after truncation"
@@ -148,8 +149,11 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
     ids, mask, targets = pad_batch(batch, pad_id, device)
     cap.start_batch(mask)
-    logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False).logits
-    losses = response_losses(logits, ids, targets)  # (B,)
+    keep = logits_to_keep(m.model, targets)
+    extra = {"logits_to_keep": keep} if keep else {}
+    logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
+    first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1
+    losses = response_losses(logits, ids[:, first:], targets[:, first:])  # (B,)
     del logits
     losses.sum().backward()
     stat_rows = spectra_rows(cap.results, batch, opts)
@@ -158,6 +162,18 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
                    for it, loss in zip(batch, losses.detach().cpu())]
     mark_nonfinite(sample_rows, stat_rows)
     return BatchRecords(stat_rows, sample_rows, int(mask.sum()))
+
+
+def logits_to_keep(model, targets: torch.Tensor) -> int:
+    """Positions from the first target's predictor on: the LM head skips the prompt (0: all).
+
+    Exact, and on short answers after long prompts it saves most of the vocabulary
+    projection, forward and backward (the model must accept ``logits_to_keep``).
+    """
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+        return 0
+    hits = targets.any(0).nonzero()
+    return int(targets.shape[1] - hits[0]) + 1 if len(hits) else 0
 
 
 def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -240,7 +256,7 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
             "n_prompt_tokens": min(enc.n_prompt, enc.n_tokens) if enc else 0,
             "n_response_tokens": enc.n_response if enc else 0,
             "truncated": bool(enc.truncated) if enc else False, "status": status, "reason": reason,
-            "boundary": enc.boundary if enc else ""}
+            "boundary": enc.boundary if enc else "", "prompt": s.prompt, "response": s.response}
 
 
 def stats_frame(rows) -> pd.DataFrame:
