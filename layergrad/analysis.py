@@ -1,9 +1,14 @@
-"""Layer-wise curves and the paper's summaries: MAD over layer segments, relative difference.
+"""Layer-wise curves and the paper's summaries, with bootstrap confidence intervals.
 
 Conventions (PAPER.md §2): a curve is the mean over samples of a metric per layer, after
-dropping the samples whose value is not finite; MAD(v) = mean |v[i+1] - v[i]| over a
-segment's consecutive layers; the paper's early/middle/late splits for 26/28/32/42 layers,
-relative-depth thirds for any depth.
+dropping the samples whose value is not finite at some layer of that module; MAD(v) = mean
+|v[i+1] - v[i]| over a segment's consecutive layers (of the mean curve); the paper's
+early/middle/late splits for 26/28/32/42 layers, relative-depth thirds for any depth;
+RD(a, b) = mean_l |a_l - b_l| / |a_l|.
+
+Bootstrap: percentile intervals from B resamples of the samples (multinomial weights, one
+matrix product per resample set); a statistic of the mean curve (MAD, RD) is recomputed on
+every resampled curve.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import pandas as pd
 
 PAPER_SPLITS = {32: (10, 20), 28: (7, 21), 26: (7, 20), 42: (12, 30)}
 SEGMENTS = ("early", "middle", "late", "all")
+LEVEL = 0.95
 
 
 def segment_bounds(n_layers: int, rule: str = "auto") -> dict[str, tuple[int, int]]:
@@ -26,28 +32,122 @@ def segment_bounds(n_layers: int, rule: str = "auto") -> dict[str, tuple[int, in
     return {"early": (0, a), "middle": (a, b), "late": (b, n_layers), "all": (0, n_layers)}
 
 
-def mad(values) -> float:
-    """Mean absolute difference of consecutive values (NaN for fewer than two)."""
+def segment_rules(n_layers: int) -> list[str]:
+    return ["paper", "thirds"] if n_layers in PAPER_SPLITS else ["thirds"]
+
+
+def mad(values, axis: int = -1):
+    """Mean absolute difference of consecutive values along ``axis`` (NaN for fewer than two)."""
     v = np.asarray(values, dtype=float)
-    return float(np.abs(np.diff(v)).mean()) if v.size > 1 else float("nan")
+    if v.shape[axis] < 2:
+        return np.full(np.delete(v.shape, axis), np.nan) if v.ndim > 1 else float("nan")
+    out = np.abs(np.diff(v, axis=axis)).mean(axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
 
 
-def relative_difference(a, b) -> float:
+def relative_difference(a, b, axis: int = -1):
     """The paper's RD(a, b) = mean_l |a_l - b_l| / |a_l| (a_l = 0 counts as 1e-10)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     denom = np.where(a == 0, 1e-10, np.abs(a))
-    return float(np.mean(np.abs(a - b) / denom))
+    out = np.mean(np.abs(a - b) / denom, axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
 
+
+def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap draws along axis 0."""
+    tail = (1 - level) / 2 * 100
+    return np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
+
+
+def bootstrap_means(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, L) per-sample values -> (n_boot, L) means of resampled rows."""
+    n = matrix.shape[0]
+    weights = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
+    return weights @ matrix / n
+
+
+# ----------------------------------------------------------------------------- per-sample tables
+
+def sample_matrices(stats: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.DataFrame]:
+    """{(group, module): samples x layers frame of ``metric``}, non-finite samples dropped."""
+    out = {}
+    for (group, module), rows in stats.groupby(["group", "module"], sort=False):
+        wide = rows.pivot_table(index="sample_id", columns="layer", values=metric, aggfunc="first", dropna=False)
+        wide = wide.replace([np.inf, -np.inf], np.nan).dropna(how="any")
+        if len(wide):
+            out[(group, module)] = wide.sort_index(axis=1)
+    return out
+
+
+def segment_values(matrix: pd.DataFrame, rule: str = "auto") -> pd.DataFrame:
+    """Per sample: the mean of its values over each segment's layers (columns = segments)."""
+    bounds = segment_bounds(matrix.shape[1], rule)
+    values = matrix.to_numpy()
+    return pd.DataFrame({s: values[:, lo:hi].mean(1) for s, (lo, hi) in bounds.items()}, index=matrix.index)
+
+
+# ----------------------------------------------------------------------------- curves and MAD
+
+def curve_tables(matrices: dict, metric: str, n_boot: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(curves, mad) long tables with bootstrap CIs for every (group, module)."""
+    rng = np.random.default_rng(seed)
+    curve_rows, mad_rows = [], []
+    for (group, module), matrix in matrices.items():
+        values = matrix.to_numpy()
+        means = values.mean(0)
+        draws = bootstrap_means(values, n_boot, rng)
+        lo, hi = interval(draws)
+        for j, layer in enumerate(matrix.columns):
+            curve_rows.append({"group": group, "module": module, "layer": int(layer), "metric": metric,
+                               "mean": means[j], "ci_low": lo[j], "ci_high": hi[j], "n": len(values)})
+        for rule in segment_rules(values.shape[1]):
+            for segment, (a, b) in segment_bounds(values.shape[1], rule).items():
+                point = mad(means[a:b])
+                mlo, mhi = interval(mad(draws[:, a:b], axis=1)) if b - a > 1 else (np.nan, np.nan)
+                mad_rows.append({"group": group, "module": module, "metric": metric, "rule": rule,
+                                 "segment": segment, "layers": f"{a}-{b - 1}", "mad": point,
+                                 "ci_low": float(mlo), "ci_high": float(mhi), "mean": float(means[a:b].mean()),
+                                 "n": len(values)})
+    return pd.DataFrame(curve_rows), pd.DataFrame(mad_rows)
+
+
+def rd_table(matrices: dict, pairs: list[tuple[str, str]], metric: str, n_boot: int, seed: int) -> pd.DataFrame:
+    """RD(a, b) of the mean curves for every pair and module, bootstrap CI, top-5 layers."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, b in pairs:
+        for module in modules_of(matrices, a, b):
+            ma, mb = matrices[(a, module)], matrices[(b, module)]
+            if ma.shape[1] != mb.shape[1]:
+                continue
+            ca, cb = ma.to_numpy().mean(0), mb.to_numpy().mean(0)
+            draws = relative_difference(bootstrap_means(ma.to_numpy(), n_boot, rng),
+                                        bootstrap_means(mb.to_numpy(), n_boot, rng), axis=1)
+            lo, hi = interval(draws)
+            per_layer = np.abs(ca - cb) / np.where(ca == 0, 1e-10, np.abs(ca))
+            top = np.argsort(-per_layer)[:5]
+            rows.append({"a": a, "b": b, "module": module, "metric": metric, "rd": relative_difference(ca, cb),
+                         "ci_low": float(lo), "ci_high": float(hi),
+                         "top5_layers": ",".join(str(int(ma.columns[i])) for i in top),
+                         "n_a": len(ma), "n_b": len(mb)})
+    return pd.DataFrame(rows)
+
+
+def modules_of(matrices: dict, a: str, b: str) -> list[str]:
+    return [m for (g, m) in matrices if g == a and (b, m) in matrices]
+
+
+# ----------------------------------------------------------------------------- back-compat helpers
 
 def curves(stats: pd.DataFrame, metric: str = "nuclear_norm") -> pd.DataFrame:
-    """Mean, n per (condition, module, layer), dropping samples with a non-finite value."""
+    """Mean, n per (condition, module, layer), dropping non-finite values (no CI; fast)."""
     finite = stats[np.isfinite(stats[metric].astype(float))]
     grouped = finite.groupby(["condition", "module", "layer"])[metric]
     return grouped.agg(mean="mean", n="count").reset_index()
 
 
 def mad_table(stats: pd.DataFrame, metric: str = "nuclear_norm", rule: str = "auto") -> pd.DataFrame:
-    """MAD of each (condition, module) curve per segment: the paper's table, long format."""
+    """MAD of each (condition, module) mean curve per segment (no CI; the terminal summary)."""
     table = curves(stats, metric)
     rows = []
     for (condition, module), curve in table.groupby(["condition", "module"]):

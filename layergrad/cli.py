@@ -91,8 +91,10 @@ def compute(config_file, data, **options):
 @click.option("--out", type=click.Path(), default="demo-run", show_default=True, help="Run directory.")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model to run.")
 @click.option("-n", "n", type=int, default=16, show_default=True, help="Problems per condition.")
+@click.option("--analysis/--no-analysis", default=True, show_default=True,
+              help="Also write the statistics, figures and report.html to OUT/analysis.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def demo(out, model, n, quiet):
+def demo(out, model, n, analysis, quiet):
     """The main job: built-in arithmetic data, three styles x correct/irrelevant, one model.
 
     \b
@@ -111,6 +113,100 @@ def demo(out, model, n, quiet):
     config = RunConfig(model=model, data=data, out=out, quiet=quiet)
     path = run(config, log=_log(False))
     print_summary(path)
+    if analysis:
+        from .analyze import analyze as run_analysis
+
+        report = run_analysis([str(path)], Path(path) / "analysis", formats=["png"], log=_log(quiet))
+        click.echo(f"report: {report / 'report.html'}")
+
+
+# ----------------------------------------------------------------------------- analysis
+
+def analysis_options(f):
+    f = click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html.")(f)
+    f = click.option("--metrics", default="nuclear_norm,sigma1_ratio,effective_rank", show_default=True,
+                     help="Comma-separated statistics to analyse.")(f)
+    f = click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
+                     help="Bootstrap resamples for the CIs.")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True)(f)
+    f = click.option("--formats", default="png,svg", show_default=True, help="Figure formats.")(f)
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress output.")(f)
+    return f
+
+
+@cli.command(epilog="""
+\b
+Examples:
+  layergrad analyze demo-run --out demo-run/analysis
+  layergrad analyze runs/gsm8k --out reports/gsm8k --metrics nuclear_norm --bootstrap 2000
+\b
+Writes curves.csv, mad.csv, rd.csv, tests.csv, auroc.csv, length.csv, figures/ (PNG, SVG),
+tables/ (the paper's MAD table as Markdown, CSV and LaTeX) and report.html (self-contained).""")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@analysis_options
+def analyze(runs, out, metrics, n_boot, seed, formats, quiet):
+    """Statistics, figures and an HTML report comparing the conditions of each run."""
+    from .analyze import analyze as run_analysis
+
+    run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),
+                 log=_log(quiet))
+
+
+@cli.command(epilog="""
+\b
+Example:
+  layergrad compare runs/qwen2-base runs/qwen2-instruct --out reports/base-vs-instruct""")
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@analysis_options
+def compare(runs, out, metrics, n_boot, seed, formats, quiet):
+    """Like analyze, but compares the same condition across runs (e.g. base vs instruct model)."""
+    from .analyze import analyze as run_analysis
+
+    if len(runs) < 2:
+        raise click.UsageError("compare needs at least two runs")
+    run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),
+                 across_runs=True, log=_log(quiet))
+
+
+def split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# ----------------------------------------------------------------------------- interop
+
+@cli.command(epilog="""
+\b
+Example:
+  layergrad export runs/gsm8k --out runs/gsm8k-original     # none.jsonl, detailed.jsonl, ...""")
+@click.argument("run", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Folder for one .jsonl per condition.")
+@click.option("--format", "fmt", type=click.Choice(["layer-gradient"]), default="layer-gradient", show_default=True,
+              help="layer-gradient: the original code's per-sample JSONL.")
+def export(run, out, fmt):
+    """Write a run in the original code's per-sample JSONL format (one file per condition)."""
+    from .interop import export_run
+
+    paths = export_run(run, out)
+    click.echo(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
+
+
+@cli.command("import", epilog="""
+\b
+Examples:
+  layergrad import released/ --out runs/released          # every .jsonl in the folder
+  layergrad import none=gsm8k_no_cot.jsonl detailed=gsm8k_gpt4o.jsonl --out runs/paper""")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(), help="New run directory.")
+def import_(sources, out):
+    """Read the original code's JSONL statistics (files, folders or NAME=FILE) into a run.
+
+    The condition of a file is its name without extension unless given as NAME=FILE. Every
+    analysis command works on the imported run.
+    """
+    from .interop import import_files
+
+    root = import_files(list(sources), out)
+    click.echo(f"imported into {root} (stats.parquet, samples.parquet, run.json)")
 
 
 # ----------------------------------------------------------------------------- models

@@ -35,3 +35,18 @@ def smollm2():
     import layergrad
 
     return layergrad.load_model("smollm2-135m-instruct", log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished run on tiny-random-llama: arithmetic none/detailed, correct and irrelevant, 8 each."""
+    from layergrad.config import RunConfig
+    from layergrad.run import run
+
+    data = {}
+    for style in ("none", "detailed"):
+        data[style] = f"builtin:arith/{style}?n=8"
+        data[f"{style}@irrelevant"] = f"builtin:arith/{style}@irrelevant?n=8"
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    return run(RunConfig(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True),
+               log=lambda *a: None)
