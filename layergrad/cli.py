@@ -81,8 +81,11 @@ def compute(config_file, data, **options):
     if data:
         overrides["data"] = parse_data_options(data)
     config = RunConfig.from_file(config_file, overrides) if config_file else RunConfig.from_dict(overrides)
+    from .distributed import current_world
+
     out = run(config, log=_log(config.quiet))
-    _log(config.quiet)(f"wrote {out}/stats.parquet, samples.parquet, run.json")
+    if current_world().main:
+        _log(config.quiet)(f"wrote {out}/stats.parquet, samples.parquet, run.json")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -259,8 +262,11 @@ def irrelevant(source, out, mode, seed, paper_data):
     from .conditions import final_answer, make_irrelevant
     from .data import load_samples
 
-    samples = load_samples(source, paper_data=paper_data)
-    records = [{"instruction": s.prompt, "input": "", "output": s.response} for s in samples]
+    samples = load_samples(source, paper_data=paper_data, strict=False)
+    bad = next((s for s in samples if s.problem and "duplicates record" not in s.problem), None)
+    if bad:
+        raise InputError(f"{source}: {bad.problem}")
+    records = [{"instruction": s.prompt, "input": "", "output": s.response} for s in samples]  # repeats kept
     result = make_irrelevant(records, mode=mode, seed=seed)
     same = sum(final_answer(a["output"]) == final_answer(b["output"]) for a, b in zip(records, result))
     _write_json(out, result)

@@ -3,7 +3,8 @@
 Formats, detected from a record's fields: Alpaca (``instruction``, ``input``, ``output``),
 prompt/completion (TRL; plain or conversational), chat ``messages`` (the last assistant turn
 is the response, earlier turns the prompt), and any table with a column mapping
-(``fields={"prompt": "question", "response": "answer"}``). Files: .json, .jsonl, .csv,
+(``fields={"prompt": "question", "response": "answer"}``, or in a source string
+``data.csv?prompt=question&response=answer[&input=context]``). Files: .json, .jsonl, .csv,
 .parquet. Sources: a path, ``paper:<task>/<style>[@irrelevant]``, ``builtin:arith/<style>``,
 ``hf:<name>[:<config>][@<split>]``.
 
@@ -175,6 +176,8 @@ def load_samples(source, limit: int | None = None, *, fields: dict | None = None
     Duplicates (same content) keep their first occurrence; with ``strict`` any unusable
     record or duplicate raises an InputError naming it, else it is returned with ``problem``.
     """
+    source, query_fields = split_fields(source)
+    fields = fields or query_fields
     records_or_samples = _resolve(source, paper_data)
     samples = [r if isinstance(r, Sample) else sample_from_record(r, i, fields)
                for i, r in enumerate(records_or_samples)]
@@ -188,6 +191,23 @@ def load_samples(source, limit: int | None = None, *, fields: dict | None = None
     if not samples:
         raise InputError(f"{source}: no samples found")
     return samples
+
+
+def split_fields(source):
+    """'file.csv?prompt=q&response=a' -> ('file.csv', {'prompt': 'q', 'response': 'a'})."""
+    text = str(source) if isinstance(source, (str, Path)) else ""
+    if not text or text.startswith(("builtin:", "paper:", "hf:")) or "?" not in text or Path(text).exists():
+        return source, None
+    path, _, query = text.rpartition("?")
+    fields = {}
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if not sep or key not in ("prompt", "response", "input"):
+            raise InputError(f"{text}: column mapping must look like ?prompt=COLUMN&response=COLUMN[&input=COLUMN]")
+        fields[key] = value
+    if not {"prompt", "response"} <= set(fields):
+        raise InputError(f"{text}: the column mapping needs both prompt= and response=")
+    return path, fields
 
 
 def mark_duplicates(samples: list[Sample]) -> list[Sample]:
