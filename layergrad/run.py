@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, distributed
 from .config import RunConfig
 from .data import load_samples
 from .engine import ComputeOptions, iter_records, samples_frame, stats_frame
@@ -23,28 +23,64 @@ from .store import RunStore
 
 
 def run(config: RunConfig, *, model=None, log=print) -> Path:
-    """Compute ``config`` into ``config.out`` and return that directory."""
+    """Compute ``config`` into ``config.out`` and return that directory.
+
+    Under torchrun every rank computes its share of the samples into its own shard and rank 0
+    merges them (distributed.py); a rerun resumes from every shard, whatever the world size.
+    """
     if not config.data:
         raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
+    world = distributed.current_world()
     conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
                   for name, src in config.data.items()}
-    store = RunStore(config.out)
-    store.prepare(config)
+    device = rank_device(config.device, world)
+    distributed.init(world, device)
+    store = RunStore(config.out, rank=world.rank if world.distributed else None)
+    store.prepare(config, write=world.main)
+    distributed.barrier(world)
     done = store.done_ids()
+    if world.distributed:
+        conditions = my_share(conditions, done, world)
+        log = log if world.main else (lambda *a: None)
     started = datetime.now(timezone.utc)
-    m = model or load_model(config.model, dtype=config.dtype, device=config.device, chat=config.chat,
+    m = model or load_model(config.model, dtype=config.dtype, device=device, chat=config.chat,
                             trust_remote_code=config.trust_remote_code, log=log)
-    todo = sum(1 for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done)
-    progress = Progress(total=todo, quiet=config.quiet, log=log)
+    work = {(name, s.sample_id): len(s.prompt) + len(s.response) for name, ss in conditions.items() for s in ss
+            if (name, s.sample_id) not in done}
+    progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
     clock = time.perf_counter()
     for records in iter_records(m, conditions, compute_options(config), skip_ids=done):
         store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
         progress.update(records)
     progress.close()
-    stats, samples = store.finalize(stats_frame, samples_frame)
-    elapsed = time.perf_counter() - clock
-    store.write_manifest(manifest(config, m, samples, started, elapsed, progress.tokens))
+    distributed.barrier(world)
+    if world.main:
+        stats, samples = store.finalize(stats_frame, samples_frame)
+        elapsed = time.perf_counter() - clock
+        info = manifest(config, m, samples, started, elapsed, progress.tokens)
+        info["world_size"] = world.size
+        store.write_manifest(info)
+    distributed.barrier(world)
+    distributed.finish(world)
     return store.root
+
+
+def rank_device(device: str | None, world) -> str:
+    """'auto' under torchrun on GPUs means this rank's local GPU."""
+    device = device or "auto"
+    if world.distributed and device == "auto":
+        import torch
+
+        return f"cuda:{world.local_rank}" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def my_share(conditions: dict, done: set, world) -> dict:
+    """This rank's samples: the ones not done, bin-packed by length across ranks."""
+    costs = {(name, s.sample_id): len(s.prompt) + len(s.response) for name, ss in conditions.items() for s in ss
+             if (name, s.sample_id) not in done}
+    owner = distributed.assign(costs, world.size)
+    return {name: [s for s in ss if owner.get((name, s.sample_id)) == world.rank] for name, ss in conditions.items()}
 
 
 def compute_options(config: RunConfig) -> ComputeOptions:

@@ -5,6 +5,7 @@ Layout::
     RUN/config.yaml            resolved configuration (replay with --config)
     RUN/run.json               manifest: model identity, versions, timings, throughput
     RUN/chunks/NNNNN.stats.parquet, NNNNN.samples.parquet   one pair per batch
+    RUN/shards/rankR/NNNNN.*.parquet                        the same, per rank under torchrun
     RUN/stats.parquet, RUN/samples.parquet                   merged tables
 
 A chunk is written to a temporary name, flushed to disk and renamed, stats first; its
@@ -29,29 +30,36 @@ from .errors import ConfigMismatchError, InputError
 class RunStore:
     """Reads and writes one run directory."""
 
-    def __init__(self, out: str | Path):
+    def __init__(self, out: str | Path, *, rank: int | None = None):
         self.root = Path(out)
-        self.chunks = self.root / "chunks"
+        self.chunks = self.root / "chunks" if rank is None else self.root / "shards" / f"rank{rank}"
         self._next_index: int | None = None  # found once per run, then counted up
 
+    def chunk_dirs(self) -> list[Path]:
+        """Every folder that holds chunks: the single-process one and each rank's shard."""
+        shards = sorted((self.root / "shards").glob("rank*")) if (self.root / "shards").exists() else []
+        return [self.root / "chunks"] + shards
+
     # -- configuration -------------------------------------------------------------------
-    def prepare(self, config: RunConfig) -> None:
-        """Create the directory, or check that it holds the same configuration."""
-        try:
-            self.chunks.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"cannot create run directory {self.root}: {exc.strerror}; choose another --out") from None
-        if not os.access(self.root, os.W_OK):
-            raise InputError(f"run directory {self.root} is not writable; choose another --out")
-        saved = self.saved_config()
-        if saved is not None and not config.overwrite:
-            diff = first_difference(saved.result_fingerprint(), config.result_fingerprint())
-            if diff:
-                raise ConfigMismatchError(f"{self.root} holds a run with a different config ({diff}); "
-                                          "use --overwrite to replace it or a new --out")
-        if config.overwrite:
-            self.clear()
-        write_atomic(self.root / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+    def prepare(self, config: RunConfig, *, write: bool = True) -> None:
+        """Create the directory, or check that it holds the same configuration (``write=False``:
+        only check, as the other ranks of a torchrun job do)."""
+        if write:
+            try:
+                self.chunks.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError(f"cannot create run directory {self.root}: {exc.strerror}; choose another --out") from None
+            if not os.access(self.root, os.W_OK):
+                raise InputError(f"run directory {self.root} is not writable; choose another --out")
+        saved = None if config.overwrite else self.saved_config()
+        diff = saved is not None and first_difference(saved.result_fingerprint(), config.result_fingerprint())
+        if diff:
+            raise ConfigMismatchError(f"{self.root} holds a run with a different config ({diff}); "
+                                      "use --overwrite to replace it or a new --out")
+        if write:
+            if config.overwrite:
+                self.clear()
+            write_atomic(self.root / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
 
     def saved_config(self) -> RunConfig | None:
         path = self.root / "config.yaml"
@@ -63,21 +71,25 @@ class RunStore:
             raise ConfigMismatchError(f"{path} is unreadable; use --overwrite or a new --out") from None
 
     def clear(self) -> None:
-        for path in list(self.chunks.glob("*.parquet")) + [self.root / n for n in ("stats.parquet", "samples.parquet")]:
+        chunks = [p for d in self.chunk_dirs() for p in d.glob("*.parquet")]
+        for path in chunks + [self.root / n for n in ("stats.parquet", "samples.parquet")]:
             path.unlink(missing_ok=True)
 
     # -- chunks ----------------------------------------------------------------------------
-    def committed(self) -> list[int]:
-        """Indices of complete chunks; half-written ones are removed."""
+    def committed(self, folder: Path | None = None) -> list[int]:
+        """Indices of complete chunks in ``folder`` (default: this writer's); half-written ones
+        are removed (only from this writer's folder: another rank may be writing its own)."""
+        folder = folder or self.chunks
         done = []
-        for path in self.chunks.glob("*.stats.parquet"):
+        for path in folder.glob("*.stats.parquet"):
             index = int(path.name.split(".")[0])
-            if (self.chunks / f"{index:05d}.samples.parquet").exists():
+            if (folder / f"{index:05d}.samples.parquet").exists():
                 done.append(index)
-            else:
+            elif folder == self.chunks:
                 path.unlink()
-        for tmp in self.chunks.glob("*.tmp"):
-            tmp.unlink()
+        if folder == self.chunks:
+            for tmp in folder.glob("*.tmp"):
+                tmp.unlink()
         return sorted(done)
 
     def done_ids(self) -> set[tuple[str, str]]:
@@ -87,6 +99,7 @@ class RunStore:
 
     def write_chunk(self, stats: pd.DataFrame, samples: pd.DataFrame) -> int:
         if self._next_index is None:
+            self.chunks.mkdir(parents=True, exist_ok=True)
             self._next_index = max(self.committed(), default=-1) + 1
         index, self._next_index = self._next_index, self._next_index + 1
         write_parquet_atomic(stats, self.chunks / f"{index:05d}.stats.parquet")
@@ -94,8 +107,8 @@ class RunStore:
         return index
 
     def read_table(self, name: str, columns=None) -> pd.DataFrame:
-        """All committed chunks of 'stats' or 'samples', concatenated."""
-        paths = [self.chunks / f"{i:05d}.{name}.parquet" for i in self.committed()]
+        """All committed chunks of 'stats' or 'samples' (every shard), concatenated."""
+        paths = [d / f"{i:05d}.{name}.parquet" for d in self.chunk_dirs() if d.exists() for i in self.committed(d)]
         frames = [pd.read_parquet(p, columns=columns) for p in paths]
         frames = [f for f in frames if not f.empty]
         if not frames:
