@@ -134,9 +134,9 @@ def draw_figures(frames, data: Loaded, pairs, metrics, out: Path, formats) -> li
                                   title=f"{figures.label(metric)} per layer, mean with 95% bootstrap CI")
         irrelevant = [(a, b) for a, b in pairs if b == f"{a}@irrelevant"]
         if irrelevant:
-            groups = [g for pair in irrelevant for g in pair]
-            paths += figures.overlays(curves, metric, groups, out, formats, name=f"irrelevant_{metric}",
-                                      title=f"Correct (solid) vs irrelevant (dashed) responses: {figures.label(metric)}")
+            paths += figures.pair_overlays(curves, metric, irrelevant, out, formats, name=f"irrelevant_{metric}",
+                                           title=f"Correct (solid) vs irrelevant (dashed) responses: "
+                                                 f"{figures.label(metric)}, 95% CI")
         paths += figures.mad_bars(mad, metric, data.groups, out, formats)
         paths += figures.heatmap(curves, metric, data.groups, out, formats)
     return paths

@@ -147,3 +147,34 @@ def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, for
         fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}")
     fig.suptitle(f"{label(metric)} per layer and module", fontsize=11)
     return save(fig, out, f"heatmap_{metric}", formats)
+
+
+def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]], out: Path, formats, *,
+                  name: str, title: str) -> list[Path]:
+    """Rows = pairs (e.g. correct vs irrelevant per style), columns = modules; each panel keeps
+    its own scale, so short- and long-response conditions are both readable."""
+    data = curves[curves.metric == metric]
+    modules = list(dict.fromkeys(data.module))
+    fig, axes = plt.subplots(len(pairs), len(modules), figsize=(2.5 * len(modules), 2.1 * len(pairs) + 0.8),
+                             squeeze=False)
+    for row, (a, b) in enumerate(pairs):
+        for col, module in enumerate(modules):
+            ax = axes[row][col]
+            for group, colour, style in ((a, "#1b9e77", "-"), (b, "#d95f02", "--")):
+                rows = data[(data.module == module) & (data.group == group)]
+                ax.plot(rows.layer, rows["mean"], color=colour, ls=style, lw=1.3, label="first" if group == a else "second")
+                ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colour, alpha=0.2, lw=0)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if row == 0:
+                ax.set_title(module, fontsize=9)
+            if row == len(pairs) - 1:
+                ax.set_xlabel("layer", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(f"{a}\nvs {b}", fontsize=8)
+    handles = [plt.Line2D([], [], color="#1b9e77", ls="-"), plt.Line2D([], [], color="#d95f02", ls="--")]
+    fig.legend(handles, ["first condition of the row (e.g. correct)", "second (e.g. irrelevant)"],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return save(fig, out, name, formats)

@@ -100,3 +100,17 @@ def test_sigkill_at_several_points_then_resume_equals_uninterrupted(tmp_path):
         pd.testing.assert_frame_equal(a, b)
     chunk_samples = pd.concat(pd.read_parquet(p) for p in (killed / "chunks").glob("*.samples.parquet"))
     assert not chunk_samples.duplicated(["condition", "sample_id"]).any()
+
+
+def test_config_yaml_replays_the_run(tmp_path, capsys):
+    first, replay = tmp_path / "first", tmp_path / "replay"
+    assert run_cli("compute", *TINY, "--data", "a=builtin:arith/simplified?n=3", "--modules", "attn",
+                   "--max-length", "400", "--out", str(first), capsys=capsys)[0] == 0
+    assert run_cli("compute", "--config", str(first / "config.yaml"), "--out", str(replay), capsys=capsys)[0] == 0
+    a, b = (pd.read_parquet(d / "stats.parquet") for d in (first, replay))
+    assert set(a.module) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    pd.testing.assert_frame_equal(a, b)
+    # the replay's own config equals the first's except for --out
+    import yaml
+    ca, cb = (yaml.safe_load((d / "config.yaml").read_text()) for d in (first, replay))
+    assert {k for k in ca if ca[k] != cb[k]} == {"out"}

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 import layergrad
 from layergrad.batching import Item
@@ -58,3 +59,36 @@ def test_instruct_model_answers(smollm2):
     ids = tok(text, add_special_tokens=False, return_tensors="pt").input_ids
     out = smollm2.model.generate(ids, max_new_tokens=12, do_sample=False)
     assert "5" in tok.decode(out[0, ids.shape[1]:])
+
+
+@pytest.fixture(scope="module")
+def gemma3():
+    return layergrad.load_model("gemma3-270m", log=lambda *a: None)
+
+
+def test_base_model_knows_paris(gemma3):
+    """Gemma-3-270M base (Q4_K_M, dequantized): 'Paris' is among the three most likely next
+    tokens after 'The capital of France is' (greedy picks ' the' here: ' the capital of the
+    country of France...'), and greedy decoding names it for two direct prompts."""
+    tok, model = gemma3.tokenizer, gemma3.model
+    assert not gemma3.is_chat
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        top = model(**ids).logits[0, -1].topk(3).indices.tolist()
+    assert " Paris" in [tok.decode([i]) for i in top]
+    for prompt in ("The Eiffel Tower is in the city of", "Question: What is the capital of France?\nAnswer:"):
+        ids = tok(prompt, return_tensors="pt")
+        out = model.generate(**ids, max_new_tokens=6, do_sample=False)
+        assert "Paris" in tok.decode(out[0, ids.input_ids.shape[1]:])
+
+
+def test_base_model_spectra_are_exact(gemma3):
+    samples = layergrad.load_samples("builtin:arith/simplified?n=1")
+    frame = layergrad.compute(gemma3, samples)
+    assert len(frame) == 18 * 7 and frame.finite.all()
+    s = samples[0]
+    ref, _ = oracle_singular_values(gemma3, Item("default", s, make_formatter(gemma3, ComputeOptions()).encode(s)))
+    rows = frame.set_index("param")
+    worst = max(abs(rows.loc[param, "nuclear_norm"] - spectrum_stats(sigma).nuclear_norm) / spectrum_stats(sigma).nuclear_norm
+                for param, sigma in ref.items())
+    assert worst < 1e-4, worst
