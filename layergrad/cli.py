@@ -62,6 +62,7 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--batch-tokens", type=int, help="Padded tokens per batch (length-sorted).")
 @click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16", "float16"]), help="Model dtype.  [default: float32]")
 @click.option("--device", help="auto | cpu | cuda | cuda:N.  [default: auto]")
+@click.option("--device-map", help="Passed to from_pretrained, e.g. 'auto' for a model larger than one GPU.")
 @click.option("--max-length", type=int, help="Truncate samples to N tokens.  [default: 2048; paper 1024]")
 @click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route (reference: fp64 SVD).")
 @click.option("--spectrum", is_flag=True, default=None, help="Also store every singular value.")

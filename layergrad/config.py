@@ -9,7 +9,7 @@ from .errors import InputError, did_you_mean
 
 ROUTES = ("auto", "core", "dense", "reference")
 # keys that change no number in the results: a resumed run may differ in them
-RESULT_NEUTRAL = ("batch_size", "batch_tokens", "limit", "device", "quiet", "out", "overwrite")
+RESULT_NEUTRAL = ("batch_size", "batch_tokens", "limit", "device", "device_map", "quiet", "out", "overwrite")
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class RunConfig:
     batch_tokens: int | None = None
     dtype: str = "float32"
     device: str = "auto"
+    device_map: str | None = field(default=None, metadata={"help": "e.g. 'auto': spread a large model over GPUs"})
     max_length: int | None = None
     route: str = "auto"
     spectrum: bool = False

@@ -227,7 +227,7 @@ def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
             out[k] = torch.stack([F.pad(s.sort(descending=True).values, (0, width - s.numel()))
                                   for s in part.squared])
         elif part.matrices.is_cuda:
-            by_shape.setdefault(tuple(part.matrices.shape), []).append(k)
+            by_shape.setdefault((part.matrices.device, *part.matrices.shape), []).append(k)  # device_map: many GPUs
         else:
             out[k] = spectra.squared_singular_values(part.matrices)
     for ks in by_shape.values():

@@ -43,7 +43,8 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
         conditions = my_share(conditions, done, world)
         log = log if world.main else (lambda *a: None)
     started = datetime.now(timezone.utc)
-    m = model or load_model(config.model, dtype=config.dtype, device=device, chat=config.chat,
+    m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
+                            chat=config.chat,
                             trust_remote_code=config.trust_remote_code, log=log)
     work = {(name, s.sample_id): len(s.prompt) + len(s.response) for name, ss in conditions.items() for s in ss
             if (name, s.sample_id) not in done}

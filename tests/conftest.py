@@ -50,3 +50,21 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return run(RunConfig(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True),
                log=lambda *a: None)
+
+
+@pytest.fixture(scope="session")
+def script_report(tmp_path_factory):
+    """report.html of a tiny run whose prompts contain <script>console.error(...)</script>."""
+    import json
+
+    from layergrad.cli import main
+
+    root = tmp_path_factory.mktemp("script_report")
+    rows = [{"instruction": f"<script>console.error('injected {i}')</script> What is {i}+1?", "output": str(i + 1)}
+            for i in range(6)]
+    (root / "x.json").write_text(json.dumps(rows))
+    assert main(["compute", "--model", "tiny-random-llama", "-q", "--data", f"x={root / 'x.json'}",
+                 "--data", "y=builtin:arith/none?n=6", "--out", str(root / "run")]) == 0
+    assert main(["analyze", str(root / "run"), "--out", str(root / "a"), "--bootstrap", "50", "--metrics",
+                 "nuclear_norm", "--formats", "png", "-q"]) == 0
+    return root / "a" / "report.html"

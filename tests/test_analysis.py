@@ -1,8 +1,6 @@
 """Analysis: hand-computed MAD / RD / segments / Holm / AUROC / OLS, bootstrap coverage, the
 analyze command end to end (CSV files, figures, tables, an escaped report)."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -99,16 +97,10 @@ def test_analyze_writes_every_output(tiny_run, tmp_path):
     assert "data:image/png;base64," in html and "H1" in html
 
 
-def test_report_escapes_dataset_text(tmp_path):
-    rows = [{"instruction": f"<script>alert({i})</script> What is {i}+1?", "output": str(i + 1)} for i in range(6)]
-    (tmp_path / "x.json").write_text(json.dumps(rows))
-    run = tmp_path / "run"
-    assert main(["compute", "--model", "tiny-random-llama", "-q", "--data", f"x={tmp_path / 'x.json'}",
-                 "--data", "y=builtin:arith/none?n=6", "--out", str(run)]) == 0
-    assert main(["analyze", str(run), "--out", str(tmp_path / "a"), "--bootstrap", "50", "--metrics",
-                 "nuclear_norm", "--formats", "png", "-q"]) == 0
-    html = (tmp_path / "a" / "report.html").read_text()
-    assert "&lt;script&gt;alert(0)&lt;/script&gt;" in html and "<script>alert" not in html
+def test_report_escapes_dataset_text(script_report):
+    html = script_report.read_text()
+    assert "&lt;script&gt;console.error(&#39;injected 0&#39;)&lt;/script&gt;" in html
+    assert "<script>console" not in html
 
 
 def test_compare_needs_shared_conditions(tiny_run, tmp_path, capsys):

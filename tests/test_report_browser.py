@@ -4,13 +4,11 @@ Needs /usr/bin/chromium (Debian package 'chromium'; .ci/run installs it). The co
 proves the console capture sees errors, so a quiet report means a clean one.
 """
 
-import json
 import shutil
 import subprocess
 
 import pytest
 
-from layergrad.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [pytest.mark.integration,
@@ -33,16 +31,8 @@ def test_console_capture_sees_errors(tmp_path):
     assert any("control-error" in m for m in messages) and any("Uncaught" in m for m in messages)
 
 
-def test_report_opens_without_console_errors(tmp_path):
-    rows = [{"instruction": f"<script>console.error('injected {i}')</script> What is {i}+1?", "output": str(i + 1)}
-            for i in range(6)]
-    (tmp_path / "x.json").write_text(json.dumps(rows))
-    run = tmp_path / "run"
-    assert main(["compute", "--model", "tiny-random-llama", "-q", "--data", f"x={tmp_path / 'x.json'}",
-                 "--data", "y=builtin:arith/none?n=6", "--out", str(run)]) == 0
-    assert main(["analyze", str(run), "--out", str(tmp_path / "a"), "--bootstrap", "50", "--metrics",
-                 "nuclear_norm", "--formats", "png", "-q"]) == 0
+def test_report_opens_without_console_errors(script_report, tmp_path):
     shot = tmp_path / "report.png"
-    messages = open_in_chromium(tmp_path / "a" / "report.html", shot, tmp_path / "profile")
-    assert messages == []  # the injected <script> did not run: it shows as text
+    messages = open_in_chromium(script_report, shot, tmp_path / "profile")
+    assert messages == []  # the prompts' <script> did not run: it shows as text
     assert shot.stat().st_size > 20_000
