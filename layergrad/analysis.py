@@ -69,11 +69,12 @@ def bootstrap_means(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -
 # ----------------------------------------------------------------------------- per-sample tables
 
 def sample_matrices(stats: pd.DataFrame, metric: str) -> dict[tuple[str, str], pd.DataFrame]:
-    """{(group, module): samples x layers frame of ``metric``}, non-finite samples dropped."""
+    """{(group, module): samples x layers frame of ``metric``}, non-finite samples dropped
+    (layers without any value, like the last layer's ``cosine_next``, are left out first)."""
     out = {}
     for (group, module), rows in stats.groupby(["group", "module"], sort=False):
         wide = rows.pivot_table(index="sample_id", columns="layer", values=metric, aggfunc="first", dropna=False)
-        wide = wide.replace([np.inf, -np.inf], np.nan).dropna(how="any")
+        wide = wide.replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all").dropna(how="any")
         if len(wide):
             out[(group, module)] = wide.sort_index(axis=1)
     return out

@@ -89,6 +89,10 @@ def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boo
         (out / "tables").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
+    metrics = list(metrics)
+    if (metrics == list(DEFAULT_METRICS) and "cosine_next" in data.stats.columns
+            and data.stats.cosine_next.notna().any()):
+        metrics.append("cosine_next")  # the run was computed with --cosine
     unknown = [m for m in metrics if m not in data.stats.columns]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(DEFAULT_METRICS)}, "

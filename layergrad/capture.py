@@ -86,11 +86,13 @@ class GradientCapture:
     per sample in fp64, exact SVD).
     """
 
-    def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto"):
-        self.model, self.targets, self.route = model, targets, route
+    def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto", cosine: bool = False):
+        self.model, self.targets, self.route, self.cosine = model, targets, route, cosine
         self.mask: torch.Tensor | None = None  # (B, T) bool, True on real tokens
         self.segments: list[Segment] = []
         self.results: list[Captured] = []
+        self.inner: dict[tuple[str, int], list[torch.Tensor]] = {}  # (kind, layer) -> <G_l, G_l+1> per segment
+        self._previous: dict[str, tuple[int, list]] = {}  # kind -> (layer, [(X, Δ) per segment])
         self._inputs: dict[int, SharedInput] = {}
         self._handles: list = []
         self._saved_requires_grad: list[tuple[nn.Parameter, bool]] = []
@@ -131,6 +133,7 @@ class GradientCapture:
 
     def reset(self) -> None:
         self.results, self._inputs, self.mask = [], {}, None
+        self.inner, self._previous = {}, {}
 
     # -- hooks ---------------------------------------------------------------------------
     def _make_forward_hook(self, group: list[Target]):
@@ -157,6 +160,8 @@ class GradientCapture:
             delta = delta.detach().to(torch.float32)
             parts = [self._part(target, shared, delta, seg) for seg in self.segments]
             self.results.append(Captured(target, parts))
+            if self.cosine:
+                self._adjacent_inner(target, shared, delta)
 
     def _part(self, target: Target, shared: SharedInput, delta: torch.Tensor, seg: Segment) -> Part:
         x, delta = seg.cut(shared.x), seg.cut(delta)
@@ -173,6 +178,17 @@ class GradientCapture:
         if not bool(finite.all()):  # flag the sample, keep the batch: NaN/Inf never reach eigvalsh
             matrices = torch.where(finite.view(-1, 1, 1), matrices, torch.zeros_like(matrices))
         return Part(seg, route, finite.cpu(), matrices=matrices)
+
+    def _adjacent_inner(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> None:
+        """<G_l, G_l+1>_F per sample for adjacent layers of one kind, from the factors only:
+        Σ_st (Δ_l Δ_l+1ᵀ)_st (X_l X_l+1ᵀ)_st, never forming G (backward meets layer l+1 first)."""
+        here = [(seg.cut(shared.x), seg.cut(delta)) for seg in self.segments]
+        previous = self._previous.get(target.kind)
+        if previous is not None and previous[0] == target.layer + 1:
+            self.inner[(target.kind, target.layer)] = [
+                ((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double()).sum((-1, -2))
+                for (xa, da), (xb, db) in zip(here, previous[1])]
+        self._previous[target.kind] = (target.layer, here)
 
     def _route(self, target: Target, shared: SharedInput, t: int) -> str:
         if self.route != "auto":

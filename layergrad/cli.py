@@ -66,6 +66,8 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--max-length", type=int, help="Truncate samples to N tokens.  [default: 2048; paper 1024]")
 @click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route (reference: fp64 SVD).")
 @click.option("--spectrum", is_flag=True, default=None, help="Also store every singular value.")
+@click.option("--cosine", is_flag=True, default=None,
+              help="Also the cosine of each gradient with the next layer's of the same kind (cosine_next).")
 @click.option("--no-eos", "append_eos", flag_value=False, default=None, help="Do not train the end-of-turn token.")
 @click.option("--system-prompt", help="System prompt for chat templates.")
 @click.option("--chat/--base", default=None, help="Force the chat template on or off (default: detected).")

@@ -30,6 +30,7 @@ class RunConfig:
     max_length: int | None = None
     route: str = "auto"
     spectrum: bool = False
+    cosine: bool = field(default=False, metadata={"help": "adjacent-layer gradient cosine (cosine_next)"})
     append_eos: bool = True
     system_prompt: str | None = None
     chat: bool | None = field(default=None, metadata={"help": "force chat template on/off"})

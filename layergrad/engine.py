@@ -44,6 +44,7 @@ class ComputeOptions:
     spectrum: bool = False
     append_eos: bool = True
     system_prompt: str | None = None
+    cosine: bool = False  # adjacent-layer gradient cosine per module (column cosine_next)
 
     def resolved(self) -> "ComputeOptions":
         """Paper mode: batch of one, q/k/v/o unless modules were chosen explicitly."""
@@ -96,7 +97,7 @@ def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, *
         batch_size = 1  # measured: on a CPU, padding costs more than batching saves
     batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
     m.model.eval()
-    with GradientCapture(m.model, targets, route="reference" if opts.route == "reference" else opts.route) as cap:
+    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine) as cap:
         for batch in batches:
             for records in run_with_backoff(m, cap, batch, opts):
                 if progress:
@@ -157,6 +158,8 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     del logits
     losses.sum().backward()
     stat_rows = spectra_rows(cap.results, batch, opts)
+    if opts.cosine:
+        add_adjacent_cosines(stat_rows, cap, batch)
     cap.reset()
     sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
                    for it, loss in zip(batch, losses.detach().cpu())]
@@ -214,6 +217,21 @@ def stat_row(item: Item, t, route: str, stats: torch.Tensor, sq: torch.Tensor, f
     return row
 
 
+def add_adjacent_cosines(rows: list[dict], cap: GradientCapture, batch: list[Item]) -> None:
+    """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
+    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
+    inner = {}
+    for (kind, layer), per_segment in cap.inner.items():
+        for seg, values in zip(cap.segments, per_segment):
+            for item, value in zip(batch[seg.start:seg.stop], values.tolist()):
+                inner[(item.sample.sample_id, kind, layer)] = value
+    for r in rows:
+        key = (r["sample_id"], r["module"], r["layer"])
+        value = inner.get(key, math.nan)
+        norms = fro[key] * fro.get((r["sample_id"], r["module"], r["layer"] + 1), math.nan)
+        r["cosine_next"] = value / norms if norms > 0 else math.nan
+
+
 def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
     """σ² (descending) of every part; on a GPU one eigvalsh call per matrix shape.
 
@@ -262,7 +280,7 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
 def stats_frame(rows) -> pd.DataFrame:
     """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
     frame = pd.DataFrame(rows)
-    columns = list(STATS_COLUMNS) + (["spectrum"] if "spectrum" in frame.columns else [])
+    columns = list(STATS_COLUMNS) + [c for c in ("cosine_next", "spectrum") if c in frame.columns]
     frame = frame.reindex(columns=columns)
     if frame.empty:
         return frame

@@ -23,7 +23,7 @@ PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a
            "#1f78b4", "#b2df8a"]
 LABELS = {"nuclear_norm": "nuclear norm ‖G‖*", "sigma1_ratio": "σ1 ratio σ1/‖G‖*",
           "effective_rank": "effective rank", "frobenius_norm": "Frobenius norm", "stable_rank": "stable rank",
-          "sigma_max": "σ1"}
+          "sigma_max": "σ1", "cosine_next": "cosine(G_l, G_l+1)"}
 
 
 def label(metric: str) -> str:
@@ -48,13 +48,14 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, form
     data = curves[curves.metric == metric]
     fig, axes = grid(len(groups))
     top = data["ci_high"].max() if len(data) else 1
+    bottom = data["ci_low"].min() if len(data) else 0
     for ax, group in zip(axes, groups):
         for module, rows in data[data.group == group].groupby("module", sort=False):
             ax.plot(rows.layer, rows["mean"], color=MODULE_COLOURS.get(module), label=module, lw=1.4)
         ax.set_title(group, fontsize=10)
         ax.set_xlabel("layer")
         ax.set_ylabel(label(metric))
-        ax.set_ylim(0, top * 1.05)
+        ax.set_ylim(min(0, bottom * 1.05), top * 1.05)
         ax.grid(alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
@@ -130,13 +131,15 @@ def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str], out: Path, forma
 def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
     """Layer x module map of log10 mean metric, one panel per condition, one colour scale."""
     data = curves[curves.metric == metric]
-    values = np.log10(data["mean"].clip(lower=1e-30))
+    log = bool((data["mean"] > 0).all())
+    scale = (lambda v: np.log10(np.clip(v, 1e-30, None))) if log else (lambda v: v)
+    values = scale(data["mean"].to_numpy())
     vmin, vmax = float(values.min()), float(values.max())
     fig, axes = grid(len(groups), width=3.4, height=3.0)
     image = None
     for ax, group in zip(axes, groups):
         table = data[data.group == group].pivot_table(index="module", columns="layer", values="mean", sort=False)
-        image = ax.imshow(np.log10(table.to_numpy().clip(1e-30)), aspect="auto", vmin=vmin, vmax=vmax,
+        image = ax.imshow(scale(table.to_numpy()), aspect="auto", vmin=vmin, vmax=vmax,
                           cmap="viridis", interpolation="nearest")
         ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
         ax.set_xlabel("layer")
@@ -144,7 +147,7 @@ def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, for
     fig.tight_layout(rect=(0, 0, 0.92, 0.94))
     if image is not None:
         cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
-        fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}")
+        fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}" if log else label(metric))
     fig.suptitle(f"{label(metric)} per layer and module", fontsize=11)
     return save(fig, out, f"heatmap_{metric}", formats)
 

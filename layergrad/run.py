@@ -87,7 +87,7 @@ def my_share(conditions: dict, done: set, world) -> dict:
 def compute_options(config: RunConfig) -> ComputeOptions:
     return ComputeOptions(modules=config.modules, paper=config.paper, batch_size=config.batch_size,
                           batch_tokens=config.batch_tokens, max_length=config.max_length, route=config.route,
-                          spectrum=config.spectrum, append_eos=config.append_eos,
+                          spectrum=config.spectrum, cosine=config.cosine, append_eos=config.append_eos,
                           system_prompt=config.system_prompt)
 
 

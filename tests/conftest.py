@@ -39,7 +39,8 @@ def smollm2():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """A finished run on tiny-random-llama: arithmetic none/detailed, correct and irrelevant, 8 each."""
+    """A finished run on tiny-random-llama: arithmetic none/detailed, correct and irrelevant, 8 each
+    (with the full spectrum and adjacent-layer cosines)."""
     from layergrad.config import RunConfig
     from layergrad.run import run
 
@@ -48,7 +49,8 @@ def tiny_run(tmp_path_factory):
         data[style] = f"builtin:arith/{style}?n=8"
         data[f"{style}@irrelevant"] = f"builtin:arith/{style}@irrelevant?n=8"
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return run(RunConfig(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True),
+    return run(RunConfig(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True,
+                         cosine=True),
                log=lambda *a: None)
 
 

@@ -7,8 +7,8 @@ from layergrad.engine import response_losses
 from layergrad.projections import select_targets
 
 
-def oracle_singular_values(m, item, modules="all"):
-    """{param: σ (fp64, descending)} and the loss of one encoded sample, by autograd."""
+def oracle_gradients(m, item, modules="all"):
+    """[(target, G fp64 as out x in)] and the loss of one encoded sample, by autograd."""
     model = m.model
     targets = select_targets(model, modules)
     saved = [(p, p.requires_grad) for p in model.parameters()]
@@ -21,16 +21,28 @@ def oracle_singular_values(m, item, modules="all"):
         ids, mask, tmask = pad_batch([item], 0, next(model.parameters()).device)
         loss = response_losses(model(input_ids=ids, attention_mask=mask.long()).logits, ids, tmask)[0]
         loss.backward()
-        out = {}
+        out = []
         for t in targets:
             g = t.module.weight.grad.double()
             if type(t.module).__name__ == "Conv1D":
                 g = g.T
             if t.rows is not None:
                 g = g[t.rows[0]:t.rows[1]]
-            out[t.param] = torch.linalg.svdvals(g)
+            out.append((t, g))
         return out, float(loss.detach())
     finally:
         for p, flag in saved:
             p.grad = None
             p.requires_grad_(flag)
+
+
+def oracle_singular_values(m, item, modules="all"):
+    """{param: σ (fp64, descending)} and the loss of one encoded sample."""
+    grads, loss = oracle_gradients(m, item, modules)
+    return {t.param: torch.linalg.svdvals(g) for t, g in grads}, loss
+
+
+def autograd_gradients(m, item, modules="all"):
+    """{(kind, layer): G fp64} of one encoded sample."""
+    grads, _ = oracle_gradients(m, item, modules)
+    return {(t.kind, t.layer): g for t, g in grads}

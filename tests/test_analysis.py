@@ -83,7 +83,9 @@ def test_analyze_writes_every_output(tiny_run, tmp_path):
         assert (out / f"{name}.csv").stat().st_size > 0
     curves = pd.read_csv(out / "curves.csv")
     assert (curves.ci_low <= curves["mean"] + 1e-12).all() and (curves["mean"] <= curves.ci_high + 1e-12).all()
-    assert set(curves.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank"}
+    assert set(curves.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank", "cosine_next"}
+    cosine = curves[curves.metric == "cosine_next"]
+    assert cosine.layer.max() == curves.layer.max() - 1 and cosine["mean"].abs().max() <= 1
     tests = pd.read_csv(out / "tests.csv")
     pair = tests[(tests.a == "none") & (tests.b == "none@irrelevant")]
     assert len(pair) and pair.paired.all()  # same questions in both: paired Wilcoxon

@@ -10,7 +10,7 @@ from layergrad.batching import Item
 from layergrad.data import Sample
 from layergrad.engine import ComputeOptions, make_formatter
 from layergrad.spectra import spectrum_stats
-from reference import oracle_singular_values
+from reference import autograd_gradients, oracle_singular_values
 
 SAMPLES = [
     Sample("What is 2+3?", "The answer is 5.", 0),
@@ -106,3 +106,20 @@ def test_weights_get_no_gradient_and_hooks_are_removed(tiny):
     assert all(p.grad is None for p in m.model.parameters())
     assert all(p.requires_grad for p in m.model.parameters())
     assert not any(mod._forward_hooks for mod in m.model.modules())
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-phi3"])
+def test_adjacent_layer_cosine_matches_autograd(tiny, name):
+    m = tiny(name)
+    samples = layergrad.load_samples("builtin:arith/simplified?n=3")
+    frame = layergrad.compute(m, samples, cosine=True, batch_size=3)
+    s = samples[1]
+    item = Item("default", s, make_formatter(m, ComputeOptions()).encode(s))
+    grads = autograd_gradients(m, item)
+    rows = frame[frame.sample_id == s.sample_id].set_index(["module", "layer"])
+    n_layers = frame.layer.max() + 1
+    for (kind, layer), g in grads.items():
+        want = float((g * grads[(kind, layer + 1)]).sum() / (g.norm() * grads[(kind, layer + 1)].norm())) \
+            if layer + 1 < n_layers else float("nan")
+        got = rows.loc[(kind, layer), "cosine_next"]
+        assert (math.isnan(want) and math.isnan(got)) or abs(got - want) < 1e-5, (kind, layer, got, want)
