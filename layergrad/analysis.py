@@ -75,7 +75,7 @@ def sample_matrices(stats: pd.DataFrame, metric: str) -> dict[tuple[str, str], p
     for (group, module), rows in stats.groupby(["group", "module"], sort=False):
         wide = rows.pivot_table(index="sample_id", columns="layer", values=metric, aggfunc="first", dropna=False)
         wide = wide.replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all").dropna(how="any")
-        if len(wide):
+        if wide.size:
             out[(group, module)] = wide.sort_index(axis=1)
     return out
 

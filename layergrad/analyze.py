@@ -8,6 +8,7 @@ other; ``compare`` compares the same condition across runs (the model is the fac
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -104,22 +105,15 @@ def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boo
     prompts = {g: rows.set_index("sample_id")["prompt"] for g, rows in ok.groupby("group")}
     lengths = {g: rows.set_index("sample_id")["n_response_tokens"] for g, rows in ok.groupby("group")}
     stats = data.stats[data.stats.sample_id.isin(set(ok.sample_id))]
-    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "mad", "rd", "tests", "auroc", "length")}
-    for i, metric in enumerate(metrics):
-        log(f"analysing {metric} ({len(data.groups)} conditions, {len(pairs)} comparisons)")
-        matrices = analysis.sample_matrices(stats, metric)
-        curves, mad = analysis.curve_tables(matrices, metric, n_boot, seed + i)
-        tables["curves"].append(curves)
-        tables["mad"].append(mad)
-        tables["rd"].append(analysis.rd_table(matrices, pairs, metric, n_boot, seed + i))
-        tables["tests"].append(comparisons.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
-        tables["auroc"].append(comparisons.auroc_table(stats, prompts, pairs, metric, min(n_boot, 500), seed + i))
-        tables["length"].append(comparisons.length_table(matrices, lengths, pairs, metric))
-    frames = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in tables.items()}
+    with warnings.catch_warnings():  # empty segments and constant columns give NaN, by design
+        warnings.simplefilter("ignore", RuntimeWarning)
+        frames, analysed = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
+    if not analysed:
+        raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)} in {', '.join(paths)}")
     for name, frame in frames.items():
         frame.to_csv(out / f"{name}.csv", index=False)
     write_paper_tables(frames["mad"], data.groups, out / "tables")
-    figure_paths = draw_figures(frames, data, pairs, metrics, out / "figures", formats)
+    figure_paths = draw_figures(frames, data, pairs, analysed, out / "figures", formats)
     findings = write_findings(frames, data, pairs)
     from .report import write_report
 
@@ -127,6 +121,27 @@ def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boo
                  pairs=pairs)
     log(f"wrote {out}/report.html, {len(figure_paths)} figures, tables/ and 6 CSV files")
     return out
+
+
+def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:
+    """{table name: frame} over all metrics, and the metrics that had data."""
+    tables: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "mad", "rd", "tests", "auroc", "length")}
+    analysed = []
+    for i, metric in enumerate(metrics):
+        matrices = analysis.sample_matrices(stats, metric)
+        if not matrices:
+            log(f"skipping {metric}: no sample has finite values (e.g. not in an imported file)")
+            continue
+        analysed.append(metric)
+        log(f"analysing {metric} ({len({g for g, _ in matrices})} conditions, {len(pairs)} comparisons)")
+        curves, mad = analysis.curve_tables(matrices, metric, n_boot, seed + i)
+        tables["curves"].append(curves)
+        tables["mad"].append(mad)
+        tables["rd"].append(analysis.rd_table(matrices, pairs, metric, n_boot, seed + i))
+        tables["tests"].append(comparisons.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
+        tables["auroc"].append(comparisons.auroc_table(stats, prompts, pairs, metric, min(n_boot, 500), seed + i))
+        tables["length"].append(comparisons.length_table(matrices, lengths, pairs, metric))
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in tables.items()}, analysed
 
 
 def draw_figures(frames, data: Loaded, pairs, metrics, out: Path, formats) -> list[Path]:

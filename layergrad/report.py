@@ -37,7 +37,8 @@ def run_rows(data) -> list[dict]:
     for label, manifest in data.manifests.items():
         model = manifest.get("model", {})
         samples = data.samples[data.samples.run == label]
-        counts = samples.groupby(["condition", "status"]).size().unstack(fill_value=0)
+        counts = samples.groupby(["group", "status"]).size().unstack(fill_value=0)
+        counts = counts.reindex([g for g in data.runs[label] if g in counts.index])
         rows.append({"label": label, "model": model.get("alias") or model.get("path") or "?",
                      "layers": model.get("layers", data.stats[data.stats.run == label].layer.max() + 1),
                      "dtype": model.get("dtype", "?"), "device": model.get("device", "?"),

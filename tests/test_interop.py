@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,3 +62,27 @@ def test_import_errors_are_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "bad.jsonl:1" in err
     assert main(["import", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_analyze_works_on_an_imported_original_run(tmp_path):
+    rng = np.random.default_rng(0)
+    for condition, scale in (("none", 10.0), ("detailed", 1.0)):
+        lines = []
+        for i in range(8):
+            rec = {"instruction": f"Question {i}?", "output": f"{condition} answer {i}", "loss": 1.0}
+            for layer in range(6):
+                for p in "qkvo":
+                    s_sum = scale * (1 + rng.random())
+                    rec[f"model.layers.{layer}.self_attn.{p}_proj.weight"] = {
+                        "M_mean": 0.0, "M_max": 0.1, "M_min": -0.1, "frobenius_norm": s_sum / 3, "S_sum": s_sum,
+                        "S_max": s_sum / 4, "S_min": 0.0}
+            lines.append(json.dumps(rec))
+        (tmp_path / f"{condition}.jsonl").write_text("\n".join(lines))
+    assert main(["import", str(tmp_path / "none.jsonl"), str(tmp_path / "detailed.jsonl"),
+                 "--out", str(tmp_path / "run")]) == 0
+    assert main(["analyze", str(tmp_path / "run"), "--out", str(tmp_path / "a"), "--bootstrap", "100",
+                 "--formats", "png", "-q"]) == 0
+    tests = pd.read_csv(tmp_path / "a" / "tests.csv")
+    early = tests[(tests.unit == "early") & (tests.metric == "nuclear_norm")]
+    assert len(early) == 4 and early.paired.all() and (early.rel_change < -0.8).all()
+    assert "H1" in (tmp_path / "a" / "report.html").read_text()
