@@ -233,10 +233,8 @@ def add_adjacent_cosines(rows: list[dict], cap: GradientCapture, batch: list[Ite
 
 
 def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
-    """σ² (descending) of every part; on a GPU one eigvalsh call per matrix shape.
-
-    (On a CPU, LAPACK loops over a batch anyway, and stacking would only copy.)
-    """
+    """σ² (descending) of every part: one eigensolver call per matrix size and device, so the
+    solver can spread the stack over cores (CPU) or batch it (GPU)."""
     out: list[torch.Tensor | None] = [None] * len(parts)
     by_shape: dict[tuple, list[int]] = {}
     for k, part in enumerate(parts):
@@ -244,14 +242,14 @@ def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
             width = max(s.numel() for s in part.squared)
             out[k] = torch.stack([F.pad(s.sort(descending=True).values, (0, width - s.numel()))
                                   for s in part.squared])
-        elif part.matrices.is_cuda:
-            by_shape.setdefault((part.matrices.device, *part.matrices.shape), []).append(k)  # device_map: many GPUs
-        else:
-            out[k] = spectra.squared_singular_values(part.matrices)
+        else:  # device: with device_map the layers live on several GPUs
+            by_shape.setdefault((part.matrices.device, *part.matrices.shape[1:]), []).append(k)
     for ks in by_shape.values():
-        values = spectra.squared_singular_values(torch.stack([parts[k].matrices for k in ks]))
-        for j, k in enumerate(ks):
-            out[k] = values[j]
+        values = spectra.squared_singular_values(torch.cat([parts[k].matrices for k in ks]))
+        start = 0
+        for k in ks:
+            size = parts[k].matrices.shape[0]
+            out[k], start = values[start:start + size], start + size
     return out
 
 

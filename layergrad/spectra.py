@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 CORE_DTYPE = torch.float64
+WIDE_DELTA = 3  # factor Δ as well when p >= WIDE_DELTA * T
 STAT_COLUMNS = (
     "nuclear_norm",
     "sigma_max",
@@ -49,8 +50,14 @@ def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch
     eigenproblem has size min(T, d, p), the rank bound of G. C is formed in fp32 (a
     first-order perturbation of G, like forming G itself); its Gram, which squares the
     singular values, in ``dtype`` (fp64: an fp32 Gram misplaces small σ by ~1e-3 relative).
+    When Δ is much wider than long (p ≥ 3T, e.g. gate/up of short samples), Δᵀ = Q₂R₂ too and
+    σ(G) = σ(R₂ Rᵀ), a T×k matrix: its fp64 Gram costs T²k instead of k²p (measured 1.5x
+    faster at T = 107-251, p = 1536; no gain below p = 3T).
     """
-    return short_gram((r @ delta.float()).to(dtype))  # C: (B, k, p)
+    delta = delta.float()
+    if delta.shape[-1] >= WIDE_DELTA * delta.shape[-2]:  # p >> T: factor Δ too (PAPER.md §5 QR route)
+        return short_gram((input_factor(delta) @ r.transpose(-1, -2)).to(dtype))  # R_Δ R_Xᵀ: (B, T, k)
+    return short_gram((r @ delta).to(dtype))  # C: (B, k, p)
 
 
 def dense_matrix(x: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
@@ -75,20 +82,32 @@ def squared_singular_values(matrices: torch.Tensor) -> torch.Tensor:
     """(..., n, n) symmetric PSD matrices (upper triangles read) -> (..., n) eigenvalues,
     descending, clamped at 0.
 
-    On a CPU, SciPy's LAPACK (divide and conquer, values only) on one BLAS thread is the
-    fastest we measured: the tridiagonal reduction is memory-bound, and a second thread
-    made n = 107 / 250 matrices 1.9x / 1.4x slower (n = 500: equal); torch's is ~25% slower.
+    On a CPU: LAPACK's divide and conquer (values only, numpy's gufunc, which releases the
+    GIL) on one BLAS thread per worker, the stack split over as many workers as torch has
+    threads. The tridiagonal reduction is memory-bound: one eigenproblem per core beats
+    several cores per eigenproblem (n = 251: 1.6 ms one at a time on 1 or 2 BLAS threads,
+    0.8 ms two at a time). Stack same-size matrices to benefit.
     """
     if matrices.is_cuda or matrices.shape[-1] < 32:
         ev = torch.linalg.eigvalsh(matrices, UPLO="U")
     else:
-        from scipy.linalg import eigh
-
         flat = matrices.reshape(-1, *matrices.shape[-2:]).numpy()
+        workers = max(1, min(torch.get_num_threads(), len(flat)))
         with blas_controller().limit(limits=1, user_api="blas"):
-            ev = np.stack([eigh(m, eigvals_only=True, lower=False, driver="evd", check_finite=False) for m in flat])
+            if workers == 1:
+                ev = np.linalg.eigvalsh(flat, UPLO="U")
+            else:
+                chunks = np.array_split(flat, workers)
+                ev = np.concatenate(list(eig_pool(workers).map(lambda c: np.linalg.eigvalsh(c, UPLO="U"), chunks)))
         ev = torch.from_numpy(ev).reshape(matrices.shape[:-1])
     return ev.flip(-1).clamp_min(0)
+
+
+@functools.cache
+def eig_pool(workers: int):
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix="layergrad-eig")
 
 
 @functools.cache

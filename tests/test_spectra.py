@@ -17,7 +17,7 @@ def factors(t, p, d, seed=0, decay=False):
     return x, delta
 
 
-@pytest.mark.parametrize("t,p,d", [(5, 16, 24), (40, 16, 24), (24, 64, 32), (100, 96, 48), (7, 7, 7)])
+@pytest.mark.parametrize("t,p,d", [(5, 16, 24), (40, 16, 24), (24, 64, 32), (100, 96, 48), (7, 7, 7), (6, 80, 40), (10, 200, 30)])
 @pytest.mark.parametrize("route", ["core", "dense"])
 def test_routes_match_fp64_svd(t, p, d, route):
     x, delta = factors(t, p, d, decay=True)
