@@ -108,3 +108,17 @@ def test_report_escapes_dataset_text(script_report):
 def test_compare_needs_shared_conditions(tiny_run, tmp_path, capsys):
     assert main(["compare", str(tiny_run), "--out", str(tmp_path / "c")]) == 2
     assert "at least two runs" in capsys.readouterr().err
+
+
+def test_compare_two_models_on_the_same_data(tiny_run, tmp_path):
+    other = tmp_path / "qwen2"
+    assert main(["compute", "--model", "tiny-random-qwen2", "-q", "--out", str(other),
+                 "--data", "none=builtin:arith/none?n=8", "--data", "detailed=builtin:arith/detailed?n=8"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(tiny_run), str(other), "--out", str(out), "--bootstrap", "50",
+                 "--metrics", "nuclear_norm", "--formats", "png", "-q"]) == 0
+    tests = pd.read_csv(out / "tests.csv")
+    assert set(zip(tests.a, tests.b)) == {("tiny:none", "qwen2:none"), ("tiny:detailed", "qwen2:detailed")}
+    assert tests.paired.all()  # same prompts in both runs
+    curves = pd.read_csv(out / "curves.csv")
+    assert {"tiny:none", "qwen2:none", "tiny:none@irrelevant"} <= set(curves.group)

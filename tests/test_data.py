@@ -175,3 +175,20 @@ def test_bad_records_are_recorded_skips_while_good_ones_compute(tmp_path, capsys
     assert "duplicates record 0" in reasons[3] and "no known fields" in reasons[4]
     stats = pd.read_parquet(out / "stats.parquet")
     assert stats.sample_id.nunique() == 2
+
+
+def test_data_styles_splits_gsm8k_answers(tmp_path, capsys):
+    rows = [{"question": "Tom has 3 apples and buys 4. How many?", "answer": "3 + 4 = <<3+4=7>>7\\n#### 7",
+             "long": "Tom starts with 3 apples. He buys 4 more, so he has 3 + 4 = 7 apples. The answer is 7."}]
+    rows[0]["answer"] = rows[0]["answer"].replace("\\n", "\n")
+    (tmp_path / "gsm.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    assert main(["data", "styles", "--in", str(tmp_path / "gsm.jsonl"), "--out-dir", str(tmp_path / "out"),
+                 "--detailed", "long"]) == 0
+    none, simplified, detailed = (json.loads((tmp_path / "out" / f"{n}.json").read_text())[0]
+                                  for n in ("none", "simplified", "detailed"))
+    assert none["output"] == "7" and none["instruction"] == rows[0]["question"]
+    assert simplified["output"] == "3 + 4 = 7\nThe final answer is 7"
+    assert detailed["output"] == rows[0]["long"]
+    code = main(["data", "styles", "--in", str(tmp_path / "gsm.jsonl"), "--out-dir", str(tmp_path / "o2"),
+                 "--question", "q"])
+    assert code == 2 and "lacks 'q'" in capsys.readouterr().err
