@@ -21,6 +21,7 @@ from .errors import InputError
 from .store import load_run
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
+FIGURE_FORMATS = ("png", "svg", "pdf")
 
 
 @dataclass
@@ -84,6 +85,9 @@ def across_run_pairs(data: Loaded) -> list[tuple[str, str]]:
 def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
             formats=("png", "svg"), across_runs: bool = False, log=print) -> Path:
     """Write every table, figure and the report for ``paths`` into ``out``; return ``out``."""
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad:
+        raise InputError(f"unknown figure format {bad[0]!r}; use {', '.join(FIGURE_FORMATS)}")
     data = load_runs(paths)
     out = Path(out)
     try:

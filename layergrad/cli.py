@@ -23,6 +23,7 @@ Quick start:
   layergrad compute --model smollm2-135m-instruct \\
       --data none=paper:gsm8k/none --data detailed=paper:gsm8k/detailed \\
       --paper-data ../shared/paper-data --limit 50 --out runs/gsm8k
+  layergrad analyze runs/gsm8k --out runs/gsm8k/analysis   # CIs, tests, figures, report.html
   layergrad models list
 """
 
@@ -129,14 +130,18 @@ def demo(out, model, n, analysis, quiet):
 # ----------------------------------------------------------------------------- analysis
 
 def analysis_options(f):
-    f = click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html.")(f)
-    f = click.option("--metrics", default="nuclear_norm,sigma1_ratio,effective_rank", show_default=True,
-                     help="Comma-separated statistics to analyse.")(f)
-    f = click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=1000, show_default=True,
-                     help="Bootstrap resamples for the CIs.")(f)
-    f = click.option("--seed", type=int, default=0, show_default=True)(f)
-    f = click.option("--formats", default="png,svg", show_default=True, help="Figure formats.")(f)
-    f = click.option("--quiet", "-q", is_flag=True, help="No progress output.")(f)
+    options = [
+        click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html."),
+        click.option("--metrics", default="nuclear_norm,sigma1_ratio,effective_rank", show_default=True,
+                     help="Comma-separated statistics to analyse (cosine_next is added when computed)."),
+        click.option("--bootstrap", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
+                     help="Bootstrap resamples for the CIs."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
+        click.option("--formats", default="png,svg", show_default=True, help="Figure formats."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress output."),
+    ]
+    for option in reversed(options):  # click lists them in decoration order, last applied first
+        f = option(f)
     return f
 
 

@@ -122,3 +122,13 @@ def test_compare_two_models_on_the_same_data(tiny_run, tmp_path):
     assert tests.paired.all()  # same prompts in both runs
     curves = pd.read_csv(out / "curves.csv")
     assert {"tiny:none", "qwen2:none", "tiny:none@irrelevant"} <= set(curves.group)
+
+
+def test_analyze_bad_input_is_one_line(tiny_run, tmp_path, capsys):
+    for args, needle in ((["--formats", "gif"], "unknown figure format"), (["--metrics", "nuclear"], "unknown metric"),
+                         (["--bootstrap", "0"], "Invalid value for '--bootstrap'")):
+        assert main(["analyze", str(tiny_run), "--out", str(tmp_path / "a"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1
+    assert main(["analyze", str(tmp_path / "no-run"), "--out", str(tmp_path / "b")]) == 2
+    assert "not a finished layergrad run" in capsys.readouterr().err
