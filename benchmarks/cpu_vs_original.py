@@ -14,26 +14,19 @@ from pathlib import Path
 import torch
 
 import layergrad
-from layergrad.batching import Item, pad_batch
+from layergrad.batching import Item
 from layergrad.engine import ComputeOptions, make_formatter
 from layergrad.original import original_record
+
+from baselines import training_steps
 
 STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
 
 
 def time_training(m, items):
     """Plain fine-tuning step without the optimizer: all weights get gradients."""
-    for p in m.model.parameters():
-        p.requires_grad_(True)
     start = time.perf_counter()
-    for it in items:
-        ids, _, _ = pad_batch([it], 0, "cpu")
-        labels = ids.clone()
-        labels[0, :it.encoded.n_prompt] = -100
-        m.model(input_ids=ids, labels=labels).loss.backward()
-        m.model.zero_grad(set_to_none=True)
-    for p in m.model.parameters():
-        p.requires_grad_(False)
+    training_steps(m, items)
     return (time.perf_counter() - start) / len(items)
 
 

@@ -18,12 +18,14 @@ import time
 import torch
 
 import layergrad
-from layergrad.batching import Item, pad_batch
+from layergrad.batching import Item
 from layergrad.data import Sample
 from layergrad.engine import ComputeOptions, make_formatter
 from layergrad.models import LoadedModel
 from layergrad.original import original_record
 from layergrad.tiny import tiny_tokenizer
+
+from baselines import training_steps
 
 SHAPES = {
     "qwen2-1.5b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
@@ -72,19 +74,6 @@ def timed(fn, device):
     return time.perf_counter() - start, peak
 
 
-def training(m, items, device):
-    for p in m.model.parameters():
-        p.requires_grad_(True)
-    for it in items:
-        ids, _, _ = pad_batch([it], 0, device)
-        labels = ids.clone()
-        labels[0, :it.encoded.n_prompt] = -100
-        m.model(input_ids=ids, labels=labels).loss.backward()
-        m.model.zero_grad(set_to_none=True)
-    for p in m.model.parameters():
-        p.requires_grad_(False)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--shapes", default="qwen2-1.5b,llama-3.1-8b")
@@ -105,7 +94,7 @@ def main():
         for total in map(int, args.lengths.split(",")):
             samples = samples_of_length(m.tokenizer, total, args.n)
             items = [Item("b", s, fmt.encode(s)) for s in samples]
-            t_train, mem_train = timed(lambda: training(m, items, args.device), args.device)
+            t_train, mem_train = timed(lambda: training_steps(m, items, args.device), args.device)
             t_lg, mem_lg = timed(lambda: layergrad.compute(m, samples), args.device)
             t_orig = float("nan")
             if args.original_n:

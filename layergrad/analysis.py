@@ -119,8 +119,6 @@ def rd_table(matrices: dict, pairs: list[tuple[str, str]], metric: str, n_boot: 
     for a, b in pairs:
         for module in modules_of(matrices, a, b):
             ma, mb = matrices[(a, module)], matrices[(b, module)]
-            if ma.shape[1] != mb.shape[1]:
-                continue
             ca, cb = ma.to_numpy().mean(0), mb.to_numpy().mean(0)
             draws = relative_difference(bootstrap_means(ma.to_numpy(), n_boot, rng),
                                         bootstrap_means(mb.to_numpy(), n_boot, rng), axis=1)
@@ -135,7 +133,14 @@ def rd_table(matrices: dict, pairs: list[tuple[str, str]], metric: str, n_boot: 
 
 
 def modules_of(matrices: dict, a: str, b: str) -> list[str]:
-    return [m for (g, m) in matrices if g == a and (b, m) in matrices]
+    """Modules whose curves exist in both groups with the same number of layers."""
+    return [m for (g, m) in matrices
+            if g == a and (b, m) in matrices and matrices[(a, m)].shape[1] == matrices[(b, m)].shape[1]]
+
+
+def table_rule(mad: pd.DataFrame) -> str:
+    """The segment rule to show for a MAD table: the paper's when it applies, else thirds."""
+    return "paper" if (mad.rule == "paper").any() else "thirds"
 
 
 # ----------------------------------------------------------------------------- back-compat helpers

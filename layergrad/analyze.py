@@ -168,8 +168,7 @@ def draw_figures(frames, data: Loaded, pairs, metrics, out: Path, formats) -> li
 def paper_table(mad: pd.DataFrame, groups: list[str], metric: str) -> pd.DataFrame:
     """Rows conditions, columns (module, segment): the paper's MAD table (its rule if it has one)."""
     data = mad[mad.metric == metric]
-    rule = "paper" if (data.rule == "paper").any() else "thirds"
-    data = data[data.rule == rule]
+    data = data[data.rule == analysis.table_rule(data)]
     wide = data.pivot_table(index="group", columns=["module", "segment"], values="mad", sort=False)
     order = [g for g in groups if g in wide.index]
     segments = [s for s in analysis.SEGMENTS if s in wide.columns.get_level_values(1)]
@@ -286,7 +285,8 @@ def hypothesis_checks(frames, data: Loaded) -> list[dict]:
         t = tests[(tests.a == none) & (tests.b == detailed) & (tests.metric == "nuclear_norm")]
         seg = t[t.unit.isin(["early", "middle", "late"])].pivot_table(index="module", columns="unit", values="rel_change")
         if not seg.empty:
-            lower_early = int((t[(t.unit == "early")].pipe(lambda r: (r.rel_change < 0) & (r.p_holm < 0.05))).sum())
+            early = t[t.unit == "early"]
+            lower_early = int(((early.rel_change < 0) & (early.p_holm < 0.05)).sum())
             largest_early = int(((seg["early"].abs() >= seg[["middle", "late"]].abs().max(axis=1))).sum())
             holds = lower_early == len(seg) and largest_early >= len(seg) / 2
             out.append({"title": f"H1 {prefix}none vs {prefix}detailed", "text":
@@ -294,7 +294,7 @@ def hypothesis_checks(frames, data: Loaded) -> list[dict]:
                         f"early-layer nuclear norm than None CoT in {lower_early} of {len(seg)} modules; the relative "
                         f"gap is largest in the early layers in {largest_early} of {len(seg)} modules.",
                         "details": []})
-        m = mad[(mad.metric == "nuclear_norm") & (mad.rule == ("paper" if (mad.rule == "paper").any() else "thirds"))]
+        m = mad[(mad.metric == "nuclear_norm") & (mad.rule == analysis.table_rule(mad))]
         for segment in ("all", "early"):
             a = m[(m.group == none) & (m.segment == segment)].set_index("module")
             b = m[(m.group == detailed) & (m.segment == segment)].set_index("module").reindex(a.index)

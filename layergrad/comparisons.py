@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from .analysis import interval, segment_values
+from .analysis import interval, modules_of, segment_values
 
 MIN_PAIRED = 5
 
@@ -84,10 +84,8 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
     rng = np.random.default_rng(seed)
     rows = []
     for a, b in pairs:
-        for module in [m for (g, m) in matrices if g == a and (b, m) in matrices]:
+        for module in modules_of(matrices, a, b):
             ma, mb = matrices[(a, module)], matrices[(b, module)]
-            if ma.shape[1] != mb.shape[1]:
-                continue
             pairing = paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
             units = {f"layer {int(c)}": (ma[c], mb[c]) for c in ma.columns}
             sa, sb = segment_values(ma), segment_values(mb)
@@ -202,7 +200,7 @@ def length_table(matrices: dict, lengths: dict[str, pd.Series], pairs, metric: s
             rows.append({"kind": "correlation", "a": group, "b": "", "module": module, "metric": metric,
                          "segment": segment, "spearman_rho": rho, "p": p, "n": len(seg)})
     for a, b in pairs:
-        for module in [m for (g, m) in matrices if g == a and (b, m) in matrices]:
+        for module in modules_of(matrices, a, b):
             sa, sb = segment_values(matrices[(a, module)]), segment_values(matrices[(b, module)])
             la = lengths[a].reindex(sa.index).to_numpy(dtype=float)
             lb = lengths[b].reindex(sb.index).to_numpy(dtype=float)

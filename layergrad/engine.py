@@ -8,6 +8,7 @@ forward and one activation-only backward per batch; weights never get a gradient
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from dataclasses import asdict, dataclass
@@ -173,10 +174,15 @@ def logits_to_keep(model, targets: torch.Tensor) -> int:
     Exact, and on short answers after long prompts it saves most of the vocabulary
     projection, forward and backward (the model must accept ``logits_to_keep``).
     """
-    if "logits_to_keep" not in inspect.signature(model.forward).parameters:
+    if not accepts_logits_to_keep(type(model)):
         return 0
     hits = targets.any(0).nonzero()
     return int(targets.shape[1] - hits[0]) + 1 if len(hits) else 0
+
+
+@functools.cache
+def accepts_logits_to_keep(model_class) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
 def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .analysis import table_rule  # noqa: E402
+
 MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4", "o_proj": "#7f7f7f",
                   "gate_proj": "#9467bd", "up_proj": "#ff7f0e", "down_proj": "#8c564b"}
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
@@ -103,7 +105,7 @@ def overlays(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, fo
 
 def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
     """MAD per segment (x) and condition (bars) with 95% CIs, one panel per module."""
-    rule = "paper" if (mad[mad.metric == metric].rule == "paper").any() else "thirds"
+    rule = table_rule(mad[mad.metric == metric])
     data = mad[(mad.metric == metric) & (mad.rule == rule)]
     modules = list(dict.fromkeys(data.module))
     colours = group_colours(groups)

@@ -39,15 +39,14 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
     store.prepare(config, write=world.main)
     distributed.barrier(world)
     done = store.done_ids()
+    work = {(name, s.sample_id): len(s.prompt) + len(s.response)  # size of each sample still to do
+            for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done}
     if world.distributed:
-        conditions = my_share(conditions, done, world)
+        conditions, work = my_share(conditions, work, world)
         log = log if world.main else (lambda *a: None)
     started = datetime.now(timezone.utc)
     m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
-                            chat=config.chat,
-                            trust_remote_code=config.trust_remote_code, log=log)
-    work = {(name, s.sample_id): len(s.prompt) + len(s.response) for name, ss in conditions.items() for s in ss
-            if (name, s.sample_id) not in done}
+                            chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
     progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
     clock = time.perf_counter()
     for records in iter_records(m, conditions, compute_options(config), skip_ids=done):
@@ -76,12 +75,13 @@ def rank_device(device: str | None, world) -> str:
     return device
 
 
-def my_share(conditions: dict, done: set, world) -> dict:
-    """This rank's samples: the ones not done, bin-packed by length across ranks."""
-    costs = {(name, s.sample_id): len(s.prompt) + len(s.response) for name, ss in conditions.items() for s in ss
-             if (name, s.sample_id) not in done}
-    owner = distributed.assign(costs, world.size)
-    return {name: [s for s in ss if owner.get((name, s.sample_id)) == world.rank] for name, ss in conditions.items()}
+def my_share(conditions: dict, work: dict, world) -> tuple[dict, dict]:
+    """This rank's samples and their sizes: the ones not done (keys of ``work``), bin-packed
+    by size across ranks."""
+    owner = distributed.assign(work, world.size)
+    mine = {key for key, rank in owner.items() if rank == world.rank}
+    return ({name: [s for s in ss if (name, s.sample_id) in mine] for name, ss in conditions.items()},
+            {key: work[key] for key in mine})
 
 
 def compute_options(config: RunConfig) -> ComputeOptions:
