@@ -1,6 +1,6 @@
 """The baseline both benchmarks time layergrad against: a plain fine-tuning step."""
 
-from layergrad.batching import pad_batch
+from layergrad.engine.batching import pad_batch
 
 
 def training_steps(m, items, device="cpu") -> None:

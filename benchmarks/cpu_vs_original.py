@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 
 import layergrad
-from layergrad.batching import Item
-from layergrad.engine import ComputeOptions, make_formatter
-from layergrad.original import original_record
+from layergrad.engine.batching import Item
+from layergrad.engine.compute import ComputeOptions, make_formatter
+from layergrad.engine.original import original_record
 
 from baselines import training_steps
 

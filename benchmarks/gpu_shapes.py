@@ -18,11 +18,11 @@ import time
 import torch
 
 import layergrad
-from layergrad.batching import Item
-from layergrad.data import Sample
-from layergrad.engine import ComputeOptions, make_formatter
+from layergrad.engine.batching import Item
+from layergrad.data.samples import Sample
+from layergrad.engine.compute import ComputeOptions, make_formatter
 from layergrad.models import LoadedModel
-from layergrad.original import original_record
+from layergrad.engine.original import original_record
 from layergrad.tiny import tiny_tokenizer
 
 from baselines import training_steps

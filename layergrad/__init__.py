@@ -13,15 +13,15 @@ __all__ = ["load_model", "load_samples", "compute", "Sample", "LayergradError", 
 
 def __getattr__(name):  # lazy: `layergrad --help` must not import torch
     if name == "load_model":
-        from .models import load_model
+        from layergrad.models import load_model
         return load_model
     if name in ("load_samples", "Sample"):
-        from . import data
-        return getattr(data, name)
+        from layergrad.data import samples
+        return getattr(samples, name)
     if name == "compute":
-        from .engine import compute
+        from layergrad.engine.compute import compute
         return compute
     if name == "LayergradError":
-        from .errors import LayergradError
+        from layergrad.errors import LayergradError
         return LayergradError
     raise AttributeError(f"module 'layergrad' has no attribute {name!r}")

@@ -1,5 +1,5 @@
 """``python -m layergrad`` (also what ``torchrun -m layergrad`` runs)."""
 
-from .cli import entry
+from layergrad.cli import entry
 
 entry()

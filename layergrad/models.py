@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError, did_you_mean
+from layergrad.errors import ModelError, did_you_mean
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
@@ -75,7 +75,7 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
     kwargs = dict(dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code,
                   attn_implementation=attn_implementation)
     if spec in TINY:
-        from .tiny import tiny_model
+        from layergrad.tiny import tiny_model
 
         model, tok = tiny_model(spec)
         loaded = _finish(model, tok, spec, {"alias": spec, "source": "seeded random init"}, **kwargs)

@@ -41,8 +41,8 @@ def smollm2():
 def tiny_run(tmp_path_factory):
     """A finished run on tiny-random-llama: arithmetic none/detailed, correct and irrelevant, 8 each
     (with the full spectrum and adjacent-layer cosines)."""
-    from layergrad.config import RunConfig
-    from layergrad.run import run
+    from layergrad.runs.config import RunConfig
+    from layergrad.runs.runner import run
 
     data = {}
     for style in ("none", "detailed"):

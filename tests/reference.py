@@ -2,9 +2,9 @@
 
 import torch
 
-from layergrad.batching import pad_batch
-from layergrad.engine import response_losses
-from layergrad.projections import select_targets
+from layergrad.engine.batching import pad_batch
+from layergrad.engine.compute import response_losses
+from layergrad.engine.projections import select_targets
 
 
 def oracle_gradients(m, item, modules="all"):

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import layergrad
-from layergrad.batching import Item
-from layergrad.engine import ComputeOptions, make_formatter
-from layergrad.original import original_record
-from layergrad.spectra import spectrum_stats
+from layergrad.engine.batching import Item
+from layergrad.engine.compute import ComputeOptions, make_formatter
+from layergrad.engine.original import original_record
+from layergrad.engine.spectra import spectrum_stats
 from reference import oracle_singular_values
 
 pytestmark = pytest.mark.integration

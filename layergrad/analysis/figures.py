@@ -1,0 +1,185 @@
+"""Figures of an analysis (matplotlib, headless): the paper's panels and our overlays.
+
+Colours: modules keep the paper's (q red, k green, v blue, o gray) plus three for the MLP;
+conditions take a fixed qualitative palette in run order. Every figure is written as PNG
+(for the report) and SVG.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from layergrad.analysis.curves import table_rule  # noqa: E402
+
+MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4", "o_proj": "#7f7f7f",
+                  "gate_proj": "#9467bd", "up_proj": "#ff7f0e", "down_proj": "#8c564b"}
+PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
+           "#1f78b4", "#b2df8a"]
+LABELS = {"nuclear_norm": "nuclear norm ‖G‖*", "sigma1_ratio": "σ1 ratio σ1/‖G‖*",
+          "effective_rank": "effective rank", "frobenius_norm": "Frobenius norm", "stable_rank": "stable rank",
+          "sigma_max": "σ1", "cosine_next": "cosine(G_l, G_l+1)"}
+
+
+def label(metric: str) -> str:
+    return LABELS.get(metric, metric.replace("_", " "))
+
+
+def group_colours(groups: list[str]) -> dict[str, str]:
+    return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+
+
+def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = None):
+    cols = cols or min(n, 4)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def panels(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+    """The paper's figure: one panel per condition, one line per module, layer on x."""
+    data = curves[curves.metric == metric]
+    fig, axes = grid(len(groups))
+    top = data["ci_high"].max() if len(data) else 1
+    bottom = data["ci_low"].min() if len(data) else 0
+    for ax, group in zip(axes, groups):
+        for module, rows in data[data.group == group].groupby("module", sort=False):
+            ax.plot(rows.layer, rows["mean"], color=MODULE_COLOURS.get(module), label=module, lw=1.4)
+        ax.set_title(group, fontsize=10)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(label(metric))
+        ax.set_ylim(min(0, bottom * 1.05), top * 1.05)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
+    fig.suptitle(f"Mean {label(metric)} per layer (one panel per condition)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return save(fig, out, f"panels_{metric}", formats)
+
+
+def save(fig, out, name, formats):
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / f"{name}.{fmt}"
+        fig.savefig(path, dpi=110 if fmt == "png" else None)
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def overlays(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats, *, name: str,
+             title: str) -> list[Path]:
+    """One panel per module, one line per condition with its 95% CI band."""
+    data = curves[(curves.metric == metric) & curves.group.isin(groups)]
+    modules = list(dict.fromkeys(data.module))
+    colours = group_colours(groups)
+    fig, axes = grid(len(modules))
+    for ax, module in zip(axes, modules):
+        for group in groups:
+            rows = data[(data.module == module) & (data.group == group)]
+            if rows.empty:
+                continue
+            dashed = "irrelevant" in group
+            ax.plot(rows.layer, rows["mean"], color=colours[group], ls="--" if dashed else "-", lw=1.4, label=group)
+            ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colours[group], alpha=0.18, lw=0)
+        ax.set_title(module, fontsize=10)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(label(metric))
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return save(fig, out, name, formats)
+
+
+def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+    """MAD per segment (x) and condition (bars) with 95% CIs, one panel per module."""
+    rule = table_rule(mad[mad.metric == metric])
+    data = mad[(mad.metric == metric) & (mad.rule == rule)]
+    modules = list(dict.fromkeys(data.module))
+    colours = group_colours(groups)
+    segments = ["early", "middle", "late", "all"]
+    width = 0.8 / max(len(groups), 1)
+    fig, axes = grid(len(modules))
+    for ax, module in zip(axes, modules):
+        for i, group in enumerate(groups):
+            rows = data[(data.module == module) & (data.group == group)].set_index("segment").reindex(segments)
+            x = np.arange(len(segments)) + (i - (len(groups) - 1) / 2) * width
+            err = np.vstack([rows["mad"] - rows.ci_low, rows.ci_high - rows["mad"]]).clip(min=0)
+            ax.bar(x, rows["mad"], width, color=colours[group], label=group, yerr=err, capsize=2,
+                   error_kw={"lw": 0.8})
+        ax.set_xticks(range(len(segments)), segments)
+        ax.set_title(module, fontsize=10)
+        ax.set_ylabel(f"MAD of {label(metric)}")
+        ax.grid(alpha=0.3, axis="y")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
+    fig.suptitle(f"Mean absolute difference across layers ({rule} segments), 95% bootstrap CI", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    return save(fig, out, f"mad_{metric}", formats)
+
+
+def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+    """Layer x module map of log10 mean metric, one panel per condition, one colour scale."""
+    data = curves[curves.metric == metric]
+    log = bool((data["mean"] > 0).all())
+    scale = (lambda v: np.log10(np.clip(v, 1e-30, None))) if log else (lambda v: v)
+    values = scale(data["mean"].to_numpy())
+    vmin, vmax = float(values.min()), float(values.max())
+    fig, axes = grid(len(groups), width=3.4, height=3.0)
+    image = None
+    for ax, group in zip(axes, groups):
+        table = data[data.group == group].pivot_table(index="module", columns="layer", values="mean", sort=False)
+        image = ax.imshow(scale(table.to_numpy()), aspect="auto", vmin=vmin, vmax=vmax,
+                          cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
+        ax.set_xlabel("layer")
+        ax.set_title(group, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 0.92, 0.94))
+    if image is not None:
+        cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
+        fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}" if log else label(metric))
+    fig.suptitle(f"{label(metric)} per layer and module", fontsize=11)
+    return save(fig, out, f"heatmap_{metric}", formats)
+
+
+def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]], out: Path, formats, *,
+                  name: str, title: str) -> list[Path]:
+    """Rows = pairs (e.g. correct vs irrelevant per style), columns = modules; each panel keeps
+    its own scale, so short- and long-response conditions are both readable."""
+    data = curves[curves.metric == metric]
+    modules = list(dict.fromkeys(data.module))
+    fig, axes = plt.subplots(len(pairs), len(modules), figsize=(2.5 * len(modules), 2.1 * len(pairs) + 0.8),
+                             squeeze=False)
+    for row, (a, b) in enumerate(pairs):
+        for col, module in enumerate(modules):
+            ax = axes[row][col]
+            for group, colour, style in ((a, "#1b9e77", "-"), (b, "#d95f02", "--")):
+                rows = data[(data.module == module) & (data.group == group)]
+                ax.plot(rows.layer, rows["mean"], color=colour, ls=style, lw=1.3, label="first" if group == a else "second")
+                ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colour, alpha=0.2, lw=0)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if row == 0:
+                ax.set_title(module, fontsize=9)
+            if row == len(pairs) - 1:
+                ax.set_xlabel("layer", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(f"{a}\nvs {b}", fontsize=8)
+    handles = [plt.Line2D([], [], color="#1b9e77", ls="-"), plt.Line2D([], [], color="#d95f02", ls="--")]
+    fig.legend(handles, ["first condition of the row (e.g. correct)", "second (e.g. irrelevant)"],
+               loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    return save(fig, out, name, formats)

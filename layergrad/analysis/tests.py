@@ -1,0 +1,111 @@
+"""Which differences between conditions are real: paired and unpaired tests, Holm correction.
+
+Per (pair, module, layer or segment): a Wilcoxon signed-rank test when the same prompts appear
+in both conditions (paired on them), Mann-Whitney U otherwise; Holm correction over the whole
+table of a metric (per-layer tests: over the layers of a pair and module); rank-biserial effect
+size; the relative change of the mean with a bootstrap CI.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from layergrad.analysis.curves import interval, modules_of, segment_values
+
+MIN_PAIRED = 5
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok])]
+    m = len(order)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def paired_index(prompts_a: pd.Series, prompts_b: pd.Series) -> list[tuple[str, str]] | None:
+    """(sample_a, sample_b) ids with the same prompt, when most samples pair up; else None."""
+    a = prompts_a[~prompts_a.duplicated(keep=False)]
+    b = prompts_b[~prompts_b.duplicated(keep=False)]
+    by_prompt = dict(zip(b.values, b.index))
+    pairs = [(sid, by_prompt[p]) for sid, p in zip(a.index, a.values) if p in by_prompt]
+    if len(pairs) < MIN_PAIRED or len(pairs) < 0.5 * min(len(prompts_a), len(prompts_b)):
+        return None
+    return pairs
+
+
+def compare(x: np.ndarray, y: np.ndarray, paired: bool) -> dict:
+    """Test and effect size of y vs x (rank-biserial: + means y tends to be larger)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired:
+            diff = y - x
+            if np.allclose(diff, 0):
+                return {"test": "wilcoxon", "statistic": np.nan, "p": 1.0, "effect": 0.0}
+            res = st.wilcoxon(y, x, zero_method="wilcox")
+            ranks = st.rankdata(np.abs(diff[diff != 0]))
+            plus, minus = ranks[diff[diff != 0] > 0].sum(), ranks[diff[diff != 0] < 0].sum()
+            return {"test": "wilcoxon", "statistic": float(res.statistic), "p": float(res.pvalue),
+                    "effect": float((plus - minus) / (plus + minus))}
+        res = st.mannwhitneyu(y, x, alternative="two-sided")
+        return {"test": "mann-whitney", "statistic": float(res.statistic), "p": float(res.pvalue),
+                "effect": float(2 * res.statistic / (len(x) * len(y)) - 1)}
+
+
+def relative_change_ci(x: np.ndarray, y: np.ndarray, paired: bool, n_boot: int, rng) -> tuple[float, float, float]:
+    """mean(y) / mean(x) - 1 and its bootstrap interval (pairs resampled together when paired)."""
+    point = y.mean() / x.mean() - 1 if x.mean() else np.nan
+    if paired:
+        idx = rng.integers(0, len(x), (n_boot, len(x)))
+        draws = y[idx].mean(1) / x[idx].mean(1) - 1
+    else:
+        draws = y[rng.integers(0, len(y), (n_boot, len(y)))].mean(1) / x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1) - 1
+    lo, hi = interval(draws)
+    return float(point), float(lo), float(hi)
+
+
+def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: str, n_boot: int,
+                seed: int) -> pd.DataFrame:
+    """Every (pair, module, unit) comparison, unit = a layer or a segment (auto rule)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, b in pairs:
+        for module in modules_of(matrices, a, b):
+            ma, mb = matrices[(a, module)], matrices[(b, module)]
+            pairing = paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
+            units = {f"layer {int(c)}": (ma[c], mb[c]) for c in ma.columns}
+            sa, sb = segment_values(ma), segment_values(mb)
+            units.update({s: (sa[s], sb[s]) for s in sa.columns})
+            for unit, (va, vb) in units.items():
+                if pairing:
+                    x = va.loc[[p[0] for p in pairing]].to_numpy()
+                    y = vb.loc[[p[1] for p in pairing]].to_numpy()
+                else:
+                    x, y = va.to_numpy(), vb.to_numpy()
+                if len(x) < 2 or len(y) < 2:
+                    continue
+                result = compare(x, y, bool(pairing))
+                if unit.startswith("layer"):  # CIs for segments only (the findings quote those)
+                    change = (float(y.mean() / x.mean() - 1) if x.mean() else np.nan, np.nan, np.nan)
+                else:
+                    change = relative_change_ci(x, y, bool(pairing), n_boot, rng)
+                rows.append({"a": a, "b": b, "module": module, "metric": metric, "unit": unit,
+                             "mean_a": float(x.mean()), "mean_b": float(y.mean()), "rel_change": change[0],
+                             "rel_change_low": change[1], "rel_change_high": change[2],
+                             "n_a": len(x), "n_b": len(y), "paired": bool(pairing), **result})
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["family"] = np.where(table.unit.str.startswith("layer"), table.a + "|" + table.b + "|" + table.module,
+                                   "segments")
+        table["p_holm"] = table.groupby("family")["p"].transform(lambda p: pd.Series(holm(p), index=p.index))
+    return table

@@ -1,0 +1,300 @@
+"""Run batches through the model under capture and turn them into records.
+
+For every sample the loss is the mean token cross-entropy over its response tokens; a
+batch's loss is the *sum* of its samples' losses, so each sample's output gradients — and
+hence its weight-gradient spectra — equal those of a batch of one (PAPER.md §5). One
+forward and one activation-only backward per batch; weights never get a gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterator
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from layergrad.engine import spectra
+from layergrad.engine.batching import Item, pad_batch, plan_batches
+from layergrad.engine.capture import Captured, GradientCapture, Part
+from layergrad.data.samples import Sample
+from layergrad.data.formatting import Formatter
+from layergrad.engine.projections import KINDS, select_targets
+
+SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
+                  "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
+STAT_KEYS = ("sample_id", "condition", "layer", "module", "param")
+STATS_COLUMNS = STAT_KEYS + spectra.STAT_COLUMNS + ("rank_bound", "finite", "route")
+SKIP_NO_RESPONSE = "no response tokens after truncation"
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """What to compute and how; ``paper=True`` fixes formatting, q/k/v/o default, batch 1."""
+
+    modules: str | tuple = "all"
+    paper: bool = False
+    batch_size: int | None = None
+    batch_tokens: int | None = None
+    max_length: int | None = None
+    route: str = "auto"  # auto | core | dense | reference
+    spectrum: bool = False
+    append_eos: bool = True
+    system_prompt: str | None = None
+    cosine: bool = False  # adjacent-layer gradient cosine per module (column cosine_next)
+
+    def resolved(self) -> "ComputeOptions":
+        """Paper mode: batch of one, q/k/v/o unless modules were chosen explicitly."""
+        if not self.paper:
+            return self
+        modules = "attn" if self.modules == "all" else self.modules
+        return ComputeOptions(**{**asdict(self), "modules": modules, "batch_size": 1, "batch_tokens": None})
+
+
+@dataclass
+class BatchRecords:
+    """Records of one batch (or of skipped samples): the rows of stats and samples tables."""
+
+    stats: list[dict]
+    samples: list[dict]
+    n_tokens: int = 0
+
+
+def compute(m, samples, modules="all", paper: bool = False, batch_size: int | None = None,
+            batch_tokens: int | None = None, **options) -> pd.DataFrame:
+    """Per-sample, per-layer, per-module gradient spectra as a tidy DataFrame.
+
+    ``m``: a loaded model (``.model``, ``.tokenizer``); ``samples``: a list of Sample or a
+    dict {condition: samples}. The samples table is ``df.attrs['samples']``.
+    """
+    opts = ComputeOptions(modules=modules, paper=paper, batch_size=batch_size,
+                          batch_tokens=batch_tokens, **options)
+    conditions = samples if isinstance(samples, dict) else {"default": list(samples)}
+    stats, rows = [], []
+    for records in iter_records(m, conditions, opts):
+        stats.extend(records.stats)
+        rows.extend(records.samples)
+    frame = stats_frame(stats)
+    frame.attrs["samples"] = samples_frame(rows)
+    return frame
+
+
+def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, *,
+                 skip_ids: set | None = None, progress: Callable | None = None) -> Iterator[BatchRecords]:
+    """Yield records batch by batch (skips first); samples in ``skip_ids`` (cond, id) are not run."""
+    opts = opts.resolved()
+    skip_ids = skip_ids or set()
+    formatter = make_formatter(m, opts)
+    items, skipped = prepare_items(formatter, conditions, skip_ids)
+    if skipped:
+        yield BatchRecords([], skipped)
+    targets = select_targets(m.model, opts.modules)
+    batch_size, batch_tokens = opts.batch_size, opts.batch_tokens
+    if batch_size is None and batch_tokens is None and not next(m.model.parameters()).is_cuda:
+        batch_size = 1  # measured: on a CPU, padding costs more than batching saves
+    batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
+    m.model.eval()
+    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine) as cap:
+        for batch in batches:
+            for records in run_with_backoff(m, cap, batch, opts):
+                if progress:
+                    progress(records)
+                yield records
+
+
+def make_formatter(m, opts: ComputeOptions) -> Formatter:
+    return Formatter(m.tokenizer, chat=m.is_chat, system_prompt=opts.system_prompt,
+                     append_eos=opts.append_eos, max_length=opts.max_length, paper=opts.paper,
+                     model_name=getattr(m, "name", ""))
+
+
+def prepare_items(formatter: Formatter, conditions, skip_ids) -> tuple[list[Item], list[dict]]:
+    """Encode every sample; unusable ones become skip rows with their reason."""
+    items, skipped = [], []
+    for condition, samples in conditions.items():
+        for s in samples:
+            if (condition, s.sample_id) in skip_ids:
+                continue
+            if s.problem:
+                skipped.append(sample_row(s, condition, None, status="skipped", reason=s.problem))
+                continue
+            enc = formatter.encode(s)
+            if enc.n_response == 0:
+                skipped.append(sample_row(s, condition, enc, status="skipped", reason=SKIP_NO_RESPONSE))
+            else:
+                items.append(Item(condition, s, enc))
+    return items, skipped
+
+
+def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator[BatchRecords]:
+    """Run one batch; on out-of-memory, retry it in halves (a batch of one re-raises)."""
+    try:
+        yield run_batch(m, cap, batch, opts)
+    except torch.OutOfMemoryError:
+        cap.reset()
+        if len(batch) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        yield from run_with_backoff(m, cap, batch[:half], opts)
+        yield from run_with_backoff(m, cap, batch[half:], opts)
+
+
+def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) -> BatchRecords:
+    """Forward + activation-only backward of one padded batch -> its records."""
+    device = m.model.get_input_embeddings().weight.device
+    pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
+    ids, mask, targets = pad_batch(batch, pad_id, device)
+    cap.start_batch(mask)
+    keep = logits_to_keep(m.model, targets)
+    extra = {"logits_to_keep": keep} if keep else {}
+    logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
+    first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1
+    losses = response_losses(logits, ids[:, first:], targets[:, first:])  # (B,)
+    del logits
+    losses.sum().backward()
+    stat_rows = spectra_rows(cap.results, batch, opts)
+    if opts.cosine:
+        add_adjacent_cosines(stat_rows, cap, batch)
+    cap.reset()
+    sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
+                   for it, loss in zip(batch, losses.detach().cpu())]
+    mark_nonfinite(sample_rows, stat_rows)
+    return BatchRecords(stat_rows, sample_rows, int(mask.sum()))
+
+
+def logits_to_keep(model, targets: torch.Tensor) -> int:
+    """Positions from the first target's predictor on: the LM head skips the prompt (0: all).
+
+    Exact, and on short answers after long prompts it saves most of the vocabulary
+    projection, forward and backward (the model must accept ``logits_to_keep``).
+    """
+    if not accepts_logits_to_keep(type(model)):
+        return 0
+    hits = targets.any(0).nonzero()
+    return int(targets.shape[1] - hits[0]) + 1 if len(hits) else 0
+
+
+@functools.cache
+def accepts_logits_to_keep(model_class) -> bool:
+    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
+
+
+def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's target tokens, fp32."""
+    token_loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(),
+                                 reduction="none").view(targets.shape)
+    weights = targets.float()
+    return (token_loss * weights).sum(1) / weights.sum(1)
+
+
+def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
+    """Captured matrices -> one stats row per (sample, target)."""
+    parts = [part for cap in results for part in cap.parts]
+    squared = dict(zip(map(id, parts), batched_squared(parts)))
+    rows = []
+    for cap in results:
+        t = cap.target
+        n_full = min(t.p, t.d)
+        for part in cap.parts:
+            sq = squared[id(part)]
+            stats = spectra.stats_from_squared(sq, n_full).cpu()  # (b, 7)
+            for j, item in enumerate(batch[part.segment.start:part.segment.stop]):
+                rows.append(stat_row(item, t, part.route, stats[j], sq[j], bool(part.finite[j]), opts))
+    return rows
+
+
+def stat_row(item: Item, t, route: str, stats: torch.Tensor, sq: torch.Tensor, finite: bool, opts) -> dict:
+    n_full = min(t.p, t.d)
+    rank_bound = min(item.encoded.n_tokens, n_full)
+    values = stats.tolist() if finite else [math.nan] * len(spectra.STAT_COLUMNS)
+    row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
+           "module": t.kind, "param": t.param, **dict(zip(spectra.STAT_COLUMNS, values)),
+           "rank_bound": rank_bound, "finite": finite, "route": route}
+    if finite and rank_bound < n_full:
+        row["sigma_min"] = 0.0
+    if opts.spectrum:
+        row["spectrum"] = sq[:rank_bound].clamp_min(0).sqrt().tolist() if finite else []
+    return row
+
+
+def add_adjacent_cosines(rows: list[dict], cap: GradientCapture, batch: list[Item]) -> None:
+    """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
+    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
+    inner = {}
+    for (kind, layer), per_segment in cap.inner.items():
+        for seg, values in zip(cap.segments, per_segment):
+            for item, value in zip(batch[seg.start:seg.stop], values.tolist()):
+                inner[(item.sample.sample_id, kind, layer)] = value
+    for r in rows:
+        key = (r["sample_id"], r["module"], r["layer"])
+        value = inner.get(key, math.nan)
+        norms = fro[key] * fro.get((r["sample_id"], r["module"], r["layer"] + 1), math.nan)
+        r["cosine_next"] = value / norms if norms > 0 else math.nan
+
+
+def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
+    """σ² (descending) of every part: one eigensolver call per matrix size and device, so the
+    solver can spread the stack over cores (CPU) or batch it (GPU)."""
+    out: list[torch.Tensor | None] = [None] * len(parts)
+    by_shape: dict[tuple, list[int]] = {}
+    for k, part in enumerate(parts):
+        if part.squared is not None:
+            width = max(s.numel() for s in part.squared)
+            out[k] = torch.stack([F.pad(s.sort(descending=True).values, (0, width - s.numel()))
+                                  for s in part.squared])
+        else:  # device: with device_map the layers live on several GPUs
+            by_shape.setdefault((part.matrices.device, *part.matrices.shape[1:]), []).append(k)
+    for ks in by_shape.values():
+        values = spectra.squared_singular_values(torch.cat([parts[k].matrices for k in ks]))
+        start = 0
+        for k in ks:
+            size = parts[k].matrices.shape[0]
+            out[k], start = values[start:start + size], start + size
+    return out
+
+
+def mark_nonfinite(sample_rows: list[dict], stat_rows: list[dict]) -> None:
+    """Flag samples with a non-finite loss or gradient (their stats rows hold NaN)."""
+    bad: dict[str, int] = {}
+    for row in stat_rows:
+        if not row["finite"]:
+            bad[row["sample_id"]] = bad.get(row["sample_id"], 0) + 1
+    for row in sample_rows:
+        if row["sample_id"] in bad or not math.isfinite(row["loss"]):
+            row["status"] = "nonfinite"
+            row["reason"] = f"non-finite loss or gradient ({bad.get(row['sample_id'], 0)} modules)"
+
+
+def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status: str,
+               reason: str = "") -> dict:
+    return {"sample_id": s.sample_id, "condition": condition, "source_index": s.source_index,
+            "loss": loss, "n_tokens": enc.n_tokens if enc else 0,
+            "n_prompt_tokens": min(enc.n_prompt, enc.n_tokens) if enc else 0,
+            "n_response_tokens": enc.n_response if enc else 0,
+            "truncated": bool(enc.truncated) if enc else False, "status": status, "reason": reason,
+            "boundary": enc.boundary if enc else "", "prompt": s.prompt, "response": s.response}
+
+
+def stats_frame(rows) -> pd.DataFrame:
+    """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
+    frame = pd.DataFrame(rows)
+    columns = list(STATS_COLUMNS) + [c for c in ("cosine_next", "spectrum") if c in frame.columns]
+    frame = frame.reindex(columns=columns)
+    if frame.empty:
+        return frame
+    order = {k: i for i, k in enumerate(KINDS)}
+    frame["_k"] = frame["module"].map(lambda k: order.get(k, len(order)))
+    frame = frame.sort_values(["condition", "sample_id", "layer", "_k", "param"]).drop(columns="_k")
+    return frame.reset_index(drop=True)
+
+
+def samples_frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows).reindex(columns=list(SAMPLE_COLUMNS))
+    return frame.sort_values(["condition", "source_index", "sample_id"]).reset_index(drop=True)
+

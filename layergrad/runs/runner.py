@@ -1,0 +1,119 @@
+"""The facade: ``run(config)`` loads the model once, computes every condition into a run
+directory, resumes what a previous attempt left, and writes the manifest."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from layergrad import __version__
+from layergrad.runs import sharding
+from layergrad.runs.config import RunConfig
+from layergrad.data.samples import load_samples
+from layergrad.engine.compute import ComputeOptions, iter_records, samples_frame, stats_frame
+from layergrad.errors import InputError
+from layergrad.models import load_model
+from layergrad.runs.progress import Progress
+from layergrad.runs.store import RunStore
+
+
+def run(config: RunConfig, *, model=None, log=print) -> Path:
+    """Compute ``config`` into ``config.out`` and return that directory.
+
+    Under torchrun every rank computes its share of the samples into its own shard and rank 0
+    merges them (sharding.py); a rerun resumes from every shard, whatever the world size.
+    """
+    if not config.data:
+        raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
+    world = sharding.current_world()
+    conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
+                  for name, src in config.data.items()}
+    device = rank_device(config.device, world)
+    sharding.init(world, device)
+    store = RunStore(config.out, rank=world.rank if world.distributed else None)
+    store.prepare(config, write=world.main)
+    sharding.barrier(world)
+    done = store.done_ids()
+    work = {(name, s.sample_id): len(s.prompt) + len(s.response)  # size of each sample still to do
+            for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done}
+    if world.distributed:
+        conditions, work = my_share(conditions, work, world)
+        log = log if world.main else (lambda *a: None)
+    started = datetime.now(timezone.utc)
+    m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
+                            chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
+    progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
+    clock = time.perf_counter()
+    for records in iter_records(m, conditions, compute_options(config), skip_ids=done):
+        store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
+        progress.update(records)
+    progress.close()
+    sharding.barrier(world)
+    if world.main:
+        stats, samples = store.finalize(stats_frame, samples_frame)
+        elapsed = time.perf_counter() - clock
+        info = manifest(config, m, samples, started, elapsed, progress.tokens)
+        info["world_size"] = world.size
+        store.write_manifest(info)
+    sharding.barrier(world)
+    sharding.finish(world)
+    return store.root
+
+
+def rank_device(device: str | None, world) -> str:
+    """'auto' under torchrun on GPUs means this rank's local GPU."""
+    device = device or "auto"
+    if world.distributed and device == "auto":
+        import torch
+
+        return f"cuda:{world.local_rank}" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def my_share(conditions: dict, work: dict, world) -> tuple[dict, dict]:
+    """This rank's samples and their sizes: the ones not done (keys of ``work``), bin-packed
+    by size across ranks."""
+    owner = sharding.assign(work, world.size)
+    mine = {key for key, rank in owner.items() if rank == world.rank}
+    return ({name: [s for s in ss if (name, s.sample_id) in mine] for name, ss in conditions.items()},
+            {key: work[key] for key in mine})
+
+
+def compute_options(config: RunConfig) -> ComputeOptions:
+    return ComputeOptions(modules=config.modules, paper=config.paper, batch_size=config.batch_size,
+                          batch_tokens=config.batch_tokens, max_length=config.max_length, route=config.route,
+                          spectrum=config.spectrum, cosine=config.cosine, append_eos=config.append_eos,
+                          system_prompt=config.system_prompt)
+
+
+def manifest(config: RunConfig, m, samples: pd.DataFrame, started, elapsed: float, tokens: int) -> dict:
+    import torch
+    import transformers
+
+    counts = samples.groupby(["condition", "status"]).size().unstack(fill_value=0)
+    return {
+        "layergrad_version": __version__, "git_commit": git_commit(),
+        "config": config.to_dict(), "model": m.identity,
+        "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
+                     "transformers": transformers.__version__, "pandas": pd.__version__,
+                     "platform": platform.platform()},
+        "started": started.isoformat(), "finished": datetime.now(timezone.utc).isoformat(),
+        "this_session": {"seconds": round(elapsed, 2), "tokens": tokens,
+                         "tokens_per_second": round(tokens / elapsed, 1) if elapsed > 0 else None},
+        "samples": {c: {k: int(v) for k, v in row.items()} for c, row in counts.iterrows()},
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,134 @@
+"""Analysis: hand-computed MAD / RD / segments / Holm / AUROC / OLS, bootstrap coverage, the
+analyze command end to end (CSV files, figures, tables, an escaped report)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from layergrad.analysis import curves, length, separability, tests
+from layergrad.cli import main
+
+
+def test_mad_and_segments_by_hand():
+    assert curves.mad([1, 3, 2]) == pytest.approx(1.5)
+    assert np.isnan(curves.mad([4.0]))
+    assert curves.segment_bounds(28, "paper") == {"early": (0, 7), "middle": (7, 21), "late": (21, 28), "all": (0, 28)}
+    assert curves.segment_bounds(32)["middle"] == (10, 20)
+    assert curves.segment_bounds(26)["late"] == (20, 26)
+    assert curves.segment_bounds(42)["early"] == (0, 12)
+    assert curves.segment_bounds(30) == {"early": (0, 10), "middle": (10, 20), "late": (20, 30), "all": (0, 30)}
+    assert curves.segment_bounds(32, "thirds")["early"] == (0, 11)
+    with pytest.raises(ValueError):
+        curves.segment_bounds(30, "paper")
+    # MAD_all includes the steps across segment borders
+    curve = np.array([0, 1, 3, 6, 10, 15, 21, 28, 36], float)
+    assert curves.mad(curve) == pytest.approx(np.mean(np.diff(curve)))
+
+
+def test_relative_difference_by_hand():
+    assert curves.relative_difference([1, 2], [2, 1]) == pytest.approx((1 + 0.5) / 2)
+    assert curves.relative_difference([0, 1], [1e-10, 1]) == pytest.approx(0.5)
+
+
+def test_bootstrap_interval_covers_the_true_mean_about_95_percent():
+    rng = np.random.default_rng(1)
+    hits = 0
+    for _ in range(300):
+        sample = rng.normal(1.0, 2.0, size=(60, 1))
+        lo, hi = curves.interval(curves.bootstrap_means(sample, 400, rng))
+        hits += lo[0] <= 1.0 <= hi[0]
+    assert 0.90 <= hits / 300 <= 0.985
+
+
+def test_holm_by_hand():
+    np.testing.assert_allclose(tests.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    out = tests.holm([0.5, np.nan])
+    assert out[0] == 0.5 and np.isnan(out[1])
+
+
+def test_tests_and_effect_sizes():
+    x = np.arange(1.0, 21.0)
+    paired = tests.compare(x, x + 1, paired=True)
+    assert paired["test"] == "wilcoxon" and paired["effect"] == 1.0 and paired["p"] < 0.001
+    unpaired = tests.compare(x, x + 100, paired=False)
+    assert unpaired["test"] == "mann-whitney" and unpaired["effect"] == 1.0
+    same = tests.compare(x, x.copy(), paired=True)
+    assert same["p"] == 1.0 and same["effect"] == 0.0
+
+
+def test_auroc_and_ols_by_hand():
+    assert separability.auroc(np.array([0, 0, 1, 1]), np.array([1.0, 2.0, 3.0, 0.5])) == 0.5
+    assert separability.auroc(np.array([0, 1]), np.array([1.0, 1.0])) == 0.5
+    rng = np.random.default_rng(0)
+    is_b = np.r_[np.zeros(30), np.ones(30)]
+    log_len = rng.normal(size=60) + is_b
+    y = 0.5 * is_b + 2.0 * log_len + rng.normal(scale=1e-3, size=60)
+    beta, lo, hi = length.ols_effect(y, [is_b, log_len])
+    assert beta == pytest.approx(0.5, abs=0.01) and lo < beta < hi
+    assert length.length_overlap(np.array([1, 2]), np.array([5, 6])) == 0.0
+
+
+def test_paired_index_needs_shared_prompts():
+    a = pd.Series({f"a{i}": f"q{i}" for i in range(10)})
+    b = pd.Series({f"b{i}": f"q{i}" for i in range(10)})
+    assert len(tests.paired_index(a, b)) == 10
+    c = pd.Series({f"c{i}": f"other{i}" for i in range(10)})
+    assert tests.paired_index(a, c) is None
+
+
+def test_analyze_writes_every_output(tiny_run, tmp_path):
+    out = tmp_path / "analysis"
+    assert main(["analyze", str(tiny_run), "--out", str(out), "--bootstrap", "200", "--formats", "png", "-q"]) == 0
+    for name in ("curves", "mad", "rd", "tests", "auroc", "length"):
+        assert (out / f"{name}.csv").stat().st_size > 0
+    curve_rows = pd.read_csv(out / "curves.csv")
+    assert (curve_rows.ci_low <= curve_rows["mean"] + 1e-12).all() and (curve_rows["mean"] <= curve_rows.ci_high + 1e-12).all()
+    assert set(curve_rows.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank", "cosine_next"}
+    cosine = curve_rows[curve_rows.metric == "cosine_next"]
+    assert cosine.layer.max() == curve_rows.layer.max() - 1 and cosine["mean"].abs().max() <= 1
+    test_rows = pd.read_csv(out / "tests.csv")
+    pair = test_rows[(test_rows.a == "none") & (test_rows.b == "none@irrelevant")]
+    assert len(pair) and pair.paired.all()  # same questions in both: paired Wilcoxon
+    assert (test_rows.p_holm >= test_rows.p - 1e-12).all()
+    for name in ("panels_nuclear_norm", "conditions_nuclear_norm", "irrelevant_nuclear_norm", "mad_nuclear_norm",
+                 "heatmap_nuclear_norm"):
+        assert (out / "figures" / f"{name}.png").exists()
+    for ext in ("md", "csv", "tex"):
+        assert (out / "tables" / f"mad_nuclear_norm.{ext}").exists()
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "H1" in html
+
+
+def test_report_escapes_dataset_text(script_report):
+    html = script_report.read_text()
+    assert "&lt;script&gt;console.error(&#39;injected 0&#39;)&lt;/script&gt;" in html
+    assert "<script>console" not in html
+
+
+def test_compare_needs_shared_conditions(tiny_run, tmp_path, capsys):
+    assert main(["compare", str(tiny_run), "--out", str(tmp_path / "c")]) == 2
+    assert "at least two runs" in capsys.readouterr().err
+
+
+def test_compare_two_models_on_the_same_data(tiny_run, tmp_path):
+    other = tmp_path / "qwen2"
+    assert main(["compute", "--model", "tiny-random-qwen2", "-q", "--out", str(other),
+                 "--data", "none=builtin:arith/none?n=8", "--data", "detailed=builtin:arith/detailed?n=8"]) == 0
+    out = tmp_path / "cmp"
+    assert main(["compare", str(tiny_run), str(other), "--out", str(out), "--bootstrap", "50",
+                 "--metrics", "nuclear_norm", "--formats", "png", "-q"]) == 0
+    test_rows = pd.read_csv(out / "tests.csv")
+    assert set(zip(test_rows.a, test_rows.b)) == {("tiny:none", "qwen2:none"), ("tiny:detailed", "qwen2:detailed")}
+    assert test_rows.paired.all()  # same prompts in both runs
+    curve_rows = pd.read_csv(out / "curves.csv")
+    assert {"tiny:none", "qwen2:none", "tiny:none@irrelevant"} <= set(curve_rows.group)
+
+
+def test_analyze_bad_input_is_one_line(tiny_run, tmp_path, capsys):
+    for args, needle in ((["--formats", "gif"], "unknown figure format"), (["--metrics", "nuclear"], "unknown metric"),
+                         (["--bootstrap", "0"], "Invalid value for '--bootstrap'")):
+        assert main(["analyze", str(tiny_run), "--out", str(tmp_path / "a"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1
+    assert main(["analyze", str(tmp_path / "no-run"), "--out", str(tmp_path / "b")]) == 2
+    assert "not a finished layergrad run" in capsys.readouterr().err

@@ -1,0 +1,125 @@
+"""The engine against the autograd oracle, batch invariance, skips and non-finite flags."""
+
+import math
+
+import pytest
+import torch
+
+import layergrad
+from layergrad.engine.batching import Item
+from layergrad.data.samples import Sample
+from layergrad.engine.compute import ComputeOptions, make_formatter
+from layergrad.engine.spectra import spectrum_stats
+from reference import autograd_gradients, oracle_singular_values
+
+SAMPLES = [
+    Sample("What is 2+3?", "The answer is 5.", 0),
+    Sample("Tell me about the city.", "It was founded in 1820 near the river, and grew quickly. " * 6, 1),
+    Sample("x", "y", 2),
+    Sample("Knitting for a long time can lead to what condition?", " sore hands", 3),
+    Sample("A farmer has 12 apples.\n", "\nShe has 12 + 7 = 19 apples. The final answer is 19.", 4),
+]
+
+
+def assert_matches_oracle(m, frame, samples, modules="all", tol=1e-4):
+    fmt = make_formatter(m, ComputeOptions())
+    for s in samples:
+        ref, loss = oracle_singular_values(m, Item("default", s, fmt.encode(s)), modules)
+        rows = frame[frame.sample_id == s.sample_id].set_index("param")
+        assert set(rows.index) == set(ref)
+        for param, sigma in ref.items():
+            want = spectrum_stats(sigma)
+            for col in ("nuclear_norm", "sigma_max", "frobenius_norm"):
+                assert math.isclose(rows.loc[param, col], getattr(want, col), rel_tol=tol), (param, col)
+        samples_table = frame.attrs["samples"].set_index("sample_id")
+        assert math.isclose(samples_table.loc[s.sample_id, "loss"], loss, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-qwen2", "tiny-random-phi3", "tiny-random-gpt2"])
+@pytest.mark.parametrize("route", ["auto", "core", "dense", "reference"])
+def test_exact_against_autograd_fp64(tiny, name, route):
+    m = tiny(name)
+    frame = layergrad.compute(m, SAMPLES, batch_size=2, route=route)
+    assert_matches_oracle(m, frame, SAMPLES)
+
+
+def test_all_seven_kinds_are_found_and_fused_blocks_are_split(tiny):
+    for name in ("tiny-random-llama", "tiny-random-phi3", "tiny-random-gpt2"):
+        frame = layergrad.compute(tiny(name), SAMPLES[:1])
+        kinds = set(frame.module)
+        assert {"q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"} <= kinds
+    phi = layergrad.compute(tiny("tiny-random-phi3"), SAMPLES[:1])
+    assert "model.layers.0.self_attn.qkv_proj.weight[k_proj]" in set(phi.param)
+    k_rows = phi[phi.module == "k_proj"]
+    assert (k_rows.rank_bound <= 32).all()  # 2 kv heads x 16 = 32 rows
+
+
+def test_batch_equals_one_at_a_time(tiny):
+    m = tiny("tiny-random-llama")
+    samples = [Sample(f"Question {i}: " + "word " * (3 * i), "answer " * (1 + 5 * i), i) for i in range(8)]
+    batched = layergrad.compute(m, samples, batch_size=8)
+    single = layergrad.compute(m, samples, batch_size=1)
+    by_tokens = layergrad.compute(m, samples, batch_tokens=200)
+    cols = ["nuclear_norm", "sigma_max", "frobenius_norm", "effective_rank"]
+    for other in (single, by_tokens):
+        assert list(other.param) == list(batched.param)
+        assert torch.allclose(torch.tensor(other[cols].values), torch.tensor(batched[cols].values), rtol=1e-5)
+
+
+def test_module_selection(tiny):
+    m = tiny("tiny-random-llama")
+    assert set(layergrad.compute(m, SAMPLES[:1], modules="attn").module) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert set(layergrad.compute(m, SAMPLES[:1], modules="down_proj").module) == {"down_proj"}
+    frame = layergrad.compute(m, SAMPLES[:1], modules=r"re:layers\.1\.mlp")
+    assert set(frame.layer) == {1}
+    with pytest.raises(layergrad.LayergradError, match="Did you mean 'q_proj'"):
+        layergrad.compute(m, SAMPLES[:1], modules="q_prj")
+
+
+def test_prompt_filling_max_length_is_a_skip_not_a_nan(tiny):
+    m = tiny("tiny-random-llama")
+    long_prompt = Sample("word " * 300, "short answer", 9)
+    frame = layergrad.compute(m, [long_prompt, SAMPLES[0]], max_length=64)
+    table = frame.attrs["samples"].set_index("source_index")
+    assert table.loc[9, "status"] == "skipped"
+    assert table.loc[9, "reason"] == "no response tokens after truncation"
+    assert long_prompt.sample_id not in set(frame.sample_id)
+    assert frame.nuclear_norm.notna().all()
+
+
+def test_nonfinite_gradient_is_flagged_not_a_crash(tiny):
+    m = tiny("tiny-random-llama")
+    layer = m.model.model.layers[1].mlp.up_proj
+    saved = layer.weight.data.clone()
+    layer.weight.data[0, 0] = float("inf")
+    try:
+        frame = layergrad.compute(m, SAMPLES[:2], batch_size=2)
+    finally:
+        layer.weight.data.copy_(saved)
+    assert set(frame.attrs["samples"].status) == {"nonfinite"}
+    assert (~frame.finite).any()
+
+
+def test_weights_get_no_gradient_and_hooks_are_removed(tiny):
+    m = tiny("tiny-random-llama")
+    layergrad.compute(m, SAMPLES[:2])
+    assert all(p.grad is None for p in m.model.parameters())
+    assert all(p.requires_grad for p in m.model.parameters())
+    assert not any(mod._forward_hooks for mod in m.model.modules())
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-phi3"])
+def test_adjacent_layer_cosine_matches_autograd(tiny, name):
+    m = tiny(name)
+    samples = layergrad.load_samples("builtin:arith/simplified?n=3")
+    frame = layergrad.compute(m, samples, cosine=True, batch_size=3)
+    s = samples[1]
+    item = Item("default", s, make_formatter(m, ComputeOptions()).encode(s))
+    grads = autograd_gradients(m, item)
+    rows = frame[frame.sample_id == s.sample_id].set_index(["module", "layer"])
+    n_layers = frame.layer.max() + 1
+    for (kind, layer), g in grads.items():
+        want = float((g * grads[(kind, layer + 1)]).sum() / (g.norm() * grads[(kind, layer + 1)].norm())) \
+            if layer + 1 < n_layers else float("nan")
+        got = rows.loc[(kind, layer), "cosine_next"]
+        assert (math.isnan(want) and math.isnan(got)) or abs(got - want) < 1e-5, (kind, layer, got, want)

@@ -1,0 +1,60 @@
+"""Spectral maths against an fp64 SVD of the materialised gradient."""
+
+import math
+
+import pytest
+import torch
+
+from layergrad.engine import spectra
+
+
+def factors(t, p, d, seed=0, decay=False):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, t, d, generator=g)
+    delta = torch.randn(1, t, p, generator=g)
+    if decay:  # a spread of scales, as real gradients have
+        delta = delta * torch.logspace(0, -4, t).view(1, t, 1)
+    return x, delta
+
+
+@pytest.mark.parametrize("t,p,d", [(5, 16, 24), (40, 16, 24), (24, 64, 32), (100, 96, 48), (7, 7, 7), (6, 80, 40), (10, 200, 30)])
+@pytest.mark.parametrize("route", ["core", "dense"])
+def test_routes_match_fp64_svd(t, p, d, route):
+    x, delta = factors(t, p, d, decay=True)
+    ref = spectra.reference_singular_values(x[0], delta[0])
+    k = spectra.core_matrix(spectra.input_factor(x), delta) if route == "core" else spectra.dense_matrix(x, delta)
+    sq = spectra.squared_singular_values(k)[0]
+    got = spectra.stats_from_squared(sq[None], min(p, d))[0]
+    want = spectra.stats_from_squared((ref**2)[None], min(p, d))[0]
+    for i, name in enumerate(spectra.STAT_COLUMNS[:4]):
+        assert math.isclose(got[i], want[i], rel_tol=1e-5), name
+
+
+def test_padded_rows_do_not_change_the_spectrum():
+    x, delta = factors(10, 12, 20)
+    xp = torch.cat([x, torch.zeros(1, 6, 20)], 1)
+    dp = torch.cat([delta, torch.zeros(1, 6, 12)], 1)
+    a = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(x), delta))
+    b = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(xp), dp))
+    assert torch.allclose(a.sum(), b.sum(), rtol=1e-7)
+
+
+def test_statistics_by_hand():
+    s = spectra.spectrum_stats(torch.tensor([3.0, 1.0, 0.0]), n_full=3)
+    assert s.nuclear_norm == pytest.approx(4.0)
+    assert s.sigma_max == pytest.approx(3.0)
+    assert s.sigma1_ratio == pytest.approx(0.75)
+    assert s.frobenius_norm == pytest.approx(math.sqrt(10))
+    assert s.effective_rank == pytest.approx(math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))))
+    assert s.stable_rank == pytest.approx(10 / 9)
+    assert s.sigma_min == 0.0
+
+
+def test_zero_gradient_gives_zeros_not_nan():
+    s = spectra.spectrum_stats(torch.zeros(4))
+    assert (s.nuclear_norm, s.sigma1_ratio, s.effective_rank, s.stable_rank) == (0, 0, 0, 0)
+
+
+def test_cost_rule_prefers_core_for_short_and_dense_for_long_samples():
+    assert spectra.choose_route(16, 576, 576) == "core"
+    assert spectra.choose_route(4096, 192, 576) == "dense"
