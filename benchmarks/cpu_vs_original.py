@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 
 import torch
+from baselines import training_steps
 
 import layergrad
 from layergrad.engine.batching import Item
 from layergrad.engine.compute import ComputeOptions, make_formatter
 from layergrad.engine.original import original_record
-
-from baselines import training_steps
 
 STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
 

@@ -16,16 +16,15 @@ import argparse
 import time
 
 import torch
+from baselines import training_steps
 
 import layergrad
-from layergrad.engine.batching import Item
 from layergrad.data.samples import Sample
+from layergrad.engine.batching import Item
 from layergrad.engine.compute import ComputeOptions, make_formatter
-from layergrad.models import LoadedModel
 from layergrad.engine.original import original_record
+from layergrad.models import LoadedModel
 from layergrad.tiny import tiny_tokenizer
-
-from baselines import training_steps
 
 SHAPES = {
     "qwen2-1.5b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,

@@ -56,7 +56,7 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--data", "data", multiple=True, metavar="NAME=SOURCE", help="A condition; repeat for several.")
 @click.option("--out", type=click.Path(), help="Run directory.  [default: runs/run]")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; options given here win.")
-@click.option("--modules", help="all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all]")
+@click.option("--modules", help="all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all; with --paper: attn]")
 @click.option("--paper", is_flag=True, default=None, help="Reproduce the original script's choices.")
 @click.option("--limit", type=int, help="Only the first N samples of each condition.")
 @click.option("--batch-size", type=int, help="Samples per batch.")
@@ -75,7 +75,7 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder.")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow model code from the hub (off by default).")
 @click.option("--overwrite", is_flag=True, default=None, help="Replace a run directory with another config.")
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output and no summary.")
 def compute(config_file, data, **options):
     """Compute gradient spectra of every sample into a run directory."""
     from layergrad.runs.config import RunConfig, parse_data_options
@@ -88,8 +88,10 @@ def compute(config_file, data, **options):
     from layergrad.runs.sharding import current_world
 
     out = run(config, log=_log(config.quiet))
-    if current_world().main:
-        _log(config.quiet)(f"wrote {out}/stats.parquet, samples.parquet, run.json")
+    if current_world().main and not config.quiet:
+        from layergrad.analysis.summary import print_summary
+
+        print_summary(out)
 
 
 # ----------------------------------------------------------------------------- demo
@@ -109,9 +111,9 @@ def demo(out, model, n, analysis, quiet):
     conditions (answer only, terse equations, detailed step-by-step; each correct and with
     an irrelevant response) and prints the mean nuclear norm per layer third and its MAD.
     """
+    from layergrad.analysis.summary import print_summary
     from layergrad.runs.config import RunConfig
     from layergrad.runs.runner import run
-    from layergrad.analysis.summary import print_summary
 
     data = {}
     for style in ("none", "simplified", "detailed"):
@@ -317,6 +319,7 @@ def _log(quiet: bool):
 
 def main(argv=None) -> int:
     """Run the CLI; every error is one line with an exit code (2 input, 1 runtime)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-load weight bars
     try:
         cli.main(args=argv, prog_name="layergrad", standalone_mode=False)
         return 0

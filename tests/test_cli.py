@@ -1,5 +1,6 @@
 """The CLI contract: outputs, one-line errors with exit codes, resume after SIGKILL."""
 
+import json
 import os
 import signal
 import subprocess
@@ -114,3 +115,79 @@ def test_config_yaml_replays_the_run(tmp_path, capsys):
     import yaml
     ca, cb = (yaml.safe_load((d / "config.yaml").read_text()) for d in (first, replay))
     assert {k for k in ca if ca[k] != cb[k]} == {"out"}
+
+
+@pytest.mark.parametrize("modules,kinds", [(None, 4), ("all", 7), ("mlp", 3)])
+def test_explicit_modules_win_over_paper_mode(tmp_path, capsys, modules, kinds):
+    out = tmp_path / "r"
+    extra = ["--modules", modules] if modules else []
+    assert run_cli("compute", *TINY, "--paper", *extra, "--data", "a=builtin:arith/none?n=2", "--out", str(out),
+                   capsys=capsys)[0] == 0
+    assert pd.read_parquet(out / "stats.parquet").module.nunique() == kinds
+    replay = tmp_path / "replay"  # config.yaml keeps "not given" apart from "all"
+    assert run_cli("compute", "--config", str(out / "config.yaml"), "--out", str(replay), capsys=capsys)[0] == 0
+    assert pd.read_parquet(replay / "stats.parquet").module.nunique() == kinds
+
+
+def test_explicit_modules_win_over_paper_mode_in_python(tiny):
+    import layergrad
+
+    samples = layergrad.load_samples("builtin:arith/none?n=1")
+    assert layergrad.compute(tiny(), samples, paper=True).module.nunique() == 4
+    assert layergrad.compute(tiny(), samples, paper=True, modules="all").module.nunique() == 7
+    assert layergrad.compute(tiny(), samples).module.nunique() == 7
+
+
+@pytest.fixture
+def no_forward(monkeypatch):
+    """Any forward pass (or, with ``no_model``, any model load) fails the test."""
+    from layergrad.engine import compute
+    from layergrad.runs import runner
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a forward pass ran")
+
+    monkeypatch.setattr(compute, "run_batch", forbidden)
+    return lambda: monkeypatch.setattr(runner, "load_model", forbidden)
+
+
+@pytest.mark.parametrize("records,needle", [
+    ([{"instruction": "a"}], "1x record lacks text field(s) output; first: record 0 lacks"),
+    ([{"instruction": "a", "output": " "}, {"instruction": "b", "output": ""}], "2x record has an empty response"),
+])
+def test_a_condition_without_usable_samples_fails_before_loading_the_model(tmp_path, capsys, no_forward, records,
+                                                                          needle):
+    no_forward()
+    (tmp_path / "bad.json").write_text(json.dumps(records))
+    code, err = run_cli("compute", *TINY, "--data", "good=builtin:arith/none?n=2", "--data",
+                        f"x={tmp_path / 'bad.json'}", "--out", str(tmp_path / "r"), capsys=capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"condition 'x': none of its {len(records)} samples can be computed" in err and needle in err
+    assert not (tmp_path / "r" / "stats.parquet").exists()
+
+
+def test_a_condition_whose_prompts_fill_the_budget_fails_before_any_forward_pass(tmp_path, capsys, no_forward):
+    (tmp_path / "long.json").write_text(json.dumps([{"instruction": "word " * 300, "output": "yes"}] * 1))
+    code, err = run_cli("compute", *TINY, "--max-length", "64", "--data", f"long={tmp_path / 'long.json'}",
+                        "--out", str(tmp_path / "r"), capsys=capsys)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "condition 'long': none of its 1 samples" in err and "no response tokens after truncation" in err
+
+
+def test_compute_says_what_it_did(tmp_path, capsys):
+    rows = [{"instruction": "What is 1+1?", "output": "2"}, {"instruction": "Empty?", "output": " "},
+            {"instruction": "Also empty?", "output": ""}, {"instruction": "No output"}]
+    (tmp_path / "mixed.json").write_text(json.dumps(rows))
+    args = ["compute", "--model", "tiny-random-llama", "--data", "a=builtin:arith/none?n=3", "--data",
+            f"mixed={tmp_path / 'mixed.json'}", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Samples per condition" in out and "Mean nuclear norm" in out and "MAD" in out
+    counts = out.split("Mean nuclear norm")[0]
+    cells = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:6]]
+             for line in counts.splitlines() if line.count("│") > 3 and line.split("│")[1].strip()}
+    assert cells["a"][:3] == ["3", "0", "0"] and cells["mixed"][:3] == ["1", "3", "0"]
+    assert "2× record has an empty response" in counts and "1× record lacks text field(s) output" in counts
+    assert main(args[:1] + ["--quiet"] + args[1:-1] + [str(tmp_path / "q")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""

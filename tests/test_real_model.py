@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from reference import oracle_singular_values
 
 import layergrad
 from layergrad.engine.batching import Item
 from layergrad.engine.compute import ComputeOptions, make_formatter
 from layergrad.engine.original import original_record
 from layergrad.engine.spectra import spectrum_stats
-from reference import oracle_singular_values
 
 pytestmark = pytest.mark.integration
 STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
@@ -30,6 +30,23 @@ def test_exact_all_seven_kinds_against_fp64(smollm2, paper_data, style):
             want = spectrum_stats(sigma)
             for col in ("nuclear_norm", "sigma_max", "frobenius_norm"):
                 worst = max(worst, abs(rows.loc[param, col] - getattr(want, col)) / getattr(want, col))
+    assert worst < 1e-4, worst
+
+
+def test_paper_mode_with_all_modules_is_exact(smollm2, paper_data):
+    """`--paper --modules all`: all 7 kinds (210 matrices per sample) under paper formatting, exact."""
+    samples = layergrad.load_samples("paper:gsm8k/simplified", limit=2, paper_data=paper_data)
+    frame = layergrad.compute(smollm2, samples, paper=True, modules="all")
+    assert frame.groupby("sample_id").size().tolist() == [210, 210]
+    fmt = make_formatter(smollm2, ComputeOptions(paper=True).resolved())
+    worst = 0.0
+    for s in samples:
+        ref, _ = oracle_singular_values(smollm2, Item("default", s, fmt.encode(s)))
+        rows = frame[frame.sample_id == s.sample_id].set_index("param")
+        assert len(ref) == 210
+        for param, sigma in ref.items():
+            want = spectrum_stats(sigma).nuclear_norm
+            worst = max(worst, abs(rows.loc[param, "nuclear_norm"] - want) / want)
     assert worst < 1e-4, worst
 
 

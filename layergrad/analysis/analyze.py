@@ -13,8 +13,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import curves, figures, findings, length, report, separability, tables, tests
-from layergrad.analysis.groups import Loaded, across_run_pairs, load_runs, within_run_pairs
+from layergrad.analysis import (
+    curves,
+    figures,
+    findings,
+    length,
+    report,
+    separability,
+    tables,
+    tests,
+)
+from layergrad.analysis.groups import (
+    Loaded,
+    across_run_pairs,
+    load_runs,
+    within_run_pairs,
+)
 from layergrad.errors import InputError
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")

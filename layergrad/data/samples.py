@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,6 +119,11 @@ def _checked(sample: Sample) -> Sample:
         return Sample(sample.prompt, sample.response, sample.source_index, sample.context,
                       f"record {sample.source_index} has an empty response")
     return sample
+
+
+def reason_kind(reason: str) -> str:
+    """A skip reason without record numbers, so that reasons can be counted."""
+    return re.sub(r"record \d+", "record", reason)
 
 
 def _problem(index: int, reason: str, record) -> Sample:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from layergrad.data.samples import Sample
 from layergrad.data.formatting import Encoded
+from layergrad.data.samples import Sample
 
 DEFAULT_BATCH_TOKENS = 2048
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from layergrad.data.formatting import Formatter
+from layergrad.data.samples import Sample, reason_kind
 from layergrad.engine import spectra
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture, Part
-from layergrad.data.samples import Sample
-from layergrad.data.formatting import Formatter
 from layergrad.engine.projections import KINDS, select_targets
+from layergrad.errors import InputError
 
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
                   "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
@@ -36,7 +38,7 @@ SKIP_NO_RESPONSE = "no response tokens after truncation"
 class ComputeOptions:
     """What to compute and how; ``paper=True`` fixes formatting, q/k/v/o default, batch 1."""
 
-    modules: str | tuple = "all"
+    modules: str | tuple | None = None  # None: all kinds, or q/k/v/o in paper mode
     paper: bool = False
     batch_size: int | None = None
     batch_tokens: int | None = None
@@ -48,11 +50,18 @@ class ComputeOptions:
     cosine: bool = False  # adjacent-layer gradient cosine per module (column cosine_next)
 
     def resolved(self) -> "ComputeOptions":
-        """Paper mode: batch of one, q/k/v/o unless modules were chosen explicitly."""
+        """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default."""
+        modules = default_modules(self.modules, self.paper)
         if not self.paper:
-            return self
-        modules = "attn" if self.modules == "all" else self.modules
-        return ComputeOptions(**{**asdict(self), "modules": modules, "batch_size": 1, "batch_tokens": None})
+            return replace(self, modules=modules)
+        return replace(self, modules=modules, batch_size=1, batch_tokens=None)
+
+
+def default_modules(modules, paper: bool):
+    """The modules to compute: the given ones, else all kinds (q/k/v/o in paper mode)."""
+    if modules is None or modules == "":
+        return "attn" if paper else "all"
+    return modules
 
 
 @dataclass
@@ -64,16 +73,19 @@ class BatchRecords:
     n_tokens: int = 0
 
 
-def compute(m, samples, modules="all", paper: bool = False, batch_size: int | None = None,
+def compute(m, samples, modules=None, paper: bool = False, batch_size: int | None = None,
             batch_tokens: int | None = None, **options) -> pd.DataFrame:
     """Per-sample, per-layer, per-module gradient spectra as a tidy DataFrame.
 
     ``m``: a loaded model (``.model``, ``.tokenizer``); ``samples``: a list of Sample or a
-    dict {condition: samples}. The samples table is ``df.attrs['samples']``.
+    dict {condition: samples}; ``modules``: None (all kinds; q/k/v/o with ``paper=True``),
+    'all', 'attn', 'mlp', kinds or 're:<regex>'. The samples table is ``df.attrs['samples']``.
+    A condition none of whose samples can be computed is an InputError before any forward pass.
     """
     opts = ComputeOptions(modules=modules, paper=paper, batch_size=batch_size,
                           batch_tokens=batch_tokens, **options)
     conditions = samples if isinstance(samples, dict) else {"default": list(samples)}
+    check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)
     stats, rows = [], []
     for records in iter_records(m, conditions, opts):
         stats.extend(records.stats)
@@ -128,6 +140,28 @@ def prepare_items(formatter: Formatter, conditions, skip_ids) -> tuple[list[Item
             else:
                 items.append(Item(condition, s, enc))
     return items, skipped
+
+
+def skip_reason(sample: Sample, encode: Callable | None = None) -> str:
+    """Why ``sample`` cannot be computed ('' when it can); ``encode`` also checks its tokens."""
+    if sample.problem:
+        return sample.problem
+    if encode is not None and encode(sample).n_response == 0:
+        return SKIP_NO_RESPONSE
+    return ""
+
+
+def check_usable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), encode: Callable | None = None) -> None:
+    """Raise an InputError naming the first condition none of whose pending samples can be
+    computed (data problems; with ``encode`` also samples without response tokens)."""
+    for condition, samples in conditions.items():
+        pending = [s for s in samples if (condition, s.sample_id) not in skip_ids]
+        reasons = [skip_reason(s, encode) for s in pending]
+        if pending and all(reasons):
+            common = Counter(map(reason_kind, reasons)).most_common(2)
+            listed = "; ".join(f"{n}x {r}" for r, n in common)
+            raise InputError(f"condition '{condition}': none of its {len(pending)} samples can be computed "
+                             f"({listed}; first: {reasons[0]}); fix the data or leave the condition out")
 
 
 def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator[BatchRecords]:

@@ -19,7 +19,8 @@ class RunConfig:
     model: str = field(default="smollm2-135m-instruct", metadata={"help": "alias, folder, .gguf or hub id"})
     data: dict = field(default_factory=dict, metadata={"help": "condition name -> source"})
     out: str = field(default="runs/run", metadata={"help": "run directory"})
-    modules: str = field(default="all", metadata={"help": "all | attn | mlp | kinds | re:<regex>"})
+    modules: str | None = field(default=None, metadata={
+        "help": "all | attn | mlp | kinds | re:<regex>; unset: all (attn with paper), an explicit value always wins"})
     paper: bool = field(default=False, metadata={"help": "reproduce the original script's choices"})
     limit: int | None = field(default=None, metadata={"help": "first N samples of each condition"})
     batch_size: int | None = None
@@ -55,7 +56,9 @@ class RunConfig:
 
     def result_fingerprint(self) -> dict:
         """The settings that determine the numbers (what a resumed run must share)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL}
+        values = {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL}
+        values["modules"] = self.modules or ("attn" if self.paper else "all")  # unset = the mode's default
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from layergrad.engine import spectra
 from layergrad.data.samples import content_id
+from layergrad.engine import spectra
 from layergrad.engine.compute import SAMPLE_COLUMNS, samples_frame, stats_frame
-from layergrad.errors import InputError
 from layergrad.engine.projections import KINDS
+from layergrad.errors import InputError
 from layergrad.runs.store import load_run, write_atomic, write_parquet_atomic
 
 RENAMED = {"nuclear_norm": "S_sum", "sigma_max": "S_max", "sigma_min": "S_min"}

@@ -22,7 +22,13 @@ class Progress:
         self.start = self.last = time.perf_counter()
         self.bar = None
         if not quiet and sys.stderr.isatty() and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as Bar
 
             self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                            TextColumn("{task.fields[rate]} tok/s"), TimeRemainingColumn(), transient=False)

@@ -13,12 +13,19 @@ from pathlib import Path
 import pandas as pd
 
 from layergrad import __version__
-from layergrad.runs import sharding
-from layergrad.runs.config import RunConfig
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import ComputeOptions, iter_records, samples_frame, stats_frame
+from layergrad.engine.compute import (
+    ComputeOptions,
+    check_usable,
+    iter_records,
+    make_formatter,
+    samples_frame,
+    stats_frame,
+)
 from layergrad.errors import InputError
 from layergrad.models import load_model
+from layergrad.runs import sharding
+from layergrad.runs.config import RunConfig
 from layergrad.runs.progress import Progress
 from layergrad.runs.store import RunStore
 
@@ -34,9 +41,17 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
     world = sharding.current_world()
     conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
                   for name, src in config.data.items()}
+    check_usable(conditions)  # data problems: before the model is loaded
     device = rank_device(config.device, world)
-    sharding.init(world, device)
     store = RunStore(config.out, rank=world.rank if world.distributed else None)
+    store.prepare(config, write=False)  # a different config in --out: refused before anything is loaded
+    log = log if world.main else (lambda *a: None)
+    m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
+                            chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
+    opts = compute_options(config)
+    previous = set() if config.overwrite else store.done_ids()
+    check_usable(conditions, previous, encode=make_formatter(m, opts.resolved()).encode)  # before any forward
+    sharding.init(world, device)
     store.prepare(config, write=world.main)
     sharding.barrier(world)
     done = store.done_ids()
@@ -44,13 +59,10 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
             for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done}
     if world.distributed:
         conditions, work = my_share(conditions, work, world)
-        log = log if world.main else (lambda *a: None)
     started = datetime.now(timezone.utc)
-    m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
-                            chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
     progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
     clock = time.perf_counter()
-    for records in iter_records(m, conditions, compute_options(config), skip_ids=done):
+    for records in iter_records(m, conditions, opts, skip_ids=done):
         store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
         progress.update(records)
     progress.close()

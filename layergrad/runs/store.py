@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from layergrad.runs.config import RunConfig
 from layergrad.errors import ConfigMismatchError, InputError
+from layergrad.runs.config import RunConfig
 
 
 class RunStore:

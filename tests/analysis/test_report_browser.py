@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")]

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 import layergrad
-from layergrad.engine.batching import Item, pad_batch
 from layergrad.cli import main
 from layergrad.data.conditions import final_answer, make_irrelevant
-from layergrad.data.samples import load_samples
-from layergrad.errors import InputError
 from layergrad.data.formatting import Formatter
+from layergrad.data.samples import load_samples
+from layergrad.engine.batching import Item, pad_batch
+from layergrad.errors import InputError
 from layergrad.tiny import tiny_tokenizer
 
 PAIRS = [("What is 2+3?", "5"), ("Name a colour.", "Red, like a \"rose\".\nThat is all."),

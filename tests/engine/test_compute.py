@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
+from reference import autograd_gradients, oracle_singular_values
 
 import layergrad
-from layergrad.engine.batching import Item
 from layergrad.data.samples import Sample
+from layergrad.engine.batching import Item
 from layergrad.engine.compute import ComputeOptions, make_formatter
 from layergrad.engine.spectra import spectrum_stats
-from reference import autograd_gradients, oracle_singular_values
 
 SAMPLES = [
     Sample("What is 2+3?", "The answer is 5.", 0),
