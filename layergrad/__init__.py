@@ -5,10 +5,12 @@
     samples = layergrad.load_samples("paper:gsm8k/detailed", limit=20)
     df = layergrad.compute(m, samples)             # one row per sample x layer x module
     df.groupby(["layer", "module"]).nuclear_norm.mean()
+    result = layergrad.analyze(df)                 # .claims, .curves, .auroc, ... as DataFrames
+    result.figure("headline"); result.write("analysis/")
 """
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "load_samples", "compute", "Sample", "LayergradError", "__version__"]
+__all__ = ["load_model", "load_samples", "compute", "analyze", "Sample", "LayergradError", "__version__"]
 
 
 def __getattr__(name):  # lazy: `layergrad --help` must not import torch
@@ -21,6 +23,9 @@ def __getattr__(name):  # lazy: `layergrad --help` must not import torch
     if name == "compute":
         from layergrad.engine.compute import compute
         return compute
+    if name == "analyze":
+        from layergrad.analysis.analyze import analyze
+        return analyze
     if name == "LayergradError":
         from layergrad.errors import LayergradError
         return LayergradError

@@ -125,8 +125,8 @@ def demo(out, model, n, analysis, quiet):
     if analysis:
         from layergrad.analysis.analyze import analyze as run_analysis
 
-        report = run_analysis([str(path)], Path(path) / "analysis", formats=["png"], log=_log(quiet))
-        click.echo(f"report: {report / 'report.html'}")
+        run_analysis([str(path)], Path(path) / "analysis", formats=["png"], log=_log(quiet))
+        click.echo(f"report: {Path(path) / 'analysis' / 'report.html'}")
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -135,7 +135,9 @@ def analysis_options(f):
     options = [
         click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html."),
         click.option("--metrics", default="nuclear_norm,sigma1_ratio,effective_rank", show_default=True,
-                     help="Comma-separated statistics to analyse (cosine_next is added when computed)."),
+                     help="Comma-separated statistics to analyse (cosine_next is added when computed); also "
+                          "frobenius_norm, stable_rank, sigma_max, nuclear_norm_per_loss (nuclear norm / loss) and "
+                          "nuclear_norm_summed (nuclear norm x response tokens: that of the summed-loss gradient)."),
         click.option("--bootstrap", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
                      help="Bootstrap resamples for the CIs."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
@@ -153,8 +155,10 @@ Examples:
   layergrad analyze demo-run --out demo-run/analysis
   layergrad analyze runs/gsm8k --out reports/gsm8k --metrics nuclear_norm --bootstrap 2000
 \b
-Writes curves.csv, mad.csv, rd.csv, tests.csv, auroc.csv, length.csv, figures/ (PNG, SVG),
-tables/ (the paper's MAD table as Markdown, CSV and LaTeX) and report.html (self-contained).""")
+Writes claims.csv (the paper's claims: verdict, effect, CI, p, caveats), curves.csv, mad.csv,
+rd.csv, tests.csv, auroc.csv (with loss and length baselines), increment.csv (what the gradient
+adds beyond loss and length), length.csv, figures/ (PNG, SVG), tables/ (the paper's MAD table as
+Markdown, CSV and LaTeX) and report.html (self-contained, claims first).""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @analysis_options
 def analyze(runs, out, metrics, n_boot, seed, formats, quiet):

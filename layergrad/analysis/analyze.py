@@ -1,19 +1,23 @@
-"""``layergrad analyze`` / ``compare``: runs -> CSV tables, figures, paper tables, HTML report.
+"""``layergrad.analyze`` / ``layergrad analyze`` / ``compare``: runs -> tables, claims, figures, report.
 
-The data flow of one analysis: load the runs' groups (groups.py), per metric the per-sample
-layer matrices and their curves, MAD and RD (curves.py), tests (tests.py), separability
-(separability.py) and length control (length.py); then the paper's tables (tables.py), the
-figures (figures.py), the findings in sentences (findings.py) and the report (report.py).
+The data flow of one analysis: the runs' groups (groups.py); per metric the per-sample layer
+matrices and their curves, MAD and RD (curves.py), tests (tests.py) and length control
+(length.py); separability with the loss and length baselines (separability.py); the paper's
+claims (claims.py). ``Analysis`` holds the tables as DataFrames, draws any figure (figures.py)
+and writes the output folder: CSVs, the paper's tables (tables.py) and the report (report.py,
+fed by findings.py's sentences).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from layergrad.analysis import (
+    claims,
     curves,
     figures,
     findings,
@@ -24,6 +28,7 @@ from layergrad.analysis import (
     tests,
 )
 from layergrad.analysis.groups import (
+    DERIVED_METRICS,
     Loaded,
     across_run_pairs,
     load_runs,
@@ -33,17 +38,91 @@ from layergrad.errors import InputError
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
 FIGURE_FORMATS = ("png", "svg", "pdf")
-TABLES = ("curves", "mad", "rd", "tests", "auroc", "length")
+TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims")
+FIGURES = ("headline", "panels", "conditions", "irrelevant", "mad", "heatmap")
+MODULE_MEAN = "mean of modules"
 
 
-def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
-            formats=("png", "svg"), across_runs: bool = False, log=print) -> Path:
-    """Write every table, figure and the report for ``paths`` into ``out``; return ``out``."""
-    bad = [f for f in formats if f not in FIGURE_FORMATS]
-    if bad:
-        raise InputError(f"unknown figure format {bad[0]!r}; use {', '.join(FIGURE_FORMATS)}")
-    data = load_runs(paths)
-    out = make_folder(Path(out))
+@dataclass
+class Analysis:
+    """The result of ``layergrad.analyze``: every table as a DataFrame, figures on demand."""
+
+    data: Loaded
+    pairs: list[tuple[str, str]]
+    metrics: list[str]
+    curves: pd.DataFrame
+    mad: pd.DataFrame
+    rd: pd.DataFrame
+    tests: pd.DataFrame
+    auroc: pd.DataFrame
+    increment: pd.DataFrame
+    length: pd.DataFrame
+    claims: pd.DataFrame
+    mean_curves: pd.DataFrame = field(repr=False)  # nuclear norm averaged over modules, per sample first
+
+    @property
+    def groups(self) -> list[str]:
+        return self.data.groups
+
+    @property
+    def irrelevant_pairs(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in self.pairs if b == f"{a}@irrelevant"]
+
+    def figure(self, name: str = "headline", metric: str = "nuclear_norm"):
+        """A matplotlib Figure: headline | panels | conditions | irrelevant | mad | heatmap."""
+        if name not in FIGURES:
+            raise InputError(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
+        if name != "headline" and metric not in self.metrics:
+            raise InputError(f"metric {metric!r} was not analysed; analysed: {', '.join(self.metrics)}")
+        if name == "headline":
+            return figures.headline(self.mean_curves, self.groups, self.auroc, self.irrelevant_pairs)
+        if name == "panels":
+            return figures.panels(self.curves, metric, self.groups)
+        if name == "conditions":
+            return figures.overlays(self.curves, metric, self.groups,
+                                    title=f"{figures.label(metric)} per layer, mean with 95% bootstrap CI")
+        if name == "irrelevant":
+            return figures.pair_overlays(self.curves, metric, self.irrelevant_pairs, title=(
+                f"Correct (solid) vs irrelevant (dashed) responses: {figures.label(metric)}, 95% CI"))
+        if name == "mad":
+            return figures.mad_bars(self.mad, metric, self.groups)
+        return figures.heatmap(self.curves, metric, self.groups)
+
+    def figure_list(self) -> list[tuple[str, str]]:
+        """(name, metric) of every figure this analysis has, headline first."""
+        names = [n for n in FIGURES[1:] if n != "irrelevant" or self.irrelevant_pairs]
+        return [("headline", "nuclear_norm")] + [(n, m) for m in self.metrics for n in names]
+
+    def write(self, out: str | Path, formats=("png", "svg"), log=print) -> Path:
+        """Write the CSVs, tables/, figures/ and report.html into ``out``; return ``out``."""
+        bad = [f for f in formats if f not in FIGURE_FORMATS]
+        if bad:
+            raise InputError(f"unknown figure format {bad[0]!r}; use {', '.join(FIGURE_FORMATS)}")
+        out = make_folder(Path(out))
+        for name in TABLES:
+            getattr(self, name).to_csv(out / f"{name}.csv", index=False)
+        tables.write_paper_tables(self.mad, self.groups, out / "tables")
+        paths = {}
+        for name, metric in self.figure_list():
+            file = name if name == "headline" else f"{name}_{metric}"
+            paths[(name, metric)] = figures.save(self.figure(name, metric), out / "figures", file,
+                                                 list(dict.fromkeys(["png", *formats])))
+        report.write_report(out / "report.html", **report_content(self, paths))
+        log(f"wrote {out}/report.html, {len(paths)} figures, tables/ and {len(TABLES)} CSV files")
+        return out
+
+
+def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
+            formats=("png", "svg"), across_runs: bool = False, log=print) -> Analysis:
+    """Analyse run directories or ``compute`` DataFrames (one or a list); write ``out`` if given.
+
+    Within each run every pair of conditions is compared (``across_runs``: the same condition
+    across runs, e.g. base vs instruct).
+    """
+    if out is not None and any(f not in FIGURE_FORMATS for f in formats):
+        bad = next(f for f in formats if f not in FIGURE_FORMATS)
+        raise InputError(f"unknown figure format {bad!r}; use {', '.join(FIGURE_FORMATS)}")
+    data = load_runs(runs)
     metrics = choose_metrics(list(metrics), data.stats)
     pairs = across_run_pairs(data) if across_runs else within_run_pairs(data)
     if across_runs and not pairs:
@@ -55,18 +134,20 @@ def analyze(paths: list[str], out: str | Path, *, metrics=DEFAULT_METRICS, n_boo
     with warnings.catch_warnings():  # empty segments and constant columns give NaN, by design
         warnings.simplefilter("ignore", RuntimeWarning)
         frames, analysed = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
-    if not analysed:
-        raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)} in {', '.join(paths)}")
-    for name, frame in frames.items():
-        frame.to_csv(out / f"{name}.csv", index=False)
-    tables.write_paper_tables(frames["mad"], data.groups, out / "tables")
-    figure_paths = draw_figures(frames, data, pairs, analysed, out / "figures", formats)
-    sentences = findings.write_findings(frames, data.groups, pairs)
-    report.write_report(out / "report.html", runs=report.run_rows(data), findings=sentences,
-                        figures=figure_paths, tables=report_tables(frames, data.groups),
-                        examples=report.examples(data))
-    log(f"wrote {out}/report.html, {len(figure_paths)} figures, tables/ and {len(frames)} CSV files")
-    return out
+        if not analysed:
+            raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)}")
+        log(f"separability: loss, length and gradient scores ({len(pairs)} comparisons)")
+        auroc, increment = separability.separability_tables(stats, ok, pairs, analysed, min(n_boot, 500), seed)
+        nuclear = curves.sample_matrices(stats, "nuclear_norm") if "nuclear_norm" in analysed else {}
+        claim_rows = claims.claims_table(nuclear, prompts, lengths, data.groups, n_boot, seed, separability=auroc,
+                                         increment=increment)
+        mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
+            else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
+    result = Analysis(data, pairs, analysed, **frames, auroc=auroc, increment=increment, claims=claim_rows,
+                      mean_curves=mean_curves)
+    if out is not None:
+        result.write(out, formats, log)
+    return result
 
 
 def make_folder(out: Path) -> Path:
@@ -83,14 +164,14 @@ def choose_metrics(metrics: list[str], stats: pd.DataFrame) -> list[str]:
         metrics.append("cosine_next")  # the run was computed with --cosine
     unknown = [m for m in metrics if m not in stats.columns]
     if unknown:
-        raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(DEFAULT_METRICS)}, "
-                         "frobenius_norm, stable_rank, sigma_max")
+        raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(DEFAULT_METRICS)}, frobenius_norm, "
+                         f"stable_rank, sigma_max, {', '.join(DERIVED_METRICS)}")
     return metrics
 
 
 def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:
-    """{table name: frame} over all metrics, and the metrics that had data."""
-    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in TABLES}
+    """{table name: frame} over all metrics (curves, mad, rd, tests, length), and the metrics with data."""
+    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "mad", "rd", "tests", "length")}
     analysed = []
     for i, metric in enumerate(metrics):
         matrices = curves.sample_matrices(stats, metric)
@@ -104,51 +185,106 @@ def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) ->
         parts["mad"].append(mad_rows)
         parts["rd"].append(curves.rd_table(matrices, pairs, metric, n_boot, seed + i))
         parts["tests"].append(tests.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
-        parts["auroc"].append(separability.auroc_table(stats, prompts, pairs, metric, min(n_boot, 500), seed + i))
         parts["length"].append(length.length_table(matrices, lengths, pairs, metric))
     return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed
 
 
-def draw_figures(frames, data: Loaded, pairs, metrics, out: Path, formats) -> list[Path]:
-    curve_rows, mad_rows = frames["curves"], frames["mad"]
-    paths = []
-    for metric in metrics:
-        paths += figures.panels(curve_rows, metric, data.groups, out, formats)
-        paths += figures.overlays(curve_rows, metric, data.groups, out, formats, name=f"conditions_{metric}",
-                                  title=f"{figures.label(metric)} per layer, mean with 95% bootstrap CI")
-        irrelevant = [(a, b) for a, b in pairs if b == f"{a}@irrelevant"]
-        if irrelevant:
-            paths += figures.pair_overlays(curve_rows, metric, irrelevant, out, formats, name=f"irrelevant_{metric}",
-                                           title=f"Correct (solid) vs irrelevant (dashed) responses: "
-                                                 f"{figures.label(metric)}, 95% CI")
-        paths += figures.mad_bars(mad_rows, metric, data.groups, out, formats)
-        paths += figures.heatmap(curve_rows, metric, data.groups, out, formats)
-    return paths
+def module_means(matrices: dict) -> dict:
+    """{(group, MODULE_MEAN): samples x layers}: per sample, the mean over its modules."""
+    out = {}
+    for group in dict.fromkeys(g for g, _ in matrices):
+        parts = [m for (g, _), m in matrices.items() if g == group]
+        shared = parts[0].index
+        for m in parts[1:]:
+            shared = shared.intersection(m.index)
+        if len(shared) and all(m.shape[1] == parts[0].shape[1] for m in parts):
+            out[(group, MODULE_MEAN)] = sum(m.loc[shared] for m in parts) / len(parts)
+    return out
 
 
-def report_tables(frames: dict, groups: list[str]) -> list[tuple[str, pd.DataFrame]]:
-    """(title, frame) of every table the report shows, in order."""
+# ----------------------------------------------------------------------------- report content
+
+def report_content(a: Analysis, paths: dict) -> dict:
+    """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
+    png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
+    return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
+            "separability": separability_rows(a), "figures": [p for key, p in png.items() if key[0] != "headline"],
+            "details": findings.pair_details(a.tests, a.length, a.pairs), "tables": report_tables(a),
+            "runs": report.run_rows(a.data), "examples": report.examples(a.data)}
+
+
+def report_title(a: Analysis) -> str:
+    models = ", ".join(dict.fromkeys(str(m.get("model", {}).get("alias") or m.get("model", {}).get("path") or "?")
+                                     for m in a.data.manifests.values()))
+    n = a.data.samples[a.data.samples.status == "ok"].groupby("group").size()
+    return f"{models}: {len(a.groups)} conditions, {int(n.min()) if len(n) else 0}–{int(n.max()) if len(n) else 0} " \
+           f"samples each"
+
+
+def claim_rows(table: pd.DataFrame) -> list[dict]:
+    """One row per (claim, task) for the top of the report."""
+    if table.empty:
+        return []
+    rows = []
+    several = table.task.nunique() > 1
+    for summary in table[table.module == "all modules"].itertuples():
+        modules = table[(table.claim == summary.claim) & (table.task == summary.task) & (table.module != "all modules")]
+        rows.append({"claim": summary.claim + (f" · {summary.task}" if several and summary.task else ""),
+                     "statement": summary.statement, "definition": summary.definition, "verdict": summary.verdict,
+                     "evidence": findings.claim_evidence(summary, modules), "caveats": summary.caveats or ""})
+    return rows
+
+
+SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length",
+                 "mean nuclear norm / loss (S_sum_regularized)": "nuclear norm / loss",
+                 "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
+
+
+def separability_rows(a: Analysis) -> list[dict]:
+    """Per pair (correct vs irrelevant ones, else all): each score's AUROC in words, and the increment."""
+    pairs = a.irrelevant_pairs or a.pairs
+    rows = []
+    for x, y in pairs:
+        part = a.auroc[(a.auroc.a == x) & (a.auroc.b == y)].set_index("score")
+        if part.empty:
+            continue
+        cells = []
+        for score in SCORE_COLUMNS:
+            if score in part.index:
+                r = part.loc[score]
+                cells.append({"value": f"{r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", "direction": r.direction})
+            else:
+                cells.append({"value": "–", "direction": ""})
+        inc = a.increment[(a.increment.a == x) & (a.increment.b == y)]
+        rows.append({"pair": f"{x} vs {y}", "cells": cells, "increment": inc.verdict.iloc[0] if len(inc) else ""})
+    return rows
+
+
+def report_tables(a: Analysis) -> list[tuple[str, pd.DataFrame]]:
+    """(title, frame) of every table the report shows (collapsed), in order."""
     out = []
-    mad = frames["mad"]
-    if not mad.empty:
-        table = tables.paper_table(mad, groups, "nuclear_norm").reset_index(names="condition")
+    if not a.claims.empty:
+        out.append(("Claims per module (claims.csv)", a.claims[a.claims.module != "all modules"].drop(
+            columns=["statement", "definition"])))
+    if not a.mad.empty:
+        table = tables.paper_table(a.mad, a.groups, "nuclear_norm").reset_index(names="condition")
         table.columns = [c if isinstance(c, str) else " ".join(c).strip() for c in table.columns]
         out.append(("MAD of the mean nuclear-norm curve (the paper's table)", table))
-    test_rows = frames["tests"]
-    if not test_rows.empty:
-        seg = test_rows[(test_rows.metric == "nuclear_norm") & test_rows.unit.isin(["early", "middle", "late", "all"])]
+    if not a.tests.empty:
+        seg = a.tests[(a.tests.metric == "nuclear_norm") & a.tests.unit.isin(["early", "middle", "late", "all"])]
         cols = ["a", "b", "module", "unit", "mean_a", "mean_b", "rel_change", "rel_change_low", "rel_change_high",
                 "test", "p_holm", "effect", "n_a", "n_b"]
         out.append(("Condition comparisons of the nuclear norm per segment (tests.csv has every layer)", seg[cols]))
-    if not frames["auroc"].empty:
-        out.append(("Telling conditions apart from gradients (AUROC, 95% CI)", frames["auroc"]))
-    lengths = frames["length"]
-    if not lengths.empty and "adjusted_change" in lengths:
-        lc = lengths[(lengths.kind == "length-controlled") & (lengths.metric == "nuclear_norm")]
+    if not a.auroc.empty:
+        out.append(("Telling conditions apart: AUROC of every score, 95% CI (auroc.csv)", a.auroc))
+    if not a.increment.empty:
+        out.append(("What the gradient profile adds beyond loss and length (increment.csv)", a.increment))
+    if not a.length.empty and "adjusted_change" in a.length:
+        lc = a.length[(a.length.kind == "length-controlled") & (a.length.metric == "nuclear_norm")]
         cols = ["a", "b", "module", "segment", "change", "change_low", "change_high", "adjusted_change",
                 "adjusted_low", "adjusted_high", "length_overlap", "n"]
         out.append(("Length control: change of the nuclear norm before and after regressing out log response "
                     "length (length_overlap 0 = lengths disjoint, the adjustment extrapolates)", lc[cols]))
-    if not frames["rd"].empty:
-        out.append(("Relative difference RD(a, b) of the mean curves", frames["rd"]))
+    if not a.rd.empty:
+        out.append(("Relative difference RD(a, b) of the mean curves", a.rd))
     return out

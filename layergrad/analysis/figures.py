@@ -1,12 +1,14 @@
 """Figures of an analysis (matplotlib, headless): the paper's panels and our overlays.
 
-Colours: modules keep the paper's (q red, k green, v blue, o gray) plus three for the MLP;
-conditions take a fixed qualitative palette in run order. Every figure is written as PNG
-(for the report) and SVG.
+Every function draws one figure from the analysis tables and returns it (a notebook shows it);
+``save`` writes it as PNG (palette-compressed, for the report) and SVG/PDF. Colours: modules keep
+the paper's (q red, k green, v blue, o gray) plus three for the MLP; conditions take a fixed
+qualitative palette in run order.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -16,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from layergrad.analysis.curves import table_rule  # noqa: E402
 
@@ -28,12 +31,19 @@ LABELS = {"nuclear_norm": "nuclear norm ‖G‖*", "sigma1_ratio": "σ1 ratio σ
           "sigma_max": "σ1", "cosine_next": "cosine(G_l, G_l+1)"}
 
 
+PNG_DPI = 80
+
+
 def label(metric: str) -> str:
     return LABELS.get(metric, metric.replace("_", " "))
 
 
 def group_colours(groups: list[str]) -> dict[str, str]:
-    return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(groups)}
+    """A palette colour per condition; 'X@irrelevant' shares X's colour (it is drawn dashed)."""
+    bases = list(dict.fromkeys(g.removesuffix("@irrelevant") if g.removesuffix("@irrelevant") in groups else g
+                               for g in groups))
+    colour = {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(bases)}
+    return {g: colour.get(g.removesuffix("@irrelevant"), colour.get(g)) for g in groups}
 
 
 def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = None):
@@ -45,7 +55,7 @@ def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = Non
     return fig, list(axes.flat[:n])
 
 
-def panels(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     """The paper's figure: one panel per condition, one line per module, layer on x."""
     data = curves[curves.metric == metric]
     fig, axes = grid(len(groups))
@@ -63,22 +73,35 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, form
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.suptitle(f"Mean {label(metric)} per layer (one panel per condition)", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    return save(fig, out, f"panels_{metric}", formats)
+    return fig
 
 
-def save(fig, out, name, formats):
+def save(fig: Figure, out: Path, name: str, formats) -> list[Path]:
+    """Write ``fig`` as ``out/name.<fmt>`` for each format (PNGs palette-compressed) and close it."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        fig.savefig(path, dpi=110 if fmt == "png" else None)
+        if fmt == "png":
+            save_png(fig, path)
+        else:
+            fig.savefig(path)
         paths.append(path)
     plt.close(fig)
     return paths
 
 
-def overlays(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats, *, name: str,
-             title: str) -> list[Path]:
+def save_png(fig: Figure, path: Path) -> None:
+    """PNG with an adaptive 256-colour palette: line art loses nothing visible, the file ~3x less."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=PNG_DPI)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    image.save(path, optimize=True)
+
+
+def overlays(curves: pd.DataFrame, metric: str, groups: list[str], *, title: str) -> Figure:
     """One panel per module, one line per condition with its 95% CI band."""
     data = curves[(curves.metric == metric) & curves.group.isin(groups)]
     modules = list(dict.fromkeys(data.module))
@@ -100,10 +123,10 @@ def overlays(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, fo
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    return save(fig, out, name, formats)
+    return fig
 
 
-def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     """MAD per segment (x) and condition (bars) with 95% CIs, one panel per module."""
     rule = table_rule(mad[mad.metric == metric])
     data = mad[(mad.metric == metric) & (mad.rule == rule)]
@@ -127,10 +150,10 @@ def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str], out: Path, forma
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
     fig.suptitle(f"Mean absolute difference across layers ({rule} segments), 95% bootstrap CI", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    return save(fig, out, f"mad_{metric}", formats)
+    return fig
 
 
-def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, formats) -> list[Path]:
+def heatmap(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     """Layer x module map of log10 mean metric, one panel per condition, one colour scale."""
     data = curves[curves.metric == metric]
     log = bool((data["mean"] > 0).all())
@@ -151,11 +174,10 @@ def heatmap(curves: pd.DataFrame, metric: str, groups: list[str], out: Path, for
         cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
         fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}" if log else label(metric))
     fig.suptitle(f"{label(metric)} per layer and module", fontsize=11)
-    return save(fig, out, f"heatmap_{metric}", formats)
+    return fig
 
 
-def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]], out: Path, formats, *,
-                  name: str, title: str) -> list[Path]:
+def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]], *, title: str) -> Figure:
     """Rows = pairs (e.g. correct vs irrelevant per style), columns = modules; each panel keeps
     its own scale, so short- and long-response conditions are both readable."""
     data = curves[curves.metric == metric]
@@ -182,4 +204,59 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    return save(fig, out, name, formats)
+    return fig
+
+
+SCORE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"]
+HEADLINE_SCORES = {"loss": "loss", "response length (tokens)": "length",
+                   "mean nuclear norm / loss (S_sum_regularized)": "NN / loss", "mean nuclear_norm": "mean NN",
+                   "nuclear_norm profile (logistic, CV)": "NN profile (CV)"}
+
+
+def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.DataFrame,
+             pairs: list[tuple[str, str]]) -> Figure:
+    """The answer in one figure: the nuclear-norm curve of every condition (mean over modules,
+    log scale, 95% CI) and, when there are correct/irrelevant pairs, how well the loss, the
+    length and the gradient tell them apart (AUROC, 95% CI)."""
+    show_auroc = bool(pairs) and not separability.empty
+    fig, axes = plt.subplots(1, 2 if show_auroc else 1, figsize=(13 if show_auroc else 7, 4.2), squeeze=False)
+    ax = axes[0][0]
+    colours = group_colours(groups)
+    for group in groups:
+        rows = mean_curves[mean_curves.group == group]
+        if rows.empty:
+            continue
+        ax.plot(rows.layer, rows["mean"], color=colours[group], ls="--" if "irrelevant" in group else "-", lw=1.6,
+                label=group)
+        ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colours[group], alpha=0.18, lw=0)
+    ax.set_yscale("log")
+    ax.set(xlabel="layer", ylabel="nuclear norm ‖G‖* (mean over modules)",
+           title="Gradient nuclear norm per layer (95% CI)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, frameon=False)
+    if show_auroc:
+        auroc_bars(axes[0][1], separability, pairs)
+    fig.tight_layout()
+    return fig
+
+
+def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]]) -> None:
+    """Grouped bars: per pair, the AUROC of each baseline and gradient score with its CI."""
+    width = 0.8 / len(HEADLINE_SCORES)
+    for k, (score, short) in enumerate(HEADLINE_SCORES.items()):
+        values, errors = [], []
+        for a, b in pairs:
+            row = separability[(separability.a == a) & (separability.b == b) & (separability.score == score)]
+            v = row.iloc[0] if len(row) else None
+            values.append(v.auroc if v is not None else np.nan)
+            errors.append((v.auroc - v.ci_low, v.ci_high - v.auroc) if v is not None else (0, 0))
+        x = np.arange(len(pairs)) + (k - (len(HEADLINE_SCORES) - 1) / 2) * width
+        ax.bar(x, values, width, yerr=np.clip(np.array(errors).T, 0, None), capsize=2, label=short,
+               color=SCORE_COLOURS[k], error_kw={"lw": 0.8})
+    ax.axhline(0.5, color="#444", lw=0.8, ls=":")
+    ax.set_xticks(range(len(pairs)), [f"{a}\nvs irrelevant" if b == f"{a}@irrelevant" else f"{a}\nvs {b}"
+                                      for a, b in pairs], fontsize=8)
+    ax.set(ylim=(0, 1.18), yticks=np.arange(0, 1.01, 0.2), ylabel="AUROC (single scores oriented, ≥ 0.5)",
+           title="Correct vs irrelevant: loss and length against the gradient")
+    ax.legend(fontsize=7, ncol=len(HEADLINE_SCORES), frameon=False, loc="upper center")
+    ax.grid(alpha=0.3, axis="y")

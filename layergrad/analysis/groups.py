@@ -1,4 +1,5 @@
-"""Runs -> groups: the conditions of one or several run directories, and the pairs to compare.
+"""Runs -> groups: the conditions of run directories (or ``compute`` DataFrames), the derived
+metrics, and the pairs to compare.
 
 A *group* is one condition of one run (named ``condition``, or ``run:condition`` when several
 runs are analysed). ``analyze`` compares the conditions of each run with each other
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from layergrad.errors import InputError
@@ -28,29 +30,66 @@ class Loaded:
     runs: dict[str, list[str]] = field(default_factory=dict)  # run label -> its groups
 
 
-def load_runs(paths: list[str]) -> Loaded:
-    labels = run_labels(paths)
-    stats, samples, manifests, runs, groups = [], [], {}, {}, []
-    for path, run_label in zip(paths, labels):
-        s, m, manifest = load_run(path)
+DERIVED_METRICS = {
+    "nuclear_norm_per_loss": "nuclear norm / loss: the authors' S_sum_regularized",
+    "nuclear_norm_summed": "nuclear norm x response tokens: the nuclear norm of the gradient of the summed "
+                           "(not mean) token loss, ‖∂(Σ_t ℓ_t)/∂W‖* = |R| · ‖∂L/∂W‖*",
+}
+
+
+def load_runs(runs) -> Loaded:
+    """Run directories or ``compute`` DataFrames (one or a list) -> one Loaded with group names."""
+    runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
+    labels = run_labels(runs)
+    stats, samples, manifests, order_of, groups = [], [], {}, {}, []
+    for run, run_label in zip(runs, labels):
+        s, m, manifest = frame_run(run) if isinstance(run, pd.DataFrame) else load_run(run)
         order = list(manifest.get("config", {}).get("data", {})) or list(dict.fromkeys(m.condition))
         order = [c for c in order if c in set(s.condition)] + sorted(set(s.condition) - set(order))
-        name = (lambda c: c) if len(paths) == 1 else (lambda c, r=run_label: f"{r}:{c}")
+        name = (lambda c: c) if len(runs) == 1 else (lambda c, r=run_label: f"{r}:{c}")
         s = s.assign(group=s.condition.map(name), run=run_label)
         m = m.assign(group=m.condition.map(name), run=run_label)
-        stats.append(s)
+        stats.append(with_derived_metrics(s, m))
         samples.append(m)
         manifests[run_label] = manifest
-        runs[run_label] = [name(c) for c in order]
-        groups += runs[run_label]
+        order_of[run_label] = [name(c) for c in order]
+        groups += order_of[run_label]
     stats = pd.concat(stats, ignore_index=True)
     if stats.empty:
-        raise InputError(f"no statistics in {', '.join(paths)}: nothing was computed")
-    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, runs)
+        raise InputError(f"no statistics in {', '.join(map(str, labels))}: nothing was computed")
+    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of)
 
 
-def run_labels(paths: list[str]) -> list[str]:
-    names = [Path(p).resolve().name for p in paths]
+def frame_run(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(stats, samples, manifest) of a DataFrame returned by ``layergrad.compute``."""
+    if not {"sample_id", "condition", "layer", "module"} <= set(frame.columns):
+        raise InputError("a DataFrame to analyse must be one returned by layergrad.compute (sample_id, condition, "
+                         "layer, module and statistics columns)")
+    samples = frame.attrs.get("samples")
+    if samples is None:  # attrs lost (e.g. after a concat): every sample counts as computed
+        samples = frame[["sample_id", "condition"]].drop_duplicates().assign(
+            status="ok", loss=float("nan"), n_response_tokens=0, prompt=None, response=None)
+    conditions = frame.attrs.get("conditions") or list(dict.fromkeys(frame.condition))
+    manifest = {"model": frame.attrs.get("model", {}), "config": {"data": {c: "" for c in conditions}}}
+    return frame, samples, manifest
+
+
+def with_derived_metrics(stats: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Add the loss-normalised and summed-loss nuclear norms (DERIVED_METRICS) per row."""
+    info = samples.set_index(["condition", "sample_id"])[["loss", "n_response_tokens"]]
+    info = info[~info.index.duplicated()]
+    joined = info.reindex(pd.MultiIndex.from_arrays([stats.condition, stats.sample_id]))
+    loss = joined.loss.to_numpy(dtype=float)
+    tokens = joined.n_response_tokens.to_numpy(dtype=float)
+    nuclear = stats.nuclear_norm.to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_loss = np.where(loss > 0, nuclear / loss, np.nan)
+    summed = np.where(tokens > 0, nuclear * tokens, np.nan)
+    return stats.assign(nuclear_norm_per_loss=per_loss, nuclear_norm_summed=summed)
+
+
+def run_labels(runs: list) -> list[str]:
+    names = ["frame" if isinstance(r, pd.DataFrame) else Path(r).resolve().name for r in runs]
     return names if len(set(names)) == len(names) else [f"{n}-{i}" for i, n in enumerate(names, 1)]
 
 

@@ -1,5 +1,5 @@
-"""The self-contained HTML report: it renders what it is given (runs, findings, figures,
-tables, examples) and computes nothing itself.
+"""The self-contained HTML report: it renders what it is given (claims, figures, baselines,
+details, tables, runs, examples) and computes nothing itself.
 
 Rendered with Jinja2 autoescaping, so every dataset string shows as text; figures are
 embedded as data URIs and the page carries no scripts.
@@ -17,16 +17,20 @@ import pandas as pd
 from layergrad import __version__
 
 EXAMPLE_CHARS = 400
+SCORE_NAMES = ("loss", "length (tokens)", "nuclear norm / loss", "mean nuclear norm", "profile (CV)")
 
 
-def write_report(path: Path, *, runs: list[dict], findings: list[dict], figures: list[Path],
-                 tables: list[tuple[str, pd.DataFrame]], examples: list[dict]) -> Path:
+def write_report(path: Path, *, title: str, claims: list[dict], headline: Path | None, separability: list[dict],
+                 figures: list[Path], details: list[dict], tables: list[tuple[str, pd.DataFrame]], runs: list[dict],
+                 examples: list[dict]) -> Path:
+    """Render the report: claims first, then the headline figure, baselines, figures, collapsed details."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("layergrad.analysis", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
     html = env.get_template("report.html.j2").render(
-        version=__version__, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        runs=runs, findings=findings, figures=[embed(p) for p in figures if p.suffix == ".png"],
-        tables=[{"title": title, "html": html_table(frame)} for title, frame in tables], examples=examples)
+        version=__version__, created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), title=title,
+        claims=claims, headline=embed(headline) if headline else None, separability=separability,
+        score_names=SCORE_NAMES, figures=[embed(p) for p in figures], details=details,
+        tables=[{"title": name, "html": html_table(frame)} for name, frame in tables], runs=runs, examples=examples)
     path.write_text(html, encoding="utf-8")
     return path
 

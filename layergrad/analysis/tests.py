@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from layergrad.analysis.curves import interval, modules_of, segment_values
+from layergrad.analysis.curves import SEGMENTS, interval, modules_of, segment_values
 
 MIN_PAIRED = 5
 
@@ -74,6 +74,39 @@ def relative_change_ci(x: np.ndarray, y: np.ndarray, paired: bool, n_boot: int, 
     return float(point), float(lo), float(hi)
 
 
+def compare_columns(x: np.ndarray, y: np.ndarray, paired: bool) -> list[dict]:
+    """``compare`` of every column of (n, k) arrays, vectorised where SciPy's choice of method
+    ('auto') is the same for all columns, one by one where it is not (equal results)."""
+    out: list[dict | None] = [None] * x.shape[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if paired:
+            diff = y - x
+            clean = np.array([(d != 0).all() and len(np.unique(np.abs(d))) == len(d) for d in diff.T])
+            groups = [(clean, "auto"), (~clean, "asymptotic" if len(diff) > 13 else None)]
+            for columns, method in groups:
+                columns = np.flatnonzero(columns & ~np.all(np.isclose(diff, 0), axis=0))
+                if method and len(columns):
+                    res = st.wilcoxon(y[:, columns], x[:, columns], zero_method="wilcox", method=method, axis=0)
+                    for j, stat, p in zip(columns, np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue)):
+                        out[j] = {"test": "wilcoxon", "statistic": float(stat), "p": float(p),
+                                  "effect": rank_biserial(diff[:, j])}
+        elif min(len(x), len(y)) > 8:
+            res = st.mannwhitneyu(y, x, alternative="two-sided", method="asymptotic", axis=0)
+            for j, (stat, p) in enumerate(zip(np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue))):
+                out[j] = {"test": "mann-whitney", "statistic": float(stat), "p": float(p),
+                          "effect": float(2 * stat / (len(x) * len(y)) - 1)}
+    return [r if r is not None else compare(x[:, j], y[:, j], paired) for j, r in enumerate(out)]
+
+
+def rank_biserial(diff: np.ndarray) -> float:
+    """(R+ - R-) / (R+ + R-) over the non-zero paired differences."""
+    nonzero = diff[diff != 0]
+    ranks = st.rankdata(np.abs(nonzero))
+    plus, minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
+    return float((plus - minus) / (plus + minus)) if plus + minus else 0.0
+
+
 def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: str, n_boot: int,
                 seed: int) -> pd.DataFrame:
     """Every (pair, module, unit) comparison, unit = a layer or a segment (auto rule)."""
@@ -83,26 +116,23 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
         for module in modules_of(matrices, a, b):
             ma, mb = matrices[(a, module)], matrices[(b, module)]
             pairing = paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
-            units = {f"layer {int(c)}": (ma[c], mb[c]) for c in ma.columns}
-            sa, sb = segment_values(ma), segment_values(mb)
-            units.update({s: (sa[s], sb[s]) for s in sa.columns})
-            for unit, (va, vb) in units.items():
-                if pairing:
-                    x = va.loc[[p[0] for p in pairing]].to_numpy()
-                    y = vb.loc[[p[1] for p in pairing]].to_numpy()
-                else:
-                    x, y = va.to_numpy(), vb.to_numpy()
-                if len(x) < 2 or len(y) < 2:
-                    continue
-                result = compare(x, y, bool(pairing))
+            if pairing:
+                ma, mb = ma.loc[[p[0] for p in pairing]], mb.loc[[p[1] for p in pairing]]
+            if len(ma) < 2 or len(mb) < 2:
+                continue
+            units = [f"layer {int(c)}" for c in ma.columns] + list(SEGMENTS)
+            x = np.column_stack([ma.to_numpy(), segment_values(ma)[list(SEGMENTS)].to_numpy()])
+            y = np.column_stack([mb.to_numpy(), segment_values(mb)[list(SEGMENTS)].to_numpy()])
+            for j, (unit, result) in enumerate(zip(units, compare_columns(x, y, bool(pairing)))):
+                xj, yj = x[:, j], y[:, j]
                 if unit.startswith("layer"):  # CIs for segments only (the findings quote those)
-                    change = (float(y.mean() / x.mean() - 1) if x.mean() else np.nan, np.nan, np.nan)
+                    change = (float(yj.mean() / xj.mean() - 1) if xj.mean() else np.nan, np.nan, np.nan)
                 else:
-                    change = relative_change_ci(x, y, bool(pairing), n_boot, rng)
+                    change = relative_change_ci(xj, yj, bool(pairing), n_boot, rng)
                 rows.append({"a": a, "b": b, "module": module, "metric": metric, "unit": unit,
-                             "mean_a": float(x.mean()), "mean_b": float(y.mean()), "rel_change": change[0],
+                             "mean_a": float(xj.mean()), "mean_b": float(yj.mean()), "rel_change": change[0],
                              "rel_change_low": change[1], "rel_change_high": change[2],
-                             "n_a": len(x), "n_b": len(y), "paired": bool(pairing), **result})
+                             "n_a": len(xj), "n_b": len(yj), "paired": bool(pairing), **result})
     table = pd.DataFrame(rows)
     if len(table):
         table["family"] = np.where(table.unit.str.startswith("layer"), table.a + "|" + table.b + "|" + table.module,

@@ -92,6 +92,8 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
         rows.extend(records.samples)
     frame = stats_frame(stats)
     frame.attrs["samples"] = samples_frame(rows)
+    frame.attrs["conditions"] = list(conditions)
+    frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {})}
     return frame
 
 

@@ -1,0 +1,448 @@
+"""The paper's claims, checked on the conditions a run has: one row per (claim, task, module).
+
+Conditions are recognised by name: ``[task<sep>]<style>[@irrelevant]`` with the reasoning styles
+none / simplified / detailed (also the original file names no_cot / with_cot / gpt4o) and the
+Wikipedia styles popular-100 / popular-500 / popular-1000 / unpopular, e.g. ``none``,
+``gsm8k/detailed@irrelevant``, ``wiki/popular-100``, ``run:simplified``. Every claim has a
+statement, an operational definition (``CLAIMS``), an effect with a 95% bootstrap CI, a p-value
+(Holm-corrected over all module rows of the table), n, a verdict — holds (significant in the
+claimed direction), fails (significant the other way), inconclusive, not-applicable (the run
+lacks a condition) — and its caveats (lengths that do not overlap; the loss alone separating as
+well or better). H4 and H6 compare a base and an instruct model (``model_claims``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds, segment_values
+from layergrad.analysis.tests import compare, holm, paired_index, relative_change_ci
+
+ALPHA = 0.05
+STYLE_NAMES = {"none": "none", "no_cot": "none", "simplified": "simplified", "with_cot": "simplified",
+               "detailed": "detailed", "gpt4o": "detailed", "with_cot_gpt4o": "detailed",
+               "popular-100": "popular-100", "popular-500": "popular-500", "popular-1000": "popular-1000",
+               "unpopular": "unpopular"}
+WIKI_STYLES = ("popular-100", "popular-500", "popular-1000", "unpopular")
+COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "effect", "ci_low", "ci_high",
+           "effect_kind", "a", "b", "p", "p_holm", "n", "caveats"]
+ALL = "all modules"
+
+
+@dataclass(frozen=True)
+class Claim:
+    statement: str
+    definition: str
+    needs: tuple[str, ...]  # styles of the task (and, for H7, reasoning tasks elsewhere in the run)
+    direction: int  # the sign of the effect the claim predicts (0: two-sided, a difference either way)
+    family: str  # 'reasoning' tasks (CoT styles) or 'wiki'
+
+
+CLAIMS = {
+    "H1": Claim("Early-layer nuclear norm: None > Detailed CoT",
+                "Relative change of the per-sample mean nuclear norm over the early layers, Detailed vs None "
+                "(negative = holds); paired Wilcoxon on shared prompts.", ("none", "detailed"), -1, "reasoning"),
+    "H2": Claim("MAD over all layers: None > Detailed CoT",
+                "Relative change of the MAD of the mean nuclear-norm curve over all layers, Detailed vs None "
+                "(negative = holds: slow thinking gives a flatter curve); bootstrap over prompts.",
+                ("none", "detailed"), -1, "reasoning"),
+    "H3a": Claim("Early-layer nuclear norm: Simplified > Detailed CoT",
+                 "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); Wilcoxon. "
+                 "The paper states it for MATH; on the other tasks it is the inferred None ≥ Simplified ≥ Detailed.",
+                 ("simplified", "detailed"), -1, "reasoning"),
+    "H3b": Claim("MAD over all layers: Simplified > Detailed CoT",
+                 "Relative change of the MAD over all layers, Detailed vs Simplified (negative = holds); bootstrap.",
+                 ("simplified", "detailed"), -1, "reasoning"),
+    "H5": Claim("Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
+                "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None "
+                "(positive = holds); bootstrap over prompts. The AUROC of loss, length and gradient is in the caveats.",
+                ("none", "detailed", "none@irrelevant", "detailed@irrelevant"), 1, "reasoning"),
+    "H7a": Claim("Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",
+                 "|log-ratio None→Detailed| (mean over the run's reasoning tasks) minus |log-ratio popular 100→1000 "
+                 "words| of the early-layer mean nuclear norm (positive = holds: length alone changes it less); "
+                 "bootstrap.", ("popular-100", "popular-1000"), 1, "wiki"),
+    "H7b": Claim("Longer Wikipedia answers do not reproduce slow thinking's flat curve",
+                 "The same comparison for the MAD over all layers (positive = holds); bootstrap.",
+                 ("popular-100", "popular-1000"), 1, "wiki"),
+    "H7c": Claim("Longer Wikipedia answers do not reproduce slow thinking's correct/irrelevant gap",
+                 "RD(correct, irrelevant) gain None→Detailed (mean over reasoning tasks) minus the gain popular "
+                 "100→1000 (positive = holds); bootstrap.",
+                 ("popular-100", "popular-1000", "popular-100@irrelevant", "popular-1000@irrelevant"), 1, "wiki"),
+    "H7d": Claim("Popular and long-tail knowledge differ in early-layer nuclear norm",
+                 "Relative change of the early-layer mean, unpopular vs popular (100 words, the closest length); "
+                 "two-sided: the direction is reported, not claimed; Mann-Whitney (different articles).",
+                 ("popular-100", "unpopular"), 0, "wiki"),
+}
+
+
+def parse_group(name: str) -> tuple[str, str, bool] | None:
+    """'gsm8k/detailed@irrelevant' -> ('gsm8k', 'detailed', True); None when no style is recognised."""
+    base, irrelevant = (name[: -len("@irrelevant")], True) if name.endswith("@irrelevant") else (name, False)
+    match = re.fullmatch(r"(.*?)[-/_:]?(" + "|".join(sorted(STYLE_NAMES, key=len, reverse=True)) + ")", base)
+    if not match:
+        return None
+    return match.group(1), STYLE_NAMES[match.group(2)], irrelevant
+
+
+def tasks_of(groups: list[str]) -> dict[str, dict[str, str]]:
+    """{task: {'none': group, 'detailed@irrelevant': group, ...}} in run order."""
+    tasks: dict[str, dict[str, str]] = {}
+    for g in groups:
+        parsed = parse_group(g)
+        if parsed:
+            task, style, irrelevant = parsed
+            tasks.setdefault(task, {})[style + ("@irrelevant" if irrelevant else "")] = g
+    return tasks
+
+
+def family(found: dict) -> str:
+    return "wiki" if any(s.split("@")[0] in WIKI_STYLES for s in found) else "reasoning"
+
+
+# ----------------------------------------------------------------------------- statistics
+
+@dataclass
+class Context:
+    """What every statistic needs: per-sample matrices, prompts, resampling."""
+
+    matrices: dict
+    prompts: dict
+    n_boot: int
+    rng: np.random.Generator
+
+    def pair(self, a: str, b: str, module: str):
+        """(rows of a, rows of b, paired) for a module, or None when either is missing."""
+        if (a, module) not in self.matrices or (b, module) not in self.matrices:
+            return None
+        ma, mb = self.matrices[(a, module)], self.matrices[(b, module)]
+        pairing = paired_index(self.prompts[a].reindex(ma.index).dropna(), self.prompts[b].reindex(mb.index).dropna())
+        if pairing:
+            return ma.loc[[p[0] for p in pairing]], mb.loc[[p[1] for p in pairing]], True
+        return ma, mb, False
+
+    def resample(self, n_a: int, n_b: int, paired: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(n_boot, n) row indices for a and for b (the same rows when paired)."""
+        ia = self.rng.integers(0, n_a, (self.n_boot, n_a))
+        return ia, (ia if paired else self.rng.integers(0, n_b, (self.n_boot, n_b)))
+
+
+def boot_p(draws: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of 'the effect is 0' (at least 1 / number of draws)."""
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float("nan")
+    return float(min(1.0, max(2 * min((draws <= 0).mean(), (draws >= 0).mean()), 1 / len(draws))))
+
+
+def summary(effect: float, draws: np.ndarray, kind: str, n: int) -> dict:
+    lo, hi = interval(draws)
+    return {"effect": float(effect), "ci_low": float(lo), "ci_high": float(hi), "p": boot_p(draws),
+            "effect_kind": kind, "n": int(n)}
+
+
+def early_change(ctx: Context, a: str, b: str, module: str) -> dict | None:
+    """Relative change of the early-layer mean, b vs a, with CI and Wilcoxon / Mann-Whitney p."""
+    pair = ctx.pair(a, b, module)
+    if pair is None:
+        return None
+    ma, mb, paired = pair
+    x, y = segment_values(ma)["early"].to_numpy(), segment_values(mb)["early"].to_numpy()
+    effect, lo, hi = relative_change_ci(x, y, paired, ctx.n_boot, ctx.rng)
+    return {"effect": effect, "ci_low": lo, "ci_high": hi, "p": compare(x, y, paired)["p"],
+            "effect_kind": "relative change of the early-layer mean", "n": min(len(x), len(y))}
+
+
+def resampled(ctx: Context, a: str, b: str, module: str, fn):
+    """(point, draws, n) of ``fn(mean curve of a, mean curve of b)`` (curves on the last axis) for the
+    data and for each bootstrap resample (prompt pairs resampled together), or None."""
+    pair = ctx.pair(a, b, module)
+    if pair is None:
+        return None
+    ma, mb, paired = pair
+    va, vb = ma.to_numpy(), mb.to_numpy()
+    ia, ib = ctx.resample(len(va), len(vb), paired)
+    return fn(va.mean(0), vb.mean(0)), fn(va[ia].mean(1), vb[ib].mean(1)), min(len(va), len(vb))
+
+
+def early_mean(curve: np.ndarray) -> np.ndarray:
+    lo, hi = segment_bounds(curve.shape[-1])["early"]
+    return curve[..., lo:hi].mean(-1)
+
+
+def mad_change(ctx: Context, a: str, b: str, module: str) -> dict | None:
+    """Relative change of MAD over all layers (of the mean curve), b vs a, bootstrap CI and p."""
+    got = resampled(ctx, a, b, module, lambda ca, cb: mad(cb, axis=-1) / mad(ca, axis=-1) - 1)
+    return summary(*got[:2], "relative change of MAD (all layers)", got[2]) if got else None
+
+
+def log_ratio(ctx: Context, a: str, b: str, module: str, statistic: str):
+    """(point, draws) of log(stat(b) / stat(a)); stat = early-layer mean or MAD of the mean curve."""
+    stat = early_mean if statistic == "early" else (lambda c: mad(c, axis=-1))
+    got = resampled(ctx, a, b, module, lambda ca, cb: np.log(stat(cb) / stat(ca)))
+    return got[:2] if got else None
+
+
+def rd_of(ctx: Context, correct: str, irrelevant: str, module: str):
+    """(point, draws) of RD(correct, irrelevant) of the mean curves."""
+    got = resampled(ctx, correct, irrelevant, module, lambda cc, ci: relative_difference(cc, ci, axis=-1))
+    return got[:2] if got else None
+
+
+def rd_gain(ctx: Context, found: dict, a_style: str, b_style: str, module: str):
+    """(point, draws, {style: RD}) of RD(b, b@irrelevant) - RD(a, a@irrelevant)."""
+    got = {s: rd_of(ctx, found[s], found[f"{s}@irrelevant"], module) for s in (a_style, b_style)}
+    if None in got.values():
+        return None
+    return (got[b_style][0] - got[a_style][0], got[b_style][1] - got[a_style][1],
+            {s: got[s][0] for s in got})
+
+
+def rd_difference(ctx: Context, found: dict, module: str) -> dict | None:
+    """H5: RD(correct, irrelevant) of Detailed minus that of None."""
+    got = rd_gain(ctx, found, "none", "detailed", module)
+    if got is None:
+        return None
+    effect, draws, point = got
+    n = min(len(ctx.matrices[(found[s], module)]) for s in ("none", "detailed"))
+    return summary(effect, draws, f"RD Detailed {point['detailed']:.3f} minus RD None {point['none']:.3f}", n)
+
+
+def length_vs_thinking(ctx: Context, found: dict, reasoning: dict, module: str, statistic: str) -> dict | None:
+    """H7a/b: |log-ratio None→Detailed| (mean over reasoning tasks) minus |log-ratio popular 100→1000|."""
+    wiki = log_ratio(ctx, found["popular-100"], found["popular-1000"], module, statistic)
+    cot = [log_ratio(ctx, f["none"], f["detailed"], module, statistic) for f in reasoning.values()]
+    cot = [c for c in cot if c is not None]
+    if wiki is None or not cot:
+        return None
+    r_cot, d_cot = np.mean([c[0] for c in cot]), np.mean([c[1] for c in cot], axis=0)
+    label = "early-layer mean" if statistic == "early" else "MAD"
+    kind = (f"|log-ratio| of the {label}: None→Detailed {r_cot:+.2f} (mean of {len(cot)} tasks) vs popular "
+            f"100→1000 {wiki[0]:+.2f}")
+    n = len(ctx.matrices[(found["popular-100"], module)])
+    return summary(abs(r_cot) - abs(wiki[0]), np.abs(d_cot) - np.abs(wiki[1]), kind, n)
+
+
+def separation_vs_thinking(ctx: Context, found: dict, reasoning: dict, module: str) -> dict | None:
+    """H7c: RD gain None→Detailed (mean over reasoning tasks) minus RD gain popular 100→1000."""
+    wiki = rd_gain(ctx, found, "popular-100", "popular-1000", module)
+    cot = [rd_gain(ctx, f, "none", "detailed", module) for f in reasoning.values()
+           if {"none@irrelevant", "detailed@irrelevant"} <= set(f)]
+    cot = [c for c in cot if c is not None]
+    if wiki is None or not cot:
+        return None
+    g_cot, d_cot = np.mean([c[0] for c in cot]), np.mean([c[1] for c in cot], axis=0)
+    kind = f"RD gain None→Detailed {g_cot:+.3f} (mean of {len(cot)} tasks) minus popular 100→1000 {wiki[0]:+.3f}"
+    n = len(ctx.matrices[(found["popular-100"], module)])
+    return summary(g_cot - wiki[0], d_cot - wiki[1], kind, n)
+
+
+def statistic(claim: str, ctx: Context, found: dict, reasoning: dict, module: str) -> dict | None:
+    """The effect of ``claim`` for one task and module."""
+    if claim == "H1":
+        return early_change(ctx, found["none"], found["detailed"], module)
+    if claim == "H2":
+        return mad_change(ctx, found["none"], found["detailed"], module)
+    if claim == "H3a":
+        return early_change(ctx, found["simplified"], found["detailed"], module)
+    if claim == "H3b":
+        return mad_change(ctx, found["simplified"], found["detailed"], module)
+    if claim == "H5":
+        return rd_difference(ctx, found, module)
+    if claim in ("H7a", "H7b"):
+        return length_vs_thinking(ctx, found, reasoning, module, "early" if claim == "H7a" else "mad")
+    if claim == "H7c":
+        return separation_vs_thinking(ctx, found, reasoning, module)
+    return early_change(ctx, found["popular-100"], found["unpopular"], module)  # H7d
+
+
+def compared(claim: str, found: dict) -> tuple[str, str]:
+    """The two conditions a row compares (for caveats and the table)."""
+    a, b = {"H1": ("none", "detailed"), "H2": ("none", "detailed"), "H3a": ("simplified", "detailed"),
+            "H3b": ("simplified", "detailed"), "H5": ("none", "detailed"), "H7d": ("popular-100", "unpopular")
+            }.get(claim, ("popular-100", "popular-1000"))
+    return found[a], found[b]
+
+
+# ----------------------------------------------------------------------------- the table
+
+def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str], n_boot: int, seed: int, *,
+                 separability: pd.DataFrame | None = None, increment: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every claim of each task's family, Holm-corrected, plus one 'all modules' row per (claim, task).
+
+    ``matrices``: {(group, module): samples x layers} of the nuclear norm; ``prompts`` and
+    ``lengths``: {group: Series by sample_id} of prompt text and response tokens.
+    """
+    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed))
+    tasks = tasks_of(groups)
+    reasoning = {t: f for t, f in tasks.items() if family(f) == "reasoning" and {"none", "detailed"} <= set(f)}
+    rows = []
+    for task, found in tasks.items():
+        for claim_id, claim in CLAIMS.items():
+            if claim.family != family(found):
+                continue
+            missing = [s for s in claim.needs if s not in found]
+            if claim.family == "wiki" and claim_id != "H7d" and not reasoning:
+                missing.append("reasoning task with None and Detailed CoT")
+            if missing:
+                rows.append(not_applicable(claim_id, task, missing))
+                continue
+            a, b = compared(claim_id, found)
+            for module in [m for (g, m) in matrices if g == a and (b, m) in matrices]:
+                stat = statistic(claim_id, ctx, found, reasoning, module)
+                if stat:
+                    rows.append({"claim": claim_id, "task": task, "module": module, "statement": claim.statement,
+                                 "definition": claim.definition, "a": a, "b": b, **stat})
+    return finish(pd.DataFrame(rows, columns=COLUMNS), lambda r: caveats(r, prompts, lengths, separability,
+                                                                          increment, tasks.get(r.task, {})))
+
+
+def finish(table: pd.DataFrame, caveat) -> pd.DataFrame:
+    """Holm, verdicts, caveats and the 'all modules' summaries of a table of module rows."""
+    if table.empty:
+        return table
+    table = judge(table)
+    table["caveats"] = [r.caveats if r.verdict == "not-applicable" else caveat(r) for r in table.itertuples()]
+    return pd.concat([table, module_summaries(table)], ignore_index=True)[COLUMNS]
+
+
+def not_applicable(claim: str, task: str, missing: list[str]) -> dict:
+    return {"claim": claim, "task": task, "module": ALL, "statement": CLAIMS[claim].statement,
+            "definition": CLAIMS[claim].definition, "verdict": "not-applicable",
+            "caveats": f"needs {', '.join(missing)}; the run has none"}
+
+
+def judge(table: pd.DataFrame) -> pd.DataFrame:
+    """Holm over the table's module rows, then each row's verdict by its claim's direction."""
+    table = table.astype({"verdict": object, "p_holm": float})
+    rows = table.verdict.isna().to_numpy()
+    table.loc[rows, "p_holm"] = holm(table.loc[rows, "p"].to_numpy(dtype=float))
+    direction = table.claim.map(lambda c: CLAIMS[c].direction if c in CLAIMS else MODEL_CLAIMS[c].direction)
+    sign = np.sign(table.effect.to_numpy(dtype=float)) * direction.to_numpy(dtype=float)
+    significant = table.p_holm.to_numpy(dtype=float) < ALPHA
+    two_sided = direction.to_numpy() == 0
+    verdict = np.where(significant & ((sign > 0) | two_sided), "holds",
+                       np.where(significant & (sign < 0), "fails", "inconclusive"))
+    table.loc[rows, "verdict"] = verdict[rows]
+    return table
+
+
+def module_summaries(table: pd.DataFrame) -> pd.DataFrame:
+    """One 'all modules' row per (claim, task): holds if most modules hold and none fails (fails alike)."""
+    rows = []
+    for (claim, task), part in table[table.module != ALL].groupby(["claim", "task"], sort=False):
+        counts = part.verdict.value_counts()
+        holds, fails, n = int(counts.get("holds", 0)), int(counts.get("fails", 0)), len(part)
+        verdict = ("holds" if holds > n / 2 and not fails else "fails" if fails > n / 2 and not holds
+                   else "inconclusive")
+        first = part.iloc[0]
+        rows.append({"claim": claim, "task": task, "module": ALL, "statement": first.statement,
+                     "definition": first.definition, "verdict": verdict, "effect": float(part.effect.median()),
+                     "effect_kind": f"median over modules; {holds} of {n} hold, {fails} fail", "a": first.a,
+                     "b": first.b, "n": int(part.n.min()), "caveats": first.caveats})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- caveats
+
+def caveats(row, prompts, lengths, separability, increment, found: dict) -> str:
+    """What the reader must keep in mind for this row, in words."""
+    if row.claim == "H5":
+        return separability_caveat(separability, increment, found)
+    if row.claim in ("H1", "H2", "H3a", "H3b", "H7d"):
+        return length_caveat(row.a, row.b, lengths)
+    return ""
+
+
+def length_caveat(a: str, b: str, lengths: dict) -> str:
+    """Response lengths of the two conditions: disjoint ranges make length a rival explanation."""
+    if a not in lengths or b not in lengths:
+        return ""
+    la, lb = lengths[a].to_numpy(dtype=float), lengths[b].to_numpy(dtype=float)
+    lo, hi = max(la.min(), lb.min()), min(la.max(), lb.max())
+    if lo > hi:
+        return (f"response lengths do not overlap ({a} {la.min():.0f}–{la.max():.0f} tokens, {b} {lb.min():.0f}–"
+                f"{lb.max():.0f}): length alone could produce this difference")
+    share = float(((np.r_[la, lb] >= lo) & (np.r_[la, lb] <= hi)).mean())
+    return f"{share:.0%} of the samples lie in the length range both conditions share"
+
+
+def separability_caveat(separability: pd.DataFrame | None, increment: pd.DataFrame | None, found: dict) -> str:
+    """Does the loss separate correct from irrelevant as well as the gradient? Beyond-loss value."""
+    if separability is None or separability.empty:
+        return ""
+    notes = []
+    for style in ("detailed", "none"):
+        a, b = found[style], found[f"{style}@irrelevant"]
+        rows = separability[(separability.a == a) & (separability.b == b)].set_index("score")
+        grad = rows[(rows.kind == "gradient") & (rows.metric == "nuclear_norm")]
+        if "loss" not in rows.index or grad.empty:
+            continue
+        loss, best = rows.loc["loss", "auroc"], grad.auroc.max()
+        note = f"{style}: AUROC loss {loss:.2f} {'≥' if loss >= best else '<'} gradient {best:.2f}"
+        inc = increment[(increment.a == a) & (increment.b == b)] if increment is not None and len(increment) else []
+        if len(inc):
+            r = inc.iloc[0]
+            note += f", profile adds {r.gain:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] beyond loss and length"
+        notes.append(note)
+    return "; ".join(notes)
+
+
+# ----------------------------------------------------------------------------- base vs instruct
+
+MODEL_CLAIMS = {
+    "H4": Claim("The None-vs-Detailed gap is smaller for the base model than for the instruct model",
+                "|log-ratio None→Detailed| of the early-layer mean nuclear norm, instruct minus base (positive = "
+                "holds); each model's samples resampled on their own.", ("none", "detailed"), 1, "reasoning"),
+    "H6": Claim("Correct vs irrelevant differ less for the instruct model than for the base model",
+                "RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).",
+                ("detailed", "detailed@irrelevant"), -1, "reasoning"),
+}
+
+
+def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct_groups: list[str], n_boot: int,
+                 seed: int) -> pd.DataFrame:
+    """H4 and H6 per task and module between a base run's groups and an instruct run's groups."""
+    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed))
+    base, instruct = tasks_of(base_groups), tasks_of(instruct_groups)
+    strip = lambda t: t.split(":", 1)[1] if ":" in t else t  # noqa: E731  (the run label)
+    instruct = {strip(t): f for t, f in instruct.items()}
+    rows = []
+    for task, fb in base.items():
+        fi, name = instruct.get(strip(task)), strip(task)
+        for claim_id, claim in MODEL_CLAIMS.items():
+            missing = [s for s in claim.needs if s not in fb or fi is None or s not in fi]
+            if family(fb) != "reasoning":
+                continue
+            if missing:
+                rows.append({"claim": claim_id, "task": name, "module": ALL, "statement": claim.statement,
+                             "definition": claim.definition, "verdict": "not-applicable",
+                             "caveats": f"needs {', '.join(missing)} in both runs"})
+                continue
+            for module in [m for (g, m) in matrices if g == fb[claim.needs[0]]]:
+                stat = model_statistic(claim_id, ctx, fb, fi, module)
+                if stat:
+                    rows.append({"claim": claim_id, "task": name, "module": module, "statement": claim.statement,
+                                 "definition": claim.definition, "a": fb[claim.needs[1]], "b": fi[claim.needs[1]],
+                                 **stat})
+    return finish(pd.DataFrame(rows, columns=COLUMNS), lambda r: "")
+
+
+def model_statistic(claim: str, ctx: Context, fb: dict, fi: dict, module: str) -> dict | None:
+    if claim == "H4":
+        got = [log_ratio(ctx, f["none"], f["detailed"], module, "early") for f in (fb, fi)]
+        if None in got:
+            return None
+        (rb, db), (ri, di) = got
+        return summary(abs(ri) - abs(rb), np.abs(di) - np.abs(db),
+                       f"|log-ratio| None→Detailed: instruct {ri:+.2f}, base {rb:+.2f}",
+                       len(ctx.matrices[(fb["none"], module)]))
+    got = [rd_of(ctx, f["detailed"], f["detailed@irrelevant"], module) for f in (fb, fi)]
+    if None in got:
+        return None
+    (pb, db), (pi, di) = got
+    return summary(pi - pb, di - db, f"RD Detailed: instruct {pi:.3f}, base {pb:.3f}",
+                   len(ctx.matrices[(fb["detailed"], module)]))

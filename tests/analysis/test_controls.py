@@ -1,0 +1,122 @@
+"""Controls: loss and length baselines, oriented AUROC, the profile's value beyond them, derived
+metrics, and the Python analysis API."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+import layergrad
+from layergrad.analysis import separability as sep
+
+
+def synthetic_run(loss_a, loss_b, len_a, len_b, nn_a, nn_b):
+    """stats + samples of two groups 'a' and 'b' with 1 module x 2 layers (nn given per sample)."""
+    stats, samples = [], []
+    for group, losses, lengths, nns in (("a", loss_a, len_a, nn_a), ("b", loss_b, len_b, nn_b)):
+        for i, (loss, length, nn) in enumerate(zip(losses, lengths, nns)):
+            sid = f"{group}{i}"
+            samples.append({"group": group, "sample_id": sid, "loss": loss, "n_response_tokens": length,
+                            "prompt": f"prompt {group}{i}"})
+            for layer in range(2):
+                stats.append({"group": group, "sample_id": sid, "module": "q_proj", "layer": layer,
+                              "nuclear_norm": nn * (1 + layer)})
+    return pd.DataFrame(stats), pd.DataFrame(samples)
+
+
+def scores(table, name):
+    return table[table.score == name].iloc[0]
+
+
+def test_baselines_by_hand():
+    stats, samples = synthetic_run(loss_a=[1.0, 2.0, 3.0], loss_b=[4.0, 5.0, 6.0], len_a=[1, 2, 3], len_b=[2, 3, 4],
+                                   nn_a=[6.0, 5.0, 4.0], nn_b=[3.0, 2.0, 1.0])
+    auroc, _ = sep.separability_tables(stats, samples, [("a", "b")], ["nuclear_norm"], 200, 0)
+    loss = scores(auroc, "loss")
+    assert loss.auroc == 1.0 and loss.direction == "higher in b" and (loss.ci_low, loss.ci_high) == (1.0, 1.0)
+    length = scores(auroc, "response length (tokens)")  # U = 1.5 + 2.5 + 3 of 9 pairs
+    assert length.auroc == pytest.approx(7 / 9) and length.direction == "higher in b"
+    nn = scores(auroc, "mean nuclear_norm")  # perfectly lower in b: oriented, never 0.00
+    assert nn.auroc == 1.0 and nn.direction == "higher in a" and nn.ci_low == 1.0
+    ratio = scores(auroc, "mean nuclear norm / loss (S_sum_regularized)")  # (1.5 nn) / loss: 9, 3.75, 2 vs 1.125, 0.6, 0.25
+    assert ratio.auroc == 1.0 and ratio.direction == "higher in a"
+    assert set(auroc.kind) == {"baseline", "gradient"}
+
+
+def test_auroc_rows_equal_sklearn():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, (20, 30))
+    labels[:, 0], labels[:, 1] = 0, 1
+    values = rng.integers(0, 5, (20, 30)).astype(float)  # many ties
+    expected = [roc_auc_score(y, s) for y, s in zip(labels, values)]
+    np.testing.assert_allclose(sep.auroc_rows(labels, values), expected)
+
+
+def increment_case(signal: bool, seed: int = 2, n: int = 60, width: int = 30):
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.zeros(n), np.ones(n)].astype(int)
+    loss = rng.normal(size=2 * n) + 0.9 * labels
+    length = rng.integers(50, 200, 2 * n).astype(float)
+    profile = rng.normal(size=(2 * n, width))
+    if signal:
+        profile[:, 0] += 1.5 * labels
+    return np.column_stack([loss, np.log(length)]), profile, labels, np.arange(2 * n)
+
+
+@pytest.mark.parametrize("signal", [True, False])
+def test_increment_finds_signal_only_where_there_is_some(signal):
+    base, profile, labels, groups = increment_case(signal)
+    row = sep.increment_row("a", "b", "nuclear_norm", base, profile, labels, groups, 0, 1000, np.random.default_rng(0))
+    assert row["gain"] == pytest.approx(row["auroc_with_profile"] - row["auroc_loss_length"])
+    if signal:
+        assert row["ci_low"] > 0 and row["verdict"].startswith("the gradient profile adds +")
+    else:
+        assert row["ci_low"] < 0 < row["ci_high"] and "adds nothing detectable" in row["verdict"]
+
+
+def test_baseline_model_by_hand():
+    """The [loss, log length] model's out-of-fold AUROC, recomputed with plain sklearn on the same folds."""
+    base, profile, labels, groups = increment_case(True)
+    row = sep.increment_row("a", "b", "nuclear_norm", base, profile, labels, groups, 0, 50, np.random.default_rng(0))
+    oof = np.zeros(len(labels))
+    for train, test in sep.splits(labels, groups, sep.FOLDS, 0):
+        mean, std = base[train].mean(0), base[train].std(0)
+        model = LogisticRegression(C=1.0, solver="liblinear").fit((base[train] - mean) / std * sep.BASE_BOOST,
+                                                                   labels[train])
+        oof[test] = model.predict_proba((base[test] - mean) / std * sep.BASE_BOOST)[:, 1]
+    assert row["auroc_loss_length"] == pytest.approx(roc_auc_score(labels, oof))
+
+
+def test_derived_metrics_and_python_api(tiny, tmp_path):
+    samples = {s: layergrad.load_samples(f"builtin:arith/{s}?n=6") for s in ("none", "detailed")}
+    samples.update({f"{s}@irrelevant": layergrad.load_samples(f"builtin:arith/{s}@irrelevant?n=6")
+                    for s in ("none", "detailed")})
+    frame = layergrad.compute(tiny(), samples)
+    result = layergrad.analyze(frame, metrics=["nuclear_norm", "nuclear_norm_per_loss", "nuclear_norm_summed"],
+                               n_boot=100, log=lambda *a: None)
+    info = frame.attrs["samples"].set_index("sample_id")
+    stats = result.data.stats.set_index("sample_id")
+    np.testing.assert_allclose(stats.nuclear_norm_per_loss, stats.nuclear_norm / info.loss.reindex(stats.index))
+    np.testing.assert_allclose(stats.nuclear_norm_summed,
+                               stats.nuclear_norm * info.n_response_tokens.reindex(stats.index))
+    assert set(result.curves.metric) == {"nuclear_norm", "nuclear_norm_per_loss", "nuclear_norm_summed"}
+    assert {"nuclear_norm_per_loss", "nuclear_norm_summed"} <= set(result.tests.metric)
+    assert set(result.claims.claim) >= {"H1", "H2", "H5"} and result.claims.verdict.notna().all()
+    assert {"loss", "response length (tokens)"} <= set(result.auroc.score) and len(result.increment) == 6
+    assert type(result.figure("headline")).__name__ == "Figure"
+    assert type(result.figure("mad", "nuclear_norm_summed")).__name__ == "Figure"
+    out = result.write(tmp_path / "a", formats=["png"], log=lambda *a: None)
+    for name in ("claims", "auroc", "increment", "curves"):
+        assert (out / f"{name}.csv").stat().st_size > 0
+    html = (out / "report.html").read_text()
+    assert html.index("Claims") < html.index("headline figure") < html.index("Details per pair")
+
+
+def test_analyze_accepts_a_directory_and_a_list(tiny_run, tmp_path):
+    one = layergrad.analyze(tiny_run, metrics=["nuclear_norm"], n_boot=50, log=lambda *a: None)
+    two = layergrad.analyze([tiny_run, tiny_run], metrics=["nuclear_norm"], n_boot=50, log=lambda *a: None,
+                            across_runs=True)
+    assert "H1" in set(one.claims.claim) and set(two.groups) > set(f"tiny-1:{g}" for g in one.groups)
+    with pytest.raises(layergrad.LayergradError, match="unknown figure"):
+        one.figure("pie")
