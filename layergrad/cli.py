@@ -66,6 +66,13 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--device-map", help="Passed to from_pretrained, e.g. 'auto' for a model larger than one GPU.")
 @click.option("--max-length", type=int, help="Truncate samples to N tokens.  [default: 2048; paper 1024]")
 @click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route (reference: fp64 SVD).")
+@click.option("--solver", type=click.Choice(["auto", "torch", "cupy", "host"]),
+              help="Eigensolver: host = LAPACK on CPU threads, cupy = CuPy on the GPU.  [default: auto]")
+@click.option("--overlap/--no-overlap", default=None,
+              help="Solve batch k while batch k+1 runs forward/backward.  [default: on a GPU only]")
+@click.option("--segments", type=click.Choice(["auto", "sample", "batch"]),
+              help="One spectral problem per sample or per padded batch.  [default: batch on a GPU]")
+@click.option("--threads", type=int, help="CPU threads in all.  [default: affinity, cgroup quota, OMP_NUM_THREADS]")
 @click.option("--spectrum", is_flag=True, default=None, help="Also store every singular value.")
 @click.option("--cosine", is_flag=True, default=None,
               help="Also the cosine of each gradient with the next layer's of the same kind (cosine_next).")
@@ -187,6 +194,59 @@ def compare(runs, out, metrics, n_boot, seed, formats, quiet):
 
 def split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+@cli.command(epilog="""
+\b
+Examples:
+  layergrad reproduce --model smollm2-135m-instruct --paper-data ../shared/paper-data --limit 20 --out runs/repro
+  layergrad reproduce --model Qwen/Qwen2-1.5B-Instruct --paper --groups cot --tasks gsm8k,aqua --out runs/q
+  layergrad reproduce --config runs/repro/reproduce.yaml     # replay (rerunning resumes)
+  layergrad compare runs/repro-base runs/repro-instruct --out runs/h4h6   # adds H4 and H6
+\b
+Writes OUT/run (the run directory), OUT/analysis/<task>/ (each task's tables, figures and
+report), OUT/claims.csv (every claim per task and module: verdict, effect, CI, Holm p, n) and
+OUT/report.html (the claims x tasks table first, then figures in the paper's layout).""")
+@click.option("--model", help="Alias, local folder, .gguf file or hub id.  [default: smollm2-135m-instruct]")
+@click.option("--out", type=click.Path(), help="Output folder.  [default: runs/reproduce]")
+@click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder (else downloaded).")
+@click.option("--groups", help="cot, math, wiki (comma-separated).  [default: all three]")
+@click.option("--tasks", help="Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki.")
+@click.option("--limit", type=int, help="First N samples of every condition.")
+@click.option("--paper", is_flag=True, default=None, help="Reproduce the original script's choices.")
+@click.option("--modules", help="all | attn | mlp | kinds | re:<regex>.  [default: all; with --paper: attn]")
+@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N.")
+@click.option("--device-map", help="e.g. 'auto' for a model larger than one GPU.")
+@click.option("--batch-size", type=int, help="Samples per batch.")
+@click.option("--batch-tokens", type=int, help="Padded tokens per batch.")
+@click.option("--max-length", type=int, help="Truncate samples to N tokens.")
+@click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route.")
+@click.option("--metrics", help="Metrics each task's analysis covers.  [default: nuclear_norm,sigma1_ratio,effective_rank]")
+@click.option("--bootstrap", type=click.IntRange(min=10), help="Bootstrap resamples.  [default: 1000]")
+@click.option("--seed", type=int, help="Seed of the resampling.  [default: 0]")
+@click.option("--task-reports/--no-task-reports", default=None,
+              help="Figures and report.html for every task too (the CSVs are always written).  [default: on]")
+@click.option("--config", "config_file", type=click.Path(), help="reproduce.yaml of an earlier run; options here win.")
+@click.option("--overwrite", is_flag=True, default=None, help="Replace a run directory with another config.")
+@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output.")
+def reproduce(config_file, **options):
+    """The paper's whole grid on one model: every task's claims in one table and one report."""
+    from layergrad.reproduce import COMPUTE_KEYS, ReproduceConfig
+    from layergrad.reproduce import reproduce as run_reproduce
+
+    given = {k: v for k, v in options.items() if v is not None}
+    for key in ("groups", "tasks", "metrics"):
+        if key in given:
+            given[key] = tuple(split(given[key]))
+    compute_options = {k: given.pop(k) for k in list(given) if k in COMPUTE_KEYS}
+    if compute_options:
+        given["compute"] = compute_options
+    config = ReproduceConfig.from_file(config_file, given) if config_file else ReproduceConfig(**given)
+    out = run_reproduce(config, log=_log(config.quiet))
+    click.echo(f"claims: {out / 'claims.csv'}  report: {out / 'report.html'}")
 
 
 # ----------------------------------------------------------------------------- interop
@@ -324,6 +384,9 @@ def _log(quiet: bool):
 def main(argv=None) -> int:
     """Run the CLI; every error is one line with an exit code (2 input, 1 runtime)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' per-load weight bars
+    # Idle OpenMP threads sleep instead of spinning (set before torch loads): two runs sharing the
+    # cores otherwise burn each other's time; measured in benchmarks/contention.py.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         cli.main(args=argv, prog_name="layergrad", standalone_mode=False)
         return 0

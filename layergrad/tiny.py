@@ -49,7 +49,7 @@ def tiny_tokenizer(chat: bool = True):
     return tok
 
 
-def tiny_config(name: str, vocab: int):
+def tiny_config(name: str, vocab: int, bos: int | None = None, eos: int | None = None):
     """The config of a tiny model of one architecture (few layers, 64 wide, GQA where it exists)."""
     from transformers import GPT2Config, LlamaConfig, Phi3Config, Qwen2Config
 
@@ -65,7 +65,7 @@ def tiny_config(name: str, vocab: int):
                              "attention_dropout": 0.0})
     if name == "tiny-random-gpt2":
         return GPT2Config(vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=1024,
-                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                          resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos, eos_token_id=eos)
     raise KeyError(name)
 
 
@@ -74,7 +74,7 @@ def tiny_model(name: str, seed: int = 0):
     from transformers import AutoModelForCausalLM
 
     tok = tiny_tokenizer(chat=name != "tiny-random-gpt2")
-    config = tiny_config(name, len(tok))
+    config = tiny_config(name, len(tok), tok.bos_token_id, tok.eos_token_id)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model, tok

@@ -16,24 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import (
-    claims,
-    curves,
-    figures,
-    findings,
-    length,
-    report,
-    separability,
-    tables,
-    tests,
-)
-from layergrad.analysis.groups import (
-    DERIVED_METRICS,
-    Loaded,
-    across_run_pairs,
-    load_runs,
-    within_run_pairs,
-)
+from layergrad.analysis import claims, curves, figures, findings, length, report, separability, tables, tests
+from layergrad.analysis.groups import DERIVED_METRICS, Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
@@ -93,15 +77,20 @@ class Analysis:
         names = [n for n in FIGURES[1:] if n != "irrelevant" or self.irrelevant_pairs]
         return [("headline", "nuclear_norm")] + [(n, m) for m in self.metrics for n in names]
 
+    def write_tables(self, out: str | Path) -> Path:
+        """Only the CSVs and tables/ (no figures, no report)."""
+        out = make_folder(Path(out))
+        for name in TABLES:
+            getattr(self, name).to_csv(out / f"{name}.csv", index=False)
+        tables.write_paper_tables(self.mad, self.groups, out / "tables")
+        return out
+
     def write(self, out: str | Path, formats=("png", "svg"), log=print) -> Path:
         """Write the CSVs, tables/, figures/ and report.html into ``out``; return ``out``."""
         bad = [f for f in formats if f not in FIGURE_FORMATS]
         if bad:
             raise InputError(f"unknown figure format {bad[0]!r}; use {', '.join(FIGURE_FORMATS)}")
-        out = make_folder(Path(out))
-        for name in TABLES:
-            getattr(self, name).to_csv(out / f"{name}.csv", index=False)
-        tables.write_paper_tables(self.mad, self.groups, out / "tables")
+        out = self.write_tables(out)
         paths = {}
         for name, metric in self.figure_list():
             file = name if name == "headline" else f"{name}_{metric}"
@@ -113,24 +102,23 @@ class Analysis:
 
 
 def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
-            formats=("png", "svg"), across_runs: bool = False, log=print) -> Analysis:
+            formats=("png", "svg"), across_runs: bool = False, conditions: list[str] | None = None,
+            log=print) -> Analysis:
     """Analyse run directories or ``compute`` DataFrames (one or a list); write ``out`` if given.
 
     Within each run every pair of conditions is compared (``across_runs``: the same condition
-    across runs, e.g. base vs instruct).
+    across runs, e.g. base vs instruct; two runs of a base and an instruct model add the
+    claims H4 and H6). ``conditions`` restricts the analysis to those conditions.
     """
     if out is not None and any(f not in FIGURE_FORMATS for f in formats):
         bad = next(f for f in formats if f not in FIGURE_FORMATS)
         raise InputError(f"unknown figure format {bad!r}; use {', '.join(FIGURE_FORMATS)}")
-    data = load_runs(runs)
+    data = load_runs(runs, conditions)
     metrics = choose_metrics(list(metrics), data.stats)
     pairs = across_run_pairs(data) if across_runs else within_run_pairs(data)
     if across_runs and not pairs:
         raise InputError("the runs share no condition name; compare needs the same conditions in each run")
-    ok = data.samples[data.samples.status == "ok"]
-    prompts = {g: rows.set_index("sample_id")["prompt"] for g, rows in ok.groupby("group")}
-    lengths = {g: rows.set_index("sample_id")["n_response_tokens"] for g, rows in ok.groupby("group")}
-    stats = data.stats[data.stats.sample_id.isin(set(ok.sample_id))]
+    ok, stats, prompts, lengths = computed(data)
     with warnings.catch_warnings():  # empty segments and constant columns give NaN, by design
         warnings.simplefilter("ignore", RuntimeWarning)
         frames, analysed = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
@@ -141,6 +129,9 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         nuclear = curves.sample_matrices(stats, "nuclear_norm") if "nuclear_norm" in analysed else {}
         claim_rows = claims.claims_table(nuclear, prompts, lengths, data.groups, n_boot, seed, separability=auroc,
                                          increment=increment)
+        if across_runs:
+            claim_rows = pd.concat([claim_rows, base_vs_instruct(data, nuclear, prompts, n_boot, seed, log)],
+                                   ignore_index=True)
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
     result = Analysis(data, pairs, analysed, **frames, auroc=auroc, increment=increment, claims=claim_rows,
@@ -148,6 +139,17 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     if out is not None:
         result.write(out, formats, log)
     return result
+
+
+def base_vs_instruct(data: Loaded, nuclear: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
+    """H4 and H6 when the runs are one base and one instruct model (by their chat template)."""
+    chat = {label: m.get("model", {}).get("chat") for label, m in data.manifests.items()}
+    base = [r for r, c in chat.items() if c is False]
+    instruct = [r for r, c in chat.items() if c is True]
+    if len(data.runs) != 2 or len(base) != 1 or len(instruct) != 1:
+        log("H4/H6 need exactly one base and one instruct run; skipped")
+        return pd.DataFrame(columns=claims.COLUMNS)
+    return claims.model_claims(nuclear, prompts, data.runs[base[0]], data.runs[instruct[0]], n_boot, seed)
 
 
 def make_folder(out: Path) -> Path:

@@ -99,6 +99,13 @@ def tasks_of(groups: list[str]) -> dict[str, dict[str, str]]:
     return tasks
 
 
+def style_label(style: str) -> str:
+    """'none@irrelevant' -> 'None CoT (irrelevant)'; other text unchanged."""
+    base, _, variant = style.partition("@")
+    name = {"none": "None CoT", "simplified": "Simplified CoT", "detailed": "Detailed CoT"}.get(base, base)
+    return name + (f" ({variant})" if variant else "")
+
+
 def family(found: dict) -> str:
     return "wiki" if any(s.split("@")[0] in WIKI_STYLES for s in found) else "reasoning"
 
@@ -286,7 +293,7 @@ def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str]
                 continue
             missing = [s for s in claim.needs if s not in found]
             if claim.family == "wiki" and claim_id != "H7d" and not reasoning:
-                missing.append("reasoning task with None and Detailed CoT")
+                missing.append("a reasoning task with None and Detailed CoT")
             if missing:
                 rows.append(not_applicable(claim_id, task, missing))
                 continue
@@ -312,7 +319,7 @@ def finish(table: pd.DataFrame, caveat) -> pd.DataFrame:
 def not_applicable(claim: str, task: str, missing: list[str]) -> dict:
     return {"claim": claim, "task": task, "module": ALL, "statement": CLAIMS[claim].statement,
             "definition": CLAIMS[claim].definition, "verdict": "not-applicable",
-            "caveats": f"needs {', '.join(missing)}; the run has none"}
+            "caveats": f"needs {' and '.join(map(style_label, missing))}, which the run does not have"}
 
 
 def judge(table: pd.DataFrame) -> pd.DataFrame:
@@ -420,7 +427,7 @@ def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct
             if missing:
                 rows.append({"claim": claim_id, "task": name, "module": ALL, "statement": claim.statement,
                              "definition": claim.definition, "verdict": "not-applicable",
-                             "caveats": f"needs {', '.join(missing)} in both runs"})
+                             "caveats": f"needs {' and '.join(map(style_label, missing))} in both runs"})
                 continue
             for module in [m for (g, m) in matrices if g == fb[claim.needs[0]]]:
                 stat = model_statistic(claim_id, ctx, fb, fi, module)

@@ -260,3 +260,34 @@ def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]]) -> 
            title="Correct vs irrelevant: loss and length against the gradient")
     ax.legend(fontsize=7, ncol=len(HEADLINE_SCORES), frameon=False, loc="upper center")
     ax.grid(alpha=0.3, axis="y")
+
+
+def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[str]]], columns: list[str], *,
+                title: str) -> Figure:
+    """The paper's layout: a row per task, a panel per condition (column), a line per module;
+    panels of a row share their y scale. Missing conditions leave an empty panel."""
+    data = curves[curves.metric == metric]
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.9 * len(columns), 2.2 * len(rows) + 0.8),
+                             squeeze=False, sharex=True)
+    for r, (task, groups) in enumerate(rows):
+        top = data[data.group.isin(groups)]["mean"].max()
+        for c, group in enumerate(groups):
+            ax = axes[r][c]
+            for module, part in data[data.group == group].groupby("module", sort=False):
+                ax.plot(part.layer, part["mean"], color=MODULE_COLOURS.get(module), lw=1.2, label=module)
+            ax.set_ylim(0, top * 1.05 if np.isfinite(top) and top > 0 else 1)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(columns[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(task, fontsize=9)
+    handles, names = [], []
+    for ax in axes.flat:
+        handles, names = ax.get_legend_handles_labels()
+        if handles:
+            break
+    fig.legend(handles, names, loc="lower center", ncol=max(len(names), 1), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    return fig

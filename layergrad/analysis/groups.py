@@ -37,13 +37,16 @@ DERIVED_METRICS = {
 }
 
 
-def load_runs(runs) -> Loaded:
-    """Run directories or ``compute`` DataFrames (one or a list) -> one Loaded with group names."""
+def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
+    """Run directories or ``compute`` DataFrames (one or a list) -> one Loaded with group names;
+    ``conditions`` keeps only those conditions of every run."""
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     labels = run_labels(runs)
     stats, samples, manifests, order_of, groups = [], [], {}, {}, []
     for run, run_label in zip(runs, labels):
-        s, m, manifest = frame_run(run) if isinstance(run, pd.DataFrame) else load_run(run)
+        s, m, manifest = frame_run(run) if isinstance(run, pd.DataFrame) else load_run(run_directory(run))
+        if conditions is not None:
+            s, m = s[s.condition.isin(conditions)], m[m.condition.isin(conditions)]
         order = list(manifest.get("config", {}).get("data", {})) or list(dict.fromkeys(m.condition))
         order = [c for c in order if c in set(s.condition)] + sorted(set(s.condition) - set(order))
         name = (lambda c: c) if len(runs) == 1 else (lambda c, r=run_label: f"{r}:{c}")
@@ -58,6 +61,13 @@ def load_runs(runs) -> Loaded:
     if stats.empty:
         raise InputError(f"no statistics in {', '.join(map(str, labels))}: nothing was computed")
     return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of)
+
+
+def run_directory(path) -> Path:
+    """A run directory, or the run inside a ``layergrad reproduce`` output folder."""
+    path = Path(path)
+    inner = path / "run"
+    return inner if not (path / "stats.parquet").exists() and (inner / "stats.parquet").exists() else path
 
 
 def frame_run(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
@@ -91,6 +101,16 @@ def with_derived_metrics(stats: pd.DataFrame, samples: pd.DataFrame) -> pd.DataF
 def run_labels(runs: list) -> list[str]:
     names = ["frame" if isinstance(r, pd.DataFrame) else Path(r).resolve().name for r in runs]
     return names if len(set(names)) == len(names) else [f"{n}-{i}" for i, n in enumerate(names, 1)]
+
+
+def computed(data: Loaded) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
+    """(samples with status ok, their stats rows, {group: prompt by sample_id}, {group: response tokens})."""
+    ok = data.samples[data.samples.status == "ok"]
+    keys = pd.MultiIndex.from_frame(ok[["group", "sample_id"]])
+    stats = data.stats[pd.MultiIndex.from_frame(data.stats[["group", "sample_id"]]).isin(keys)]
+    prompts = {g: rows.set_index("sample_id")["prompt"] for g, rows in ok.groupby("group")}
+    lengths = {g: rows.set_index("sample_id")["n_response_tokens"] for g, rows in ok.groupby("group")}
+    return ok, stats, prompts, lengths
 
 
 def within_run_pairs(data: Loaded) -> list[tuple[str, str]]:

@@ -30,6 +30,9 @@ from scipy import stats as st
 
 from layergrad.analysis.curves import interval
 
+AUROC_COLUMNS = ["a", "b", "kind", "score", "metric", "auroc", "ci_low", "ci_high", "direction", "n_a", "n_b"]
+INCREMENT_COLUMNS = ["a", "b", "metric", "auroc_loss_length", "auroc_with_profile", "gain", "ci_low", "ci_high", "n_a",
+                     "n_b", "verdict"]
 C_GRID = (0.01, 0.1, 1.0)
 BASE_BOOST = 10.0  # baseline columns x10 after standardising: ~100x less penalised
 FOLDS = 5
@@ -195,7 +198,7 @@ def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metri
                 base = np.column_stack([info.loss.to_numpy(dtype=float),
                                         np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))])
                 increments.append(increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng))
-    return pd.DataFrame(rows), pd.DataFrame(increments)
+    return pd.DataFrame(rows, columns=AUROC_COLUMNS), pd.DataFrame(increments, columns=INCREMENT_COLUMNS)
 
 
 def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng) -> dict:

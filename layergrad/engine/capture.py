@@ -71,10 +71,15 @@ class Captured:
     parts: list[Part]
 
 
-def segments_for(mask: torch.Tensor) -> list[Segment]:
-    """One segment per sample on a CPU (exact sizes: eig costs n³); the padded batch on a GPU."""
+SEGMENTATIONS = ("auto", "sample", "batch")
+
+
+def segments_for(mask: torch.Tensor, mode: str = "auto") -> list[Segment]:
+    """'sample': one segment per sample (exact sizes: eig costs n³; the CPU default); 'batch': the
+    whole padded batch as one segment (one large batched solve; the GPU default). Pad rows are
+    zero, so both give the same spectra."""
     lengths = mask.sum(1).tolist()
-    if mask.is_cuda:
+    if mode == "batch" or (mode == "auto" and mask.is_cuda):
         return [Segment(0, len(lengths), max(lengths))]
     return [Segment(i, i + 1, n) for i, n in enumerate(lengths)]
 
@@ -83,11 +88,13 @@ class GradientCapture:
     """Context manager: freeze weights, hook ``targets``, collect per-sample spectral matrices.
 
     ``route``: 'auto' (cost rule per target), 'core', 'dense', or 'reference' (G materialised
-    per sample in fp64, exact SVD).
+    per sample in fp64, exact SVD); ``segments``: see ``segments_for``.
     """
 
-    def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto", cosine: bool = False):
+    def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto", cosine: bool = False,
+                 segments: str = "auto"):
         self.model, self.targets, self.route, self.cosine = model, targets, route, cosine
+        self.segmentation = segments
         self.mask: torch.Tensor | None = None  # (B, T) bool, True on real tokens
         self.segments: list[Segment] = []
         self.results: list[Captured] = []
@@ -129,7 +136,7 @@ class GradientCapture:
         """Set the (B, T) real-token mask of the batch about to run; drop the last batch."""
         self.reset()
         self.mask = mask
-        self.segments = segments_for(mask)
+        self.segments = segments_for(mask, self.segmentation)
 
     def reset(self) -> None:
         self.results, self._inputs, self.mask = [], {}, None

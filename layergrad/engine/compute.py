@@ -8,6 +8,7 @@ forward and one activation-only backward per batch; weights never get a gradient
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import math
@@ -19,12 +20,14 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from layergrad.data.formatting import Formatter
+from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
 from layergrad.data.samples import Sample, reason_kind
 from layergrad.engine import spectra
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture, Part
+from layergrad.engine.pipeline import run_pipeline
 from layergrad.engine.projections import KINDS, select_targets
+from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
@@ -48,6 +51,10 @@ class ComputeOptions:
     append_eos: bool = True
     system_prompt: str | None = None
     cosine: bool = False  # adjacent-layer gradient cosine per module (column cosine_next)
+    solver: str = "auto"  # eigensolver backend: auto | torch | cupy | host (solvers.py)
+    overlap: bool | None = None  # finish batch k while batch k+1 runs (None: the device's default)
+    segments: str = "auto"  # auto | sample | batch (capture.segments_for)
+    threads: int | None = None  # CPU thread budget (None: leave torch's setting)
 
     def resolved(self) -> "ComputeOptions":
         """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default."""
@@ -87,9 +94,12 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     conditions = samples if isinstance(samples, dict) else {"default": list(samples)}
     check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)
     stats, rows = [], []
-    for records in iter_records(m, conditions, opts):
+
+    def collect(records: BatchRecords) -> None:
         stats.extend(records.stats)
         rows.extend(records.samples)
+
+    run_all(m, conditions, opts, collect)
     frame = stats_frame(stats)
     frame.attrs["samples"] = samples_frame(rows)
     frame.attrs["conditions"] = list(conditions)
@@ -97,11 +107,25 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     return frame
 
 
-def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, *,
-                 skip_ids: set | None = None, progress: Callable | None = None) -> Iterator[BatchRecords]:
-    """Yield records batch by batch (skips first); samples in ``skip_ids`` (cond, id) are not run."""
+def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle: Callable, *,
+            skip_ids: set | None = None) -> None:
+    """Compute every sample not in ``skip_ids`` ((condition, id) pairs); ``handle`` receives each
+    batch's records in order (skips first), on the finishing worker when batches overlap."""
     opts = opts.resolved()
-    skip_ids = skip_ids or set()
+    if opts.threads:
+        set_budget(opts.threads)
+    overlap = default_overlap(m) if opts.overlap is None else opts.overlap
+    run_pipeline(iter_pending(m, conditions, opts, skip_ids or set()), finish, handle, overlap=overlap)
+
+
+def default_overlap(m) -> bool:
+    """Overlap on a GPU (the solve runs beside the next forward/backward); on a CPU the two share
+    the same cores, and measured (benchmarks/cpu_vs_original.py) synchronous order is faster."""
+    return next(m.model.parameters()).is_cuda
+
+
+def iter_pending(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set) -> Iterator:
+    """The skipped samples' records first, then each batch after its forward and backward."""
     formatter = make_formatter(m, opts)
     items, skipped = prepare_items(formatter, conditions, skip_ids)
     if skipped:
@@ -112,18 +136,37 @@ def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, *
         batch_size = 1  # measured: on a CPU, padding costs more than batching saves
     batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
     m.model.eval()
-    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine) as cap:
+    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine, segments=opts.segments) as cap:
         for batch in batches:
-            for records in run_with_backoff(m, cap, batch, opts):
-                if progress:
-                    progress(records)
-                yield records
+            yield from run_with_backoff(m, cap, batch, opts)
+
+
+def finish(item) -> BatchRecords:
+    return item if isinstance(item, BatchRecords) else item.finish()
 
 
 def make_formatter(m, opts: ComputeOptions) -> Formatter:
+    """The Formatter of a model and options; the token budget never exceeds the model's positions."""
+    positions = model_positions(m.model)
+    max_length = opts.max_length
+    if max_length and positions and max_length > positions:
+        raise InputError(f"--max-length {max_length} exceeds the {positions} positions this model has; "
+                         f"use --max-length {positions} or less")
+    if max_length is None and positions:
+        max_length = min(positions, PAPER_MAX_LENGTH if opts.paper else DEFAULT_MAX_LENGTH)
     return Formatter(m.tokenizer, chat=m.is_chat, system_prompt=opts.system_prompt,
-                     append_eos=opts.append_eos, max_length=opts.max_length, paper=opts.paper,
+                     append_eos=opts.append_eos, max_length=max_length, paper=opts.paper,
                      model_name=getattr(m, "name", ""))
+
+
+def model_positions(model) -> int | None:
+    """The longest sequence the model's position embeddings allow (None: no such limit is known)."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def prepare_items(formatter: Formatter, conditions, skip_ids) -> tuple[list[Item], list[dict]]:
@@ -166,7 +209,7 @@ def check_usable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), enco
                              f"({listed}; first: {reasons[0]}); fix the data or leave the condition out")
 
 
-def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator[BatchRecords]:
+def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator["Pending"]:
     """Run one batch; on out-of-memory, retry it in halves (a batch of one re-raises)."""
     try:
         yield run_batch(m, cap, batch, opts)
@@ -181,8 +224,8 @@ def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterat
         yield from run_with_backoff(m, cap, batch[half:], opts)
 
 
-def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) -> BatchRecords:
-    """Forward + activation-only backward of one padded batch -> its records."""
+def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) -> "Pending":
+    """Forward + activation-only backward of one padded batch -> its captured matrices."""
     device = m.model.get_input_embeddings().weight.device
     pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
     ids, mask, targets = pad_batch(batch, pad_id, device)
@@ -194,14 +237,69 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     losses = response_losses(logits, ids[:, first:], targets[:, first:])  # (B,)
     del logits
     losses.sum().backward()
-    stat_rows = spectra_rows(cap.results, batch, opts)
-    if opts.cosine:
-        add_adjacent_cosines(stat_rows, cap, batch)
+    pending = Pending(batch, cap.results, cap.inner, cap.segments, losses.detach(), opts, ready_event(device))
     cap.reset()
-    sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
-                   for it, loss in zip(batch, losses.detach().cpu())]
-    mark_nonfinite(sample_rows, stat_rows)
-    return BatchRecords(stat_rows, sample_rows, int(mask.sum()))
+    return pending
+
+
+def ready_event(device: torch.device):
+    """A CUDA event after this batch's backward (None on a CPU): the finishing stream waits on it."""
+    if device.type != "cuda":
+        return None
+    event = torch.cuda.Event()
+    event.record(torch.cuda.current_stream(device))
+    return event
+
+
+@dataclass
+class Pending:
+    """A batch after its forward and backward: the captured matrices, waiting for their solves."""
+
+    batch: list[Item]
+    results: list[Captured]
+    inner: dict
+    segments: list
+    losses: torch.Tensor  # (B,) on the model's device
+    opts: ComputeOptions
+    ready: object = None  # torch.cuda.Event on a GPU
+
+    def finish(self) -> BatchRecords:
+        """Eigensolves, statistics and rows of this batch (on a side CUDA stream on a GPU)."""
+        with side_stream(self.ready, self.tensors()):
+            stat_rows = spectra_rows(self.results, self.batch, self.opts)
+            if self.opts.cosine:
+                add_adjacent_cosines(stat_rows, self.inner, self.segments, self.batch)
+            losses = self.losses.cpu()
+        sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
+                       for it, loss in zip(self.batch, losses)]
+        mark_nonfinite(sample_rows, stat_rows)
+        return BatchRecords(stat_rows, sample_rows, sum(it.encoded.n_tokens for it in self.batch))
+
+    def tensors(self) -> list[torch.Tensor]:
+        found = [self.losses] + [part.matrices for cap in self.results for part in cap.parts
+                                 if part.matrices is not None]
+        return found + [v for values in self.inner.values() for v in values]
+
+
+_streams: dict = {}
+
+
+@contextlib.contextmanager
+def side_stream(ready, tensors: list[torch.Tensor]):
+    """On a GPU: run the body on a second stream that waits for ``ready``; the tensors are marked
+    as used there, so the allocator cannot hand their memory to the next batch too early."""
+    if ready is None:
+        yield
+        return
+    device = next(t.device for t in tensors if t.is_cuda)
+    stream = _streams.setdefault(device, torch.cuda.Stream(device))
+    stream.wait_event(ready)
+    for t in tensors:
+        if t.is_cuda:
+            t.record_stream(stream)
+    with torch.cuda.stream(stream):
+        yield
+    stream.synchronize()
 
 
 def logits_to_keep(model, targets: torch.Tensor) -> int:
@@ -232,7 +330,7 @@ def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tens
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
     """Captured matrices -> one stats row per (sample, target)."""
     parts = [part for cap in results for part in cap.parts]
-    squared = dict(zip(map(id, parts), batched_squared(parts)))
+    squared = dict(zip(map(id, parts), batched_squared(parts, opts.solver, opts.threads)))
     rows = []
     for cap in results:
         t = cap.target
@@ -259,12 +357,12 @@ def stat_row(item: Item, t, route: str, stats: torch.Tensor, sq: torch.Tensor, f
     return row
 
 
-def add_adjacent_cosines(rows: list[dict], cap: GradientCapture, batch: list[Item]) -> None:
+def add_adjacent_cosines(rows: list[dict], inner_products: dict, segments: list, batch: list[Item]) -> None:
     """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
     fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
     inner = {}
-    for (kind, layer), per_segment in cap.inner.items():
-        for seg, values in zip(cap.segments, per_segment):
+    for (kind, layer), per_segment in inner_products.items():
+        for seg, values in zip(segments, per_segment):
             for item, value in zip(batch[seg.start:seg.stop], values.tolist()):
                 inner[(item.sample.sample_id, kind, layer)] = value
     for r in rows:
@@ -274,7 +372,7 @@ def add_adjacent_cosines(rows: list[dict], cap: GradientCapture, batch: list[Ite
         r["cosine_next"] = value / norms if norms > 0 else math.nan
 
 
-def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
+def batched_squared(parts: list[Part], solver: str = "auto", threads: int | None = None) -> list[torch.Tensor]:
     """σ² (descending) of every part: one eigensolver call per matrix size and device, so the
     solver can spread the stack over cores (CPU) or batch it (GPU)."""
     out: list[torch.Tensor | None] = [None] * len(parts)
@@ -287,7 +385,7 @@ def batched_squared(parts: list[Part]) -> list[torch.Tensor]:
         else:  # device: with device_map the layers live on several GPUs
             by_shape.setdefault((part.matrices.device, *part.matrices.shape[1:]), []).append(k)
     for ks in by_shape.values():
-        values = spectra.squared_singular_values(torch.cat([parts[k].matrices for k in ks]))
+        values = spectra.squared_singular_values(torch.cat([parts[k].matrices for k in ks]), solver, threads)
         start = 0
         for k in ks:
             size = parts[k].matrices.shape[0]

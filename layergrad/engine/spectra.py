@@ -14,12 +14,13 @@ Pure tensor maths: no modules, no I/O. Shapes: B samples, T positions (zero-padd
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
+
+from layergrad.engine import solvers
+from layergrad.engine.threads import one_thread
 
 CORE_DTYPE = torch.float64
 WIDE_DELTA = 3  # factor Δ as well when p >= WIDE_DELTA * T
@@ -40,7 +41,8 @@ def input_factor(x: torch.Tensor) -> torch.Tensor:
     Householder QR in fp32 is backward stable (R is exact for X perturbed at fp32 rounding),
     and unlike a Gram matrix it does not square the conditioning of X.
     """
-    return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
+    with one_thread(not x.is_cuda):  # small LAPACK calls: one thread each (threads.py)
+        return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
 
 
 def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
@@ -78,45 +80,11 @@ def short_gram(a: torch.Tensor) -> torch.Tensor:
     return a @ a.transpose(-1, -2) if wide else a.transpose(-1, -2) @ a
 
 
-def squared_singular_values(matrices: torch.Tensor) -> torch.Tensor:
-    """(..., n, n) symmetric PSD matrices (upper triangles read) -> (..., n) eigenvalues,
-    descending, clamped at 0.
-
-    On a CPU: LAPACK's divide and conquer (values only, numpy's gufunc, which releases the
-    GIL) on one BLAS thread per worker, the stack split over as many workers as torch has
-    threads. The tridiagonal reduction is memory-bound: one eigenproblem per core beats
-    several cores per eigenproblem (n = 251: 1.6 ms one at a time on 1 or 2 BLAS threads,
-    0.8 ms two at a time). Stack same-size matrices to benefit.
-    """
-    if matrices.is_cuda or matrices.shape[-1] < 32:
-        ev = torch.linalg.eigvalsh(matrices, UPLO="U")
-    else:
-        flat = matrices.reshape(-1, *matrices.shape[-2:]).numpy()
-        workers = max(1, min(torch.get_num_threads(), len(flat)))
-        with blas_controller().limit(limits=1, user_api="blas"):
-            if workers == 1:
-                ev = np.linalg.eigvalsh(flat, UPLO="U")
-            else:
-                chunks = np.array_split(flat, workers)
-                ev = np.concatenate(list(eig_pool(workers).map(lambda c: np.linalg.eigvalsh(c, UPLO="U"), chunks)))
-        ev = torch.from_numpy(ev).reshape(matrices.shape[:-1])
-    return ev.flip(-1).clamp_min(0)
-
-
-@functools.cache
-def eig_pool(workers: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="layergrad-eig")
-
-
-@functools.cache
-def blas_controller():
-    """SciPy's BLAS thread pools (found once; torch's own pool is not touched)."""
-    import scipy.linalg  # noqa: F401  (loads the BLAS the controller should see)
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
+def squared_singular_values(matrices: torch.Tensor, solver: str = "auto", threads: int | None = None) -> torch.Tensor:
+    """(..., n, n) symmetric PSD matrices (upper triangles read) -> (..., n) eigenvalues = σ²,
+    descending, clamped at 0, by one of the solver backends (solvers.py). Stack same-size
+    matrices: the solvers spread a stack over CPU threads or batch it on the GPU."""
+    return solvers.eigenvalues(matrices, solver, threads)
 
 
 def reference_singular_values(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,10 @@ from layergrad.errors import InputError, did_you_mean
 
 ROUTES = ("auto", "core", "dense", "reference")
 # keys that change no number in the results: a resumed run may differ in them
-RESULT_NEUTRAL = ("batch_size", "batch_tokens", "limit", "device", "device_map", "quiet", "out", "overwrite")
+RESULT_NEUTRAL = ("batch_size", "batch_tokens", "limit", "device", "device_map", "quiet", "out", "overwrite", "solver",
+                  "overlap", "segments", "threads")
+SOLVERS = ("auto", "torch", "cupy", "host")
+SEGMENTATIONS = ("auto", "sample", "batch")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,10 @@ class RunConfig:
     device_map: str | None = field(default=None, metadata={"help": "e.g. 'auto': spread a large model over GPUs"})
     max_length: int | None = None
     route: str = "auto"
+    solver: str = field(default="auto", metadata={"help": "eigensolver: auto | torch | cupy | host"})
+    overlap: bool | None = field(default=None, metadata={"help": "finish batch k while k+1 runs (unset: GPU yes)"})
+    segments: str = field(default="auto", metadata={"help": "auto | sample | batch: spectral problem per sample or batch"})
+    threads: int | None = field(default=None, metadata={"help": "CPU threads (unset: affinity, cgroup, OMP_NUM_THREADS)"})
     spectrum: bool = False
     cosine: bool = field(default=False, metadata={"help": "adjacent-layer gradient cosine (cosine_next)"})
     append_eos: bool = True
@@ -44,7 +51,12 @@ class RunConfig:
         if self.route not in ROUTES:
             raise InputError(f"unknown route '{self.route}'.{did_you_mean(self.route, ROUTES)} "
                              f"Use one of: {', '.join(ROUTES)}")
-        for name in ("limit", "batch_size", "batch_tokens", "max_length"):
+        for name, choices in (("solver", SOLVERS), ("segments", SEGMENTATIONS)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise InputError(f"unknown {name} '{value}'.{did_you_mean(str(value), choices)} "
+                                 f"Use one of: {', '.join(choices)}")
+        for name in ("limit", "batch_size", "batch_tokens", "max_length", "threads"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise InputError(f"{name} must be a positive integer, got {value!r}")

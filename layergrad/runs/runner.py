@@ -14,14 +14,8 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import (
-    ComputeOptions,
-    check_usable,
-    iter_records,
-    make_formatter,
-    samples_frame,
-    stats_frame,
-)
+from layergrad.engine.compute import ComputeOptions, check_usable, make_formatter, run_all, samples_frame, stats_frame
+from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
 from layergrad.runs import sharding
@@ -48,6 +42,7 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
     log = log if world.main else (lambda *a: None)
     m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
                             chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
+    set_budget(config.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     opts = compute_options(config)
     previous = set() if config.overwrite else store.done_ids()
     check_usable(conditions, previous, encode=make_formatter(m, opts.resolved()).encode)  # before any forward
@@ -62,10 +57,15 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
     started = datetime.now(timezone.utc)
     progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
     clock = time.perf_counter()
-    for records in iter_records(m, conditions, opts, skip_ids=done):
+
+    def commit(records) -> None:  # on the finishing worker when batches overlap
         store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
         progress.update(records)
-    progress.close()
+
+    try:
+        run_all(m, conditions, opts, commit, skip_ids=done)
+    finally:
+        progress.close()
     sharding.barrier(world)
     if world.main:
         stats, samples = store.finalize(stats_frame, samples_frame)
@@ -101,7 +101,8 @@ def compute_options(config: RunConfig) -> ComputeOptions:
     return ComputeOptions(modules=config.modules, paper=config.paper, batch_size=config.batch_size,
                           batch_tokens=config.batch_tokens, max_length=config.max_length, route=config.route,
                           spectrum=config.spectrum, cosine=config.cosine, append_eos=config.append_eos,
-                          system_prompt=config.system_prompt)
+                          system_prompt=config.system_prompt, solver=config.solver, overlap=config.overlap,
+                          segments=config.segments, threads=config.threads)
 
 
 def manifest(config: RunConfig, m, samples: pd.DataFrame, started, elapsed: float, tokens: int) -> dict:

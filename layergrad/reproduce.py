@@ -1,0 +1,225 @@
+"""``layergrad reproduce``: the paper's whole grid on one model, its claims per task, one report.
+
+    layergrad reproduce --model smollm2-135m-instruct --paper-data DIR --limit 20 --out runs/repro
+
+The grid (PAPER.md §3): six reasoning tasks x None / Simplified / Detailed CoT, three MATH
+subjects x Simplified / Detailed, Wikipedia popular articles at 100 / 500 / 1000 words and
+unpopular ones; every condition also with the paper's irrelevant responses. It is computed as
+one run directory (``OUT/run``: resumable, replayable like ``compute``), each task is analysed
+on its own (``OUT/analysis/<task>/``: the usual tables, figures and report), and the claims of
+all tasks form one table with Holm over the whole of it (``OUT/claims.csv``) and one
+replication report (``OUT/report.html``). ``OUT/reproduce.yaml`` replays the command.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+
+from layergrad.analysis import claims, curves, figures
+from layergrad.analysis.analyze import DEFAULT_METRICS, analyze
+from layergrad.analysis.groups import computed, load_runs
+from layergrad.analysis.report import embed
+from layergrad.data.paper import COT_TASKS, MATH_TASKS, WIKI
+from layergrad.errors import InputError, did_you_mean
+from layergrad.runs.config import RunConfig
+from layergrad.runs.runner import run
+
+GROUPS = {"cot": COT_TASKS, "math": tuple(MATH_TASKS), "wiki": ("wiki",)}
+STYLES = {"cot": ("none", "simplified", "detailed"), "math": ("simplified", "detailed"), "wiki": tuple(WIKI)}
+COMPUTE_KEYS = ("dtype", "device", "device_map", "batch_size", "batch_tokens", "max_length", "route", "modules",
+                "trust_remote_code", "chat", "system_prompt")
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Everything ``reproduce`` needs; written to ``OUT/reproduce.yaml``."""
+
+    model: str = "smollm2-135m-instruct"
+    out: str = "runs/reproduce"
+    groups: tuple = ("cot", "math", "wiki")
+    tasks: tuple | None = None  # None: every task of the groups
+    limit: int | None = None
+    paper: bool = False
+    paper_data: str | None = None
+    metrics: tuple = DEFAULT_METRICS
+    bootstrap: int = 1000
+    seed: int = 0
+    compute: dict = field(default_factory=dict)  # more RunConfig options (dtype, device, batching, ...)
+    task_reports: bool = True  # figures and report.html per task (the CSVs are always written)
+    quiet: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self):
+        for name in self.groups:
+            if name not in GROUPS:
+                raise InputError(f"unknown group '{name}'.{did_you_mean(name, GROUPS)} Groups: {', '.join(GROUPS)}")
+        known = [t for g in self.groups for t in GROUPS[g]]
+        for task in self.tasks or ():
+            if task not in known:
+                raise InputError(f"unknown task '{task}' in groups {', '.join(self.groups)}.{did_you_mean(task, known)}"
+                                 f" Tasks: {', '.join(known)}")
+        bad = [k for k in self.compute if k not in COMPUTE_KEYS]
+        if bad:
+            raise InputError(f"reproduce does not take the compute option '{bad[0]}'; options: {', '.join(COMPUTE_KEYS)}")
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict) -> "ReproduceConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}")
+        values = yaml.safe_load(path.read_text()) or {}
+        unknown = [k for k in values if k not in {f.name for f in fields(cls)}]
+        if unknown:
+            raise InputError(f"{path}: unknown key '{unknown[0]}'")
+        values.update(overrides)
+        values["compute"] = {**values.get("compute", {}), **overrides.get("compute", {})}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def grid(groups, tasks=None) -> dict[str, dict[str, str]]:
+    """{task: {condition: source}}: every cell of the paper's grid for the groups (and tasks) asked."""
+    out = {}
+    for group in groups:
+        for task in GROUPS[group]:
+            if tasks and task not in tasks:
+                continue
+            cells = {}
+            for style in STYLES[group]:
+                for variant in ("", "@irrelevant"):
+                    cells[f"{task}/{style}{variant}"] = f"paper:{task}/{style}{variant}"
+            out[task] = cells
+    return out
+
+
+def reproduce(config: ReproduceConfig, log=print) -> Path:
+    """Compute the grid, analyse every task, write the claims table and the replication report."""
+    out = Path(config.out)
+    cells = grid(config.groups, config.tasks)
+    if not cells:
+        raise InputError("no task selected; check --groups and --tasks")
+    data = {c: s for task in cells.values() for c, s in task.items()}
+    run_config = RunConfig(model=config.model, data=data, out=str(out / "run"), limit=config.limit,
+                           paper=config.paper, paper_data=config.paper_data, quiet=config.quiet,
+                           overwrite=config.overwrite, **config.compute)
+    out.mkdir(parents=True, exist_ok=True)
+    write_yaml(out / "reproduce.yaml", config.to_dict())
+    started = time.perf_counter()
+    run(run_config, log=log)
+    analyses = {}
+    for task, conditions in cells.items():
+        log(f"analysing {task}")
+        analyses[task] = analyze(out / "run", metrics=config.metrics, n_boot=config.bootstrap, seed=config.seed,
+                                 conditions=list(conditions), log=lambda *a: None)
+        if config.task_reports:
+            analyses[task].write(out / "analysis" / task, formats=["png"], log=lambda *a: None)
+        else:
+            analyses[task].write_tables(out / "analysis" / task)
+    table = replication_claims(out / "run", analyses, config)
+    table.to_csv(out / "claims.csv", index=False)
+    figure_paths = group_figures(analyses, cells, config, out / "figures")
+    write_replication_report(out / "report.html", table, figure_paths, list(cells), config,
+                             time.perf_counter() - started)
+    log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<task>/ for {len(cells)} tasks")
+    return out
+
+
+def write_yaml(path: Path, values: dict) -> None:
+    import yaml
+
+    from layergrad.runs.store import write_atomic
+
+    write_atomic(path, yaml.safe_dump(values, sort_keys=False))
+
+
+def replication_claims(run_dir: Path, analyses: dict, config: ReproduceConfig) -> pd.DataFrame:
+    """The claims of every task in one table (Holm over all of it), caveats from each task's controls."""
+    data = load_runs(run_dir)
+    _, stats, prompts, lengths = computed(data)
+    nuclear = curves.sample_matrices(stats, "nuclear_norm")
+    auroc = pd.concat([a.auroc for a in analyses.values()], ignore_index=True)
+    increment = pd.concat([a.increment for a in analyses.values()], ignore_index=True)
+    return claims.claims_table(nuclear, prompts, lengths, data.groups, config.bootstrap, config.seed,
+                               separability=auroc, increment=increment)
+
+
+def group_figures(analyses: dict, cells: dict, config: ReproduceConfig, out: Path) -> list[Path]:
+    """One figure per group in the paper's layout: a row per task, a panel per style, a line per module."""
+    paths = []
+    for group in config.groups:
+        tasks = [t for t in GROUPS[group] if t in analyses]
+        if not tasks:
+            continue
+        curve_rows = pd.concat([analyses[t].curves for t in tasks], ignore_index=True)
+        rows = [(t, [f"{t}/{s}" for s in STYLES[group]]) for t in tasks]
+        fig = figures.grid_panels(curve_rows, "nuclear_norm", rows, list(STYLES[group]),
+                                  title=f"{group}: mean nuclear norm per layer and module (correct responses)")
+        paths += [p for p in figures.save(fig, out, f"paper_{group}", ["png", "svg"]) if p.suffix == ".png"]
+    return paths
+
+
+def write_replication_report(path: Path, table: pd.DataFrame, figure_paths: list[Path], tasks: list[str],
+                             config: ReproduceConfig, seconds: float) -> Path:
+    """The claims x tasks table (a coloured verdict with its numbers per cell), definitions, figures."""
+    import jinja2
+
+    from layergrad import __version__
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("layergrad.analysis", "templates"),
+                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
+    order = [c for c in list(claims.CLAIMS) if c in set(table.claim)]
+    html = env.get_template("replication.html.j2").render(
+        version=__version__, model=config.model, limit=config.limit, paper=config.paper, minutes=seconds / 60,
+        command=command_line(config), tasks=tasks, rows=[claim_cells(table, c, tasks) for c in order],
+        figures=[embed(p) for p in figure_paths])
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
+    """One row of the replication table: the claim and, per task, its verdict and numbers."""
+    spec = claims.CLAIMS[claim]
+    cells = []
+    for task in tasks:
+        summary = table[(table.claim == claim) & (table.task == task) & (table.module == claims.ALL)]
+        if summary.empty:
+            cells.append({"verdict": "none", "text": "—", "title": "not a claim for this task"})
+            continue
+        s = summary.iloc[0]
+        modules = table[(table.claim == claim) & (table.task == task) & (table.module != claims.ALL)]
+        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": str(s.caveats or "")})
+    return {"claim": claim, "statement": spec.statement, "definition": spec.definition, "cells": cells}
+
+
+def cell_text(summary, modules: pd.DataFrame) -> str:
+    if summary.verdict == "not-applicable":
+        return f"n/a: {summary.caveats}"
+    counts = f"{int((modules.verdict == 'holds').sum())}/{len(modules)} hold"
+    q = modules[modules.module == "q_proj"]
+    if q.empty:
+        return counts
+    r = q.iloc[0]
+    relative = "relative" in str(r.effect_kind)
+    fmt = (lambda v: f"{v * 100:+.0f}%") if relative else (lambda v: f"{v:+.2f}")
+    p = "p<0.001" if r.p_holm < 0.001 else f"p={r.p_holm:.2g}"
+    return f"{counts}; q {fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] {p} n={int(r.n)}"
+
+
+def command_line(config: ReproduceConfig) -> str:
+    parts = ["layergrad reproduce", f"--model {config.model}", f"--groups {','.join(config.groups)}"]
+    if config.tasks:
+        parts.append(f"--tasks {','.join(config.tasks)}")
+    if config.limit:
+        parts.append(f"--limit {config.limit}")
+    if config.paper:
+        parts.append("--paper")
+    parts += [f"--{k.replace('_', '-')} {v}" for k, v in config.compute.items() if v is not None]
+    return " ".join(parts + ["--paper-data DIR", f"--out {config.out}"])

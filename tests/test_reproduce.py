@@ -1,0 +1,101 @@
+"""`layergrad reproduce`: the paper's grid, every claim per task, resume after kill -9, and the
+same numbers as compute + analyze by hand."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from layergrad.analysis.claims import CLAIMS
+from layergrad.cli import main
+from layergrad.reproduce import GROUPS, grid
+
+VERDICTS = {"holds", "fails", "inconclusive", "not-applicable"}
+FAST = ["--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm", "--quiet"]
+
+
+def reproduce_cmd(out, paper_data, *extra):
+    return [sys.executable, "-m", "layergrad", "reproduce", *FAST, "--paper-data", paper_data, "--limit", "2",
+            "--no-task-reports", "--out", str(out), *extra]
+
+
+def tables(out: Path) -> dict[str, pd.DataFrame]:
+    found = {"claims": pd.read_csv(out / "claims.csv")}
+    for path in sorted((out / "analysis").glob("*/*.csv")):
+        found[f"{path.parent.name}/{path.stem}"] = pd.read_csv(path)
+    stats = pd.read_parquet(out / "run" / "stats.parquet")
+    found["stats"] = stats.sort_values(["condition", "sample_id", "param"]).reset_index(drop=True)
+    return found
+
+
+def test_every_claim_of_every_task_and_resume_after_kill(paper_data, tmp_path):
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run(reproduce_cmd(clean, paper_data), check=True, timeout=900)
+    claims = pd.read_csv(clean / "claims.csv")
+    summary = claims[claims.module == "all modules"]
+    assert set(summary.verdict) <= VERDICTS and summary.verdict.notna().all()
+    for group, tasks in GROUPS.items():
+        family = "wiki" if group == "wiki" else "reasoning"
+        expected = {c for c, spec in CLAIMS.items() if spec.family == family}
+        for task in tasks:
+            assert set(summary[summary.task == task].claim) == expected, task
+    math = summary[summary.task == "math-algebra"].set_index("claim").verdict
+    assert math["H1"] == math["H2"] == math["H5"] == "not-applicable"  # MATH has no None CoT
+    assert (claims[claims.module != "all modules"].verdict.isin(VERDICTS - {"not-applicable"})).all()
+    assert (clean / "report.html").exists() and (clean / "reproduce.yaml").exists()
+
+    proc = subprocess.Popen(reproduce_cmd(killed, paper_data))
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if len(list((killed / "run" / "chunks").glob("*.samples.parquet"))) >= 30:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    subprocess.run(reproduce_cmd(killed, paper_data), check=True, timeout=900)
+    a, b = tables(clean), tables(killed)
+    assert a.keys() == b.keys() and len(a) > 20
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+
+
+def test_the_same_numbers_as_compute_and_analyze_by_hand(paper_data, tmp_path):
+    out = tmp_path / "repro"
+    assert main(["reproduce", *FAST, "--paper-data", paper_data, "--limit", "3", "--tasks", "gsm8k",
+                 "--no-task-reports", "--out", str(out)]) == 0
+    data = [f"--data={name}={source}" for name, source in grid(["cot"], ["gsm8k"])["gsm8k"].items()]
+    by_hand = tmp_path / "by-hand"
+    assert main(["compute", "--model", "tiny-random-llama", "-q", "--paper-data", paper_data, "--limit", "3", *data,
+                 "--out", str(by_hand / "run")]) == 0
+    assert main(["analyze", str(by_hand / "run"), "--out", str(by_hand / "analysis"), "--bootstrap", "20",
+                 "--metrics", "nuclear_norm", "--formats", "png", "-q"]) == 0
+    for name in ("curves", "mad", "rd", "tests", "auroc", "increment", "claims"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / "analysis" / "gsm8k" / f"{name}.csv"),
+                                      pd.read_csv(by_hand / "analysis" / f"{name}.csv"), obj=name)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "claims.csv"), pd.read_csv(by_hand / "analysis" / "claims.csv"))
+
+
+def test_compare_of_a_base_and_an_instruct_reproduction_adds_h4_and_h6(paper_data, tmp_path):
+    for model in ("tiny-random-llama", "tiny-random-gpt2"):  # ChatML instruct / no template: base
+        args = [a if a != "tiny-random-llama" else model for a in FAST]
+        assert main(["reproduce", *args, "--paper-data", paper_data, "--limit", "6", "--tasks", "gsm8k",
+                     "--no-task-reports", "--out", str(tmp_path / model)]) == 0
+    out = tmp_path / "h4h6"
+    assert main(["compare", str(tmp_path / "tiny-random-gpt2"), str(tmp_path / "tiny-random-llama"), "--out", str(out),
+                 "--bootstrap", "20", "--metrics", "nuclear_norm", "--formats", "png", "-q"]) == 0
+    claims = pd.read_csv(out / "claims.csv")
+    summary = claims[claims.module == "all modules"].set_index("claim")
+    assert {"H4", "H6"} <= set(summary.index) and summary.loc[["H4", "H6"], "verdict"].isin(VERDICTS).all()
+    assert set(claims[claims.claim == "H4"].task) == {"gsm8k"}
+
+
+def test_bad_groups_and_tasks_are_one_line(capsys, tmp_path):
+    assert main(["reproduce", *FAST, "--groups", "cot,maths", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown group 'maths'. Did you mean 'math'?" in capsys.readouterr().err
+    assert main(["reproduce", *FAST, "--groups", "math", "--tasks", "gsm8k", "--out", str(tmp_path / "r")]) == 2
+    assert "unknown task 'gsm8k' in groups math" in capsys.readouterr().err
