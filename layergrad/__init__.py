@@ -10,7 +10,8 @@
 """
 
 __version__ = "0.1.0"
-__all__ = ["load_model", "load_samples", "compute", "analyze", "Sample", "LayergradError", "__version__"]
+__all__ = ["load_model", "load_samples", "compute", "analyze", "LayerGradCallback", "Sample", "LayergradError",
+           "__version__"]
 
 
 def __getattr__(name):  # lazy: `layergrad --help` must not import torch
@@ -26,6 +27,9 @@ def __getattr__(name):  # lazy: `layergrad --help` must not import torch
     if name == "analyze":
         from layergrad.analysis.analyze import analyze
         return analyze
+    if name == "LayerGradCallback":
+        from layergrad.callback import LayerGradCallback
+        return LayerGradCallback
     if name == "LayergradError":
         from layergrad.errors import LayergradError
         return LayergradError

@@ -69,7 +69,7 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--solver", type=click.Choice(["auto", "torch", "cupy", "host"]),
               help="Eigensolver: host = LAPACK on CPU threads, cupy = CuPy on the GPU.  [default: auto]")
 @click.option("--overlap/--no-overlap", default=None,
-              help="Solve batch k while batch k+1 runs forward/backward.  [default: on a GPU only]")
+              help="Solve batch k on a worker while batch k+1 runs forward/backward.  [default: off]")
 @click.option("--segments", type=click.Choice(["auto", "sample", "batch"]),
               help="One spectral problem per sample or per padded batch.  [default: batch on a GPU]")
 @click.option("--threads", type=int, help="CPU threads in all.  [default: affinity, cgroup quota, OMP_NUM_THREADS]")
@@ -161,6 +161,7 @@ def analysis_options(f):
 Examples:
   layergrad analyze demo-run --out demo-run/analysis
   layergrad analyze runs/gsm8k --out reports/gsm8k --metrics nuclear_norm --bootstrap 2000
+  layergrad analyze probes/step-* --out probes/analysis --over-steps   # LayerGradCallback probes
 \b
 Writes claims.csv (the paper's claims: verdict, effect, CI, p, caveats), curves.csv, mad.csv,
 rd.csv, tests.csv, auroc.csv (with loss and length baselines), increment.csv (what the gradient
@@ -168,8 +169,15 @@ adds beyond loss and length), length.csv, figures/ (PNG, SVG), tables/ (the pape
 Markdown, CSV and LaTeX) and report.html (self-contained, claims first).""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @analysis_options
-def analyze(runs, out, metrics, n_boot, seed, formats, quiet):
+@click.option("--over-steps", is_flag=True,
+              help="RUNS are the step-* probes of LayerGradCallback: nuclear norm and MAD against the step.")
+def analyze(runs, out, metrics, n_boot, seed, formats, quiet, over_steps):
     """Statistics, figures and an HTML report comparing the conditions of each run."""
+    if over_steps:
+        from layergrad.analysis.steps import write_over_steps
+
+        write_over_steps(sorted(runs), out, formats=split(formats), log=_log(quiet))
+        return
     from layergrad.analysis.analyze import analyze as run_analysis
 
     run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),

@@ -7,8 +7,8 @@ subjects x Simplified / Detailed, Wikipedia popular articles at 100 / 500 / 1000
 unpopular ones; every condition also with the paper's irrelevant responses. It is computed as
 one run directory (``OUT/run``: resumable, replayable like ``compute``), each task is analysed
 on its own (``OUT/analysis/<task>/``: the usual tables, figures and report), and the claims of
-all tasks form one table with Holm over the whole of it (``OUT/claims.csv``) and one
-replication report (``OUT/report.html``). ``OUT/reproduce.yaml`` replays the command.
+all tasks form one table with Holm over the whole of it (``OUT/claims.csv``, and as Markdown
+``OUT/claims.md``) and one replication report (``OUT/report.html``). ``OUT/reproduce.yaml`` replays the command.
 """
 
 from __future__ import annotations
@@ -125,6 +125,7 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
             analyses[task].write_tables(out / "analysis" / task)
     table = replication_claims(out / "run", analyses, config)
     table.to_csv(out / "claims.csv", index=False)
+    (out / "claims.md").write_text(claims_markdown(table, list(cells)), encoding="utf-8")
     figure_paths = group_figures(analyses, cells, config, out / "figures")
     write_replication_report(out / "report.html", table, figure_paths, list(cells), config,
                              time.perf_counter() - started)
@@ -195,13 +196,37 @@ def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
             continue
         s = summary.iloc[0]
         modules = table[(table.claim == claim) & (table.task == task) & (table.module != claims.ALL)]
-        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": str(s.caveats or "")})
+        caveat = "" if pd.isna(s.caveats) else str(s.caveats)
+        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": caveat})
     return {"claim": claim, "statement": spec.statement, "definition": spec.definition, "cells": cells}
+
+
+SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "not-applicable": "n/a", "none": ""}
+
+
+def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
+    """Markdown: the verdict grid (claims x tasks), then one line per applicable (claim, task) with
+    its numbers and caveats."""
+    order = [c for c in claims.CLAIMS if c in set(table.claim)]
+    rows = {c: claim_cells(table, c, tasks) for c in order}
+    lines = ["| claim | " + " | ".join(tasks) + " |", "|---|" + ":---:|" * len(tasks)]
+    for claim in order:
+        lines.append(f"| {claim} | " + " | ".join(SHORT[c["verdict"]] for c in rows[claim]["cells"]) + " |")
+    lines += ["", "| claim | task | verdict | modules; q_proj effect [95% CI], Holm p, n | caveats |",
+              "|---|---|---|---|---|"]
+    for claim in order:
+        for task, cell in zip(tasks, rows[claim]["cells"]):
+            if cell["verdict"] in ("none", "not-applicable"):
+                continue
+            caveat = cell["title"].replace("|", "/")
+            lines.append(f"| {claim} | {task} | {cell['verdict']} | {cell['text']} | {caveat} |")
+    statements = [f"- **{c}** {claims.CLAIMS[c].statement}" for c in order]
+    return "\n".join(statements + [""] + lines) + "\n"
 
 
 def cell_text(summary, modules: pd.DataFrame) -> str:
     if summary.verdict == "not-applicable":
-        return f"n/a: {summary.caveats}"
+        return f"n/a: {'' if pd.isna(summary.caveats) else summary.caveats}"
     counts = f"{int((modules.verdict == 'holds').sum())}/{len(modules)} hold"
     q = modules[modules.module == "q_proj"]
     if q.empty:

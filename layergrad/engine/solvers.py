@@ -36,7 +36,8 @@ from layergrad.errors import InputError
 SOLVERS = ("auto", "torch", "cupy", "host")
 SMALL = 32  # below this size one LAPACK call costs less than a thread hand-off: torch on the CPU
 RULES = {"cuda": [(SMALL, "torch"), (None, "host")]}  # measured fallback when calibration is off
-_lock = threading.Lock()
+_lock = threading.Lock()  # the calibration table
+_pinned_lock = threading.Lock()
 
 
 def eigenvalues(matrices: torch.Tensor, solver: str = "auto", threads: int | None = None) -> torch.Tensor:
@@ -100,7 +101,7 @@ _pinned: dict = {}
 def pinned_buffer(numel: int, dtype) -> torch.Tensor:
     """A page-locked host buffer of at least ``numel`` elements, reused between calls (allocating
     pinned memory costs about a millisecond per megabyte). One finishing thread uses it at a time."""
-    with _lock:
+    with _pinned_lock:
         buffer = _pinned.get(dtype)
         if buffer is None or buffer.numel() < numel:
             buffer = _pinned[dtype] = torch.empty(numel, dtype=dtype, pin_memory=True)

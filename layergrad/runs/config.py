@@ -34,7 +34,7 @@ class RunConfig:
     max_length: int | None = None
     route: str = "auto"
     solver: str = field(default="auto", metadata={"help": "eigensolver: auto | torch | cupy | host"})
-    overlap: bool | None = field(default=None, metadata={"help": "finish batch k while k+1 runs (unset: GPU yes)"})
+    overlap: bool | None = field(default=None, metadata={"help": "finish batch k while k+1 runs (unset: off)"})
     segments: str = field(default="auto", metadata={"help": "auto | sample | batch: spectral problem per sample or batch"})
     threads: int | None = field(default=None, metadata={"help": "CPU threads (unset: affinity, cgroup, OMP_NUM_THREADS)"})
     spectrum: bool = False

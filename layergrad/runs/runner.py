@@ -24,17 +24,21 @@ from layergrad.runs.progress import Progress
 from layergrad.runs.store import RunStore
 
 
-def run(config: RunConfig, *, model=None, log=print) -> Path:
+def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = None, extra: dict | None = None,
+        thread_budget: bool = True) -> Path:
     """Compute ``config`` into ``config.out`` and return that directory.
 
     Under torchrun every rank computes its share of the samples into its own shard and rank 0
     merges them (sharding.py); a rerun resumes from every shard, whatever the world size.
+    ``model``: an already loaded model; ``conditions``: {name: samples} instead of loading
+    ``config.data``; ``extra``: more keys for run.json; ``thread_budget=False`` leaves torch's
+    thread setting alone (a training loop owns it).
     """
     if not config.data:
         raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
     world = sharding.current_world()
-    conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
-                  for name, src in config.data.items()}
+    conditions = conditions or {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
+                                for name, src in config.data.items()}
     check_usable(conditions)  # data problems: before the model is loaded
     device = rank_device(config.device, world)
     store = RunStore(config.out, rank=world.rank if world.distributed else None)
@@ -42,11 +46,12 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
     log = log if world.main else (lambda *a: None)
     m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
                             chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
-    set_budget(config.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
+    if thread_budget:
+        set_budget(config.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     opts = compute_options(config)
     previous = set() if config.overwrite else store.done_ids()
     check_usable(conditions, previous, encode=make_formatter(m, opts.resolved()).encode)  # before any forward
-    sharding.init(world, device)
+    created_group = sharding.init(world, device)
     store.prepare(config, write=world.main)
     sharding.barrier(world)
     done = store.done_ids()
@@ -72,9 +77,9 @@ def run(config: RunConfig, *, model=None, log=print) -> Path:
         elapsed = time.perf_counter() - clock
         info = manifest(config, m, samples, started, elapsed, progress.tokens)
         info["world_size"] = world.size
-        store.write_manifest(info)
+        store.write_manifest({**info, **(extra or {})})
     sharding.barrier(world)
-    sharding.finish(world)
+    sharding.finish(world, created_group)
     return store.root
 
 

@@ -37,13 +37,16 @@ def current_world() -> World:
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def init(world: World, device: str) -> None:
-    """Join the process group (gloo on CPUs, nccl on GPUs) unless already joined."""
+def init(world: World, device: str) -> bool:
+    """Join the process group (gloo on CPUs, nccl on GPUs) unless already joined (e.g. by a
+    Trainer); True when this call created it (and ``finish`` should end it)."""
     import torch.distributed as dist
 
     if world.distributed and not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=timedelta(hours=6))
+        return True
+    return False
 
 
 def barrier(world: World) -> None:
@@ -53,8 +56,9 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def finish(world: World) -> None:
-    if world.distributed:
+def finish(world: World, created: bool = True) -> None:
+    """End the process group, if this run created it."""
+    if world.distributed and created:
         import torch.distributed as dist
 
         if dist.is_initialized():
