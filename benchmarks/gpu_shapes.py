@@ -46,7 +46,10 @@ SHAPES = {
 }
 BATCH_TOKENS = {"qwen2-1.5b": 8192, "llama-3.1-8b": 2048, "tiny": 512}
 PROMPT = 128
-CHECK_MODULES = r"re:layers\.(0|1|13)\."  # the error check: every kind in three layers
+# The error check against fp64 SVDs of materialised gradients: every kind in three layers, or (8B, where
+# fp64 SVDs of 4096x14336 gradients would take minutes) the attention projections of layer 0.
+CHECK_MODULES = {"llama-3.1-8b": r"re:layers\.0\.self_attn\.(k|v|q)_proj"}
+CHECK_DEFAULT = r"re:layers\.(0|1|13)\."
 
 
 class Bench:
@@ -149,11 +152,32 @@ def original_extrapolated(m, sample, device: str) -> tuple[float, str]:
     return t_backward + t_svd, f"backward {t_backward:.2f} s + SVDs {t_svd:.2f} s ({detail})"
 
 
-def max_relative_error(m, sample) -> float:
+def max_relative_error(m, sample, modules: str) -> float:
     """layergrad (default route and solver) vs the fp64 SVD of the materialised gradient."""
-    fast = layergrad.compute(m, [sample], modules=CHECK_MODULES).set_index("param").nuclear_norm
-    ref = layergrad.compute(m, [sample], modules=CHECK_MODULES, route="reference").set_index("param").nuclear_norm
+    fast = layergrad.compute(m, [sample], modules=modules).set_index("param").nuclear_norm
+    ref = layergrad.compute(m, [sample], modules=modules, route="reference").set_index("param").nuclear_norm
     return float(((fast - ref).abs() / ref).max())
+
+
+def profile(bench: Bench, m, samples, budget: int, common: dict, solver: str) -> None:
+    """Where layergrad's time goes: one compute under torch.profiler, the ops with most device time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    start = time.perf_counter()
+    with torch_profile(activities=activities) as prof:
+        layergrad.compute(m, samples, batch_tokens=budget, solver=solver)
+        sync(common["device_arg"])
+    wall = time.perf_counter() - start
+    events = prof.key_averages()
+    device_total = sum(e.self_device_time_total for e in events) / 1e6
+    top = sorted(events, key=lambda e: (e.self_device_time_total, e.self_cpu_time_total), reverse=True)[:15]
+    ops = [dict(op=e.key, calls=e.count, self_device_s=round(e.self_device_time_total / 1e6, 4),
+                self_cpu_s=round(e.self_cpu_time_total / 1e6, 4)) for e in top]
+    info = {k: v for k, v in common.items() if k != "device_arg"}
+    bench.record(**info, what="profile", solver=solver, wall_s_per_sample=wall / len(samples),
+                 device_busy_s_per_sample=device_total / len(samples), top_ops=ops)
 
 
 def deviation(a, b) -> float:
@@ -166,7 +190,7 @@ def run_shape(bench: Bench, shape: str, lengths, args) -> None:
     m = build(shape, "float32", device)
     fmt = make_formatter(m, ComputeOptions())
     budget = args.batch_tokens or BATCH_TOKENS[shape]
-    backends = [s for s in ("torch", "cupy", "host") if s != "cupy" or solvers.cupy_available()]
+    backends = [s for s in args.backends.split(",") if s != "cupy" or solvers.cupy_available()]
     layergrad.compute(m, samples_of_length(m.tokenizer, 64, 2), batch_tokens=budget)  # warm-up, calibration
     for total in lengths:
         if not bench.time_left():
@@ -178,8 +202,10 @@ def run_shape(bench: Bench, shape: str, lengths, args) -> None:
         common = dict(shape=shape, T=total, batch=len(batches[0]), n=len(samples), device=gpu_name(device))
         t, mem = timed(lambda: training(m, batches, device), device)
         bench.record(**common, what="training", s_per_sample=t / len(samples), peak_gib=mem)
+        if total in args.profile and bench.time_left():
+            profile(bench, m, samples, budget, {**common, "device_arg": device}, args.profile_solver)
         for solver in backends:
-            for overlap in (True, False):
+            for overlap in args.overlaps:
                 if not bench.time_left():
                     break
                 run = lambda: layergrad.compute(m, samples, batch_tokens=budget, solver=solver, overlap=overlap)  # noqa: E731
@@ -192,7 +218,8 @@ def run_shape(bench: Bench, shape: str, lengths, args) -> None:
         bench.record(**common, what="auto choice", solvers={str(k): v for k, v in calibration_for(device).items()},
                      rows=len(auto))
         if bench.time_left():
-            bench.record(**common, what="max relative error vs fp64", value=max_relative_error(m, samples[0]))
+            bench.record(**common, what="max relative error vs fp64", value=max_relative_error(m, samples[0], CHECK_MODULES.get(shape, CHECK_DEFAULT)),
+                         modules=CHECK_MODULES.get(shape, CHECK_DEFAULT))
         if args.original and bench.time_left() and total in args.original_lengths:
             if args.original == "exact":
                 t, _ = timed(lambda: original_exact(m, samples[:1]), device)
@@ -260,11 +287,17 @@ def main():
     parser.add_argument("--original", choices=["exact", "extrapolate", ""], default="extrapolate")
     parser.add_argument("--original-lengths", default="512,1024")
     parser.add_argument("--precision", type=int, default=512, help="T of the bf16/TF32 check (0: skip)")
+    parser.add_argument("--backends", default="torch,cupy,host", help="solver backends to time")
+    parser.add_argument("--overlaps", default="on,off", help="overlap settings to time: on, off or both")
+    parser.add_argument("--profile", default="512", help="T values at which one compute is profiled ('' for none)")
+    parser.add_argument("--profile-solver", default="torch", help="solver used in the profiled compute")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--budget-s", type=float, default=480)
     parser.add_argument("--out", default="gpu_shapes.jsonl")
     args = parser.parse_args()
     args.original_lengths = [int(v) for v in args.original_lengths.split(",")]
+    args.profile = [int(v) for v in args.profile.split(",") if v]
+    args.overlaps = [v == "on" for v in args.overlaps.split(",")]
     bench = Bench(Path(args.out), args.budget_s)
     bench.record(device=gpu_name(args.device), torch=torch.__version__, cupy=solvers.cupy_available())
     for shape in args.shapes.split(","):

@@ -200,4 +200,4 @@ class GradientCapture:
     def _route(self, target: Target, shared: SharedInput, t: int) -> str:
         if self.route != "auto":
             return self.route
-        return spectra.choose_route(t, target.p, target.d, sharing=max(shared.users, 1))
+        return spectra.choose_route(t, target.p, target.d, sharing=max(shared.users, 1), device=shared.x.device.type)

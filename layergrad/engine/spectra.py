@@ -35,14 +35,37 @@ STAT_COLUMNS = (
 )
 
 
-def input_factor(x: torch.Tensor) -> torch.Tensor:
+def input_factor(x: torch.Tensor, method: str | None = None) -> torch.Tensor:
     """(B, T, d) inputs -> (B, k, T) triangular R of Xᵀ = Q R, k = min(d, T), so Rᵀ R = X Xᵀ.
 
     Householder QR in fp32 is backward stable (R is exact for X perturbed at fp32 rounding),
-    and unlike a Gram matrix it does not square the conditioning of X.
+    and unlike an fp32 Gram matrix it does not square the conditioning of X. On a GPU
+    (``method`` "cholesky", the default there) R comes from the fp64 Cholesky factor of X Xᵀ
+    instead, as accurate in fp64 and one batched call where cuSOLVER's QR runs column by column
+    (measured on an H200: 0.33 s of a 0.62 s sample); QR when that Gram is numerically singular.
     """
+    if (method or ("cholesky" if x.is_cuda else "qr")) == "cholesky" and x.shape[-2] <= x.shape[-1]:
+        r = cholesky_factor(x)
+        if r is not None:
+            return r
     with one_thread(not x.is_cuda):  # small LAPACK calls: one thread each (threads.py)
         return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
+
+
+def cholesky_factor(x: torch.Tensor) -> torch.Tensor | None:
+    """(B, T, d), T ≤ d -> (B, T, T) upper R = Lᵀ with L Lᵀ = X Xᵀ (fp64), or None if singular.
+
+    A zero row of X (padding) gets a unit diagonal: that is X with one more column holding a
+    unit vector there, which leaves σ(G) unchanged since Δ is zero at padded positions.
+    """
+    x64 = x.double()
+    gram = x64 @ x64.transpose(-1, -2)
+    padded = gram.diagonal(dim1=-2, dim2=-1) == 0
+    gram = gram + torch.diag_embed(padded.double())
+    lower, info = torch.linalg.cholesky_ex(gram)
+    if bool((info != 0).any()):  # repeated inputs (e.g. repeated tokens at layer 0)
+        return None
+    return lower.transpose(-1, -2).float()
 
 
 def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch.Tensor:
@@ -54,10 +77,12 @@ def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch
     singular values, in ``dtype`` (fp64: an fp32 Gram misplaces small σ by ~1e-3 relative).
     When Δ is much wider than long (p ≥ 3T, e.g. gate/up of short samples), Δᵀ = Q₂R₂ too and
     σ(G) = σ(R₂ Rᵀ), a T×k matrix: its fp64 Gram costs T²k instead of k²p (measured 1.5x
-    faster at T = 107-251, p = 1536; no gain below p = 3T).
+    faster at T = 107-251, p = 1536; no gain below p = 3T). Not on a GPU: there cuSOLVER's QR runs
+    column by column (measured on an H200: 0.7 s of a 1.7 s sample went to QR) while the fp64 Gram
+    of the wide C is one fast product.
     """
     delta = delta.float()
-    if delta.shape[-1] >= WIDE_DELTA * delta.shape[-2]:  # p >> T: factor Δ too (PAPER.md §5 QR route)
+    if not delta.is_cuda and delta.shape[-1] >= WIDE_DELTA * delta.shape[-2]:  # p >> T: factor Δ too (PAPER.md §5 QR route)
         return short_gram((input_factor(delta) @ r.transpose(-1, -2)).to(dtype))  # R_Δ R_Xᵀ: (B, T, k)
     return short_gram((r @ delta).to(dtype))  # C: (B, k, p)
 
@@ -97,26 +122,32 @@ def reference_singular_values(x: torch.Tensor, delta: torch.Tensor) -> torch.Ten
 
 
 EIG_COST = 6.5  # measured: eigvalsh of n×n in fp64 costs about 6.5 n³ fp32 multiply-adds
-FP64 = 2.0  # an fp64 multiply-add costs about two fp32 ones on CPUs
+# Relative costs of a multiply-add against one of a threaded fp32 matrix product, measured on the
+# 2-core CPU (SmolLM2 Detailed-CoT shapes): an fp64 product 2.4x, a one-thread Householder QR 4x (its
+# panel steps are memory-bound). On a GPU the rule keeps the plain flop counts (not measured there).
+COSTS = {"cpu": {"fp64": 2.4, "qr": 4.0}, "cuda": {"fp64": 2.0, "qr": 1.0}}
 
 
-def core_cost(t: int, p: int, d: int, *, sharing: int = 1) -> float:
+def core_cost(t: int, p: int, d: int, *, sharing: int = 1, device: str = "cpu") -> float:
     """Cost of the core route for one sample: QR of Xᵀ (shared by ``sharing`` targets), C, Gram, eig."""
+    c = COSTS.get(device, COSTS["cuda"])
     k = min(t, d)
     qr = (2 * t * t * d - 2 * t**3 / 3) if t <= d else (2 * d * d * t - 2 * d**3 / 3)
     m = min(k, p)
-    return qr / sharing + k * t * p + FP64 * m * m * max(k, p) + EIG_COST * m**3
+    return c["qr"] * qr / sharing + k * t * p + c["fp64"] * m * m * max(k, p) + EIG_COST * m**3
 
 
-def dense_cost(t: int, p: int, d: int) -> float:
+def dense_cost(t: int, p: int, d: int, *, device: str = "cpu") -> float:
     """Cost of the dense route for one sample: G in fp32, its short-side Gram in fp64, eig."""
+    c = COSTS.get(device, COSTS["cuda"])
     n, big = min(p, d), max(p, d)
-    return t * p * d + FP64 * n * n * big + EIG_COST * n**3
+    return t * p * d + c["fp64"] * n * n * big + EIG_COST * n**3
 
 
-def choose_route(t: int, p: int, d: int, *, sharing: int = 1) -> str:
-    """'core' or 'dense', whichever costs fewer flops at T positions (PAPER.md §5 cost rule)."""
-    return "core" if core_cost(t, p, d, sharing=sharing) < dense_cost(t, p, d) else "dense"
+def choose_route(t: int, p: int, d: int, *, sharing: int = 1, device: str = "cpu") -> str:
+    """'core' or 'dense', whichever costs less at T positions on this device type (PAPER.md §5 cost rule)."""
+    cheaper = core_cost(t, p, d, sharing=sharing, device=device) < dense_cost(t, p, d, device=device)
+    return "core" if cheaper else "dense"
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -18,11 +18,14 @@ def factors(t, p, d, seed=0, decay=False):
 
 
 @pytest.mark.parametrize("t,p,d", [(5, 16, 24), (40, 16, 24), (24, 64, 32), (100, 96, 48), (7, 7, 7), (6, 80, 40), (10, 200, 30)])
-@pytest.mark.parametrize("route", ["core", "dense"])
+@pytest.mark.parametrize("route", ["core", "core-cholesky", "dense"])
 def test_routes_match_fp64_svd(t, p, d, route):
     x, delta = factors(t, p, d, decay=True)
     ref = spectra.reference_singular_values(x[0], delta[0])
-    k = spectra.core_matrix(spectra.input_factor(x), delta) if route == "core" else spectra.dense_matrix(x, delta)
+    if route == "dense":
+        k = spectra.dense_matrix(x, delta)
+    else:
+        k = spectra.core_matrix(spectra.input_factor(x, "cholesky" if "cholesky" in route else "qr"), delta)
     sq = spectra.squared_singular_values(k)[0]
     got = spectra.stats_from_squared(sq[None], min(p, d))[0]
     want = spectra.stats_from_squared((ref**2)[None], min(p, d))[0]
@@ -30,13 +33,27 @@ def test_routes_match_fp64_svd(t, p, d, route):
         assert math.isclose(got[i], want[i], rel_tol=1e-5), name
 
 
-def test_padded_rows_do_not_change_the_spectrum():
+@pytest.mark.parametrize("method", ["qr", "cholesky"])
+def test_padded_rows_do_not_change_the_spectrum(method):
     x, delta = factors(10, 12, 20)
     xp = torch.cat([x, torch.zeros(1, 6, 20)], 1)
     dp = torch.cat([delta, torch.zeros(1, 6, 12)], 1)
-    a = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(x), delta))
-    b = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(xp), dp))
+    a = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(x, "qr"), delta))
+    b = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(xp, method), dp))
     assert torch.allclose(a.sum(), b.sum(), rtol=1e-7)
+    if method == "cholesky":
+        assert spectra.cholesky_factor(xp) is not None  # padding alone does not force the QR fallback
+
+
+def test_cholesky_factor_with_repeated_inputs_keeps_the_spectrum():
+    """Repeated tokens give identical rows of X (a singular Gram): the result must not change."""
+    x, delta = factors(12, 16, 32, decay=True)
+    x[0, 5:9] = x[0, 2]
+    ref = spectra.reference_singular_values(x[0], delta[0])
+    sq = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(x, "cholesky"), delta))
+    got = spectra.stats_from_squared(sq, 16)[0]
+    want = spectra.stats_from_squared((ref**2)[None], 16)[0]
+    assert math.isclose(got[0], want[0], rel_tol=1e-5)
 
 
 def test_statistics_by_hand():
