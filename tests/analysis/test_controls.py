@@ -120,3 +120,15 @@ def test_analyze_accepts_a_directory_and_a_list(tiny_run, tmp_path):
     assert "H1" in set(one.claims.claim) and set(two.groups) > set(f"tiny-1:{g}" for g in one.groups)
     with pytest.raises(layergrad.LayergradError, match="unknown figure"):
         one.figure("pie")
+
+
+def test_bootstrap_p_is_not_floored_at_one_over_the_draws():
+    """A large effect whose draws never reach zero must survive Holm over hundreds of rows."""
+    from layergrad.analysis.claims import boot_p
+
+    rng = np.random.default_rng(0)
+    far = rng.normal(-0.9, 0.02, 1000)
+    assert boot_p(far, -0.9) < 1e-6
+    near = rng.normal(0.05, 0.1, 1000)  # many draws beyond zero: the percentile p
+    assert boot_p(near, 0.05) == pytest.approx(2 * (near <= 0).mean())
+    assert boot_p(np.zeros(5), 0.0) == 1.0
