@@ -51,10 +51,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--paper-data", default="../shared/paper-data")
     parser.add_argument("--out", default="runs/finetune")
-    parser.add_argument("--steps", type=int, default=24)
-    parser.add_argument("--every", type=int, default=8)
-    parser.add_argument("--train", type=int, default=48, help="training problems (Detailed CoT)")
-    parser.add_argument("--probe", type=int, default=4, help="held-out problems per probe condition")
+    parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--train", type=int, default=32, help="training problems (Detailed CoT)")
+    parser.add_argument("--probe", type=int, default=3, help="held-out problems per probe condition")
     parser.add_argument("--max-length", type=int, default=384)
     args = parser.parse_args()
 
@@ -78,7 +78,7 @@ def main():
     trainer.train()
     for entry in trainer.state.log_history:
         if "loss" in entry or "layergrad/detailed/nn_early" in entry:
-            print({k: round(v, 4) if isinstance(v, float) else v for k, v in entry.items()})
+            print({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in entry.items()})
 
 
 if __name__ == "__main__":
