@@ -82,7 +82,7 @@ def core_matrix(r: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torch
     of the wide C is one fast product.
     """
     delta = delta.float()
-    if not delta.is_cuda and delta.shape[-1] >= WIDE_DELTA * delta.shape[-2]:  # p >> T: factor Δ too (PAPER.md §5 QR route)
+    if not delta.is_cuda and delta.shape[-1] >= WIDE_DELTA * delta.shape[-2]:  # p >> T: factor Δ too (§5)
         return short_gram((input_factor(delta) @ r.transpose(-1, -2)).to(dtype))  # R_Δ R_Xᵀ: (B, T, k)
     return short_gram((r @ delta).to(dtype))  # C: (B, k, p)
 
