@@ -91,11 +91,17 @@ def compare_columns(x: np.ndarray, y: np.ndarray, paired: bool) -> list[dict]:
                     for j, stat, p in zip(columns, np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue)):
                         out[j] = {"test": "wilcoxon", "statistic": float(stat), "p": float(p),
                                   "effect": rank_biserial(diff[:, j])}
-        elif min(len(x), len(y)) > 8:
-            res = st.mannwhitneyu(y, x, alternative="two-sided", method="asymptotic", axis=0)
-            for j, (stat, p) in enumerate(zip(np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue))):
-                out[j] = {"test": "mann-whitney", "statistic": float(stat), "p": float(p),
-                          "effect": float(2 * stat / (len(x) * len(y)) - 1)}
+        else:  # SciPy's 'auto': exact when one side has <= 8 values and there are no ties
+            both = np.vstack([x, y])
+            tied = np.array([len(np.unique(c)) < len(c) for c in both.T])
+            small = min(len(x), len(y)) <= 8
+            for columns, method in ((~tied, "exact" if small else "asymptotic"), (tied, "asymptotic")):
+                columns = np.flatnonzero(columns)
+                if len(columns):
+                    res = st.mannwhitneyu(y[:, columns], x[:, columns], alternative="two-sided", method=method, axis=0)
+                    for j, stat, p in zip(columns, np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue)):
+                        out[j] = {"test": "mann-whitney", "statistic": float(stat), "p": float(p),
+                                  "effect": float(2 * stat / (len(x) * len(y)) - 1)}
     return [r if r is not None else compare(x[:, j], y[:, j], paired) for j, r in enumerate(out)]
 
 

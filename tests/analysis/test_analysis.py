@@ -56,6 +56,22 @@ def test_tests_and_effect_sizes():
     assert same["p"] == 1.0 and same["effect"] == 0.0
 
 
+@pytest.mark.parametrize("n_a,n_b,paired", [(3, 3, False), (4, 12, False), (12, 12, False), (6, 6, True), (16, 16, True)])
+def test_columns_at_once_equal_one_by_one(n_a, n_b, paired):
+    """The vectorised tests give SciPy's 'auto' answers column by column: exact and asymptotic,
+    with and without ties, equal or zero differences."""
+    rng = np.random.default_rng(n_a + n_b)
+    x = rng.standard_normal((n_a, 12))
+    y = (x if paired else rng.standard_normal((n_b, 12))) + rng.standard_normal((n_b, 12)) * 0.3 + 0.2
+    x[:2, 3], y[:2, 3] = 1.0, 1.0  # ties (and zero paired differences)
+    y[:, 4] = x[:, 4] if paired else np.round(y[:, 4])
+    got = tests.compare_columns(x, y, paired)
+    for j, row in enumerate(got):
+        want = tests.compare(x[:, j], y[:, j], paired)
+        assert row["test"] == want["test"] and row["effect"] == pytest.approx(want["effect"])
+        assert row["p"] == pytest.approx(want["p"], rel=1e-12), j
+
+
 def test_auroc_and_ols_by_hand():
     assert separability.auroc(np.array([0, 0, 1, 1]), np.array([1.0, 2.0, 3.0, 0.5])) == 0.5
     assert separability.auroc(np.array([0, 1]), np.array([1.0, 1.0])) == 0.5
