@@ -55,6 +55,27 @@ def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = Non
     return fig, list(axes.flat[:n])
 
 
+def legend_band(entries: int, ncol: int) -> float:
+    """Height in inches of a figure legend of ``entries`` in ``ncol`` columns under the panels."""
+    return 0.15 + 0.22 * math.ceil(max(entries, 1) / max(ncol, 1))
+
+
+def fixed_layout(fig: Figure, *, left=0.85, right=0.2, top=0.7, bottom=0.55, legend=0.0, wspace=0.8,
+                 hspace=0.75, colorbar=0.0) -> None:
+    """Subplot margins and gaps in inches (``legend``: a band under the panels for the figure
+    legend; ``colorbar``: room on the right). Fixed room for tick labels, axis labels and titles
+    instead of ``tight_layout``, which measures every tick label and took half of a figure's time."""
+    width, height = fig.get_size_inches()
+    gridspec = fig.axes[0].get_subplotspec().get_gridspec()
+    rows, cols = gridspec.get_geometry()
+    span_w = width - left - right - colorbar
+    span_h = height - top - bottom - legend
+    panel_w = (span_w - (cols - 1) * wspace) / cols
+    panel_h = (span_h - (rows - 1) * hspace) / rows
+    fig.subplots_adjust(left=left / width, right=1 - (right + colorbar) / width, bottom=(bottom + legend) / height,
+                        top=1 - top / height, wspace=wspace / panel_w, hspace=hspace / panel_h)
+
+
 def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     """The paper's figure: one panel per condition, one line per module, layer on x."""
     data = curves[curves.metric == metric]
@@ -72,7 +93,7 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.suptitle(f"Mean {label(metric)} per layer (one panel per condition)", fontsize=11)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fixed_layout(fig, legend=legend_band(len(names), len(names)))
     return fig
 
 
@@ -122,7 +143,7 @@ def overlays(curves: pd.DataFrame, metric: str, groups: list[str], *, title: str
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fixed_layout(fig, legend=legend_band(len(names), 6))
     return fig
 
 
@@ -149,7 +170,7 @@ def mad_bars(mad: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8, frameon=False)
     fig.suptitle(f"Mean absolute difference across layers ({rule} segments), 95% bootstrap CI", fontsize=11)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fixed_layout(fig, legend=legend_band(len(names), 6))
     return fig
 
 
@@ -169,9 +190,10 @@ def heatmap(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
         ax.set_yticks(range(len(table.index)), table.index, fontsize=8)
         ax.set_xlabel("layer")
         ax.set_title(group, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.92, 0.94))
+    fixed_layout(fig, bottom=0.5, colorbar=1.0)
     if image is not None:
-        cax = fig.add_axes((0.935, 0.15, 0.015, 0.7))
+        width, height = fig.get_size_inches()
+        cax = fig.add_axes((1 - 0.95 / width, 0.5 / height, 0.15 / width, 1 - 1.2 / height))
         fig.colorbar(image, cax=cax, label=f"log10 {label(metric)}" if log else label(metric))
     fig.suptitle(f"{label(metric)} per layer and module", fontsize=11)
     return fig
@@ -203,7 +225,7 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
     fig.legend(handles, ["first condition of the row (e.g. correct)", "second (e.g. irrelevant)"],
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fixed_layout(fig, top=0.6, bottom=0.45, legend=legend_band(2, 2), wspace=0.55, hspace=0.3)
     return fig
 
 
@@ -236,7 +258,7 @@ def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.Data
     ax.legend(fontsize=8, frameon=False)
     if show_auroc:
         auroc_bars(axes[0][1], separability, pairs)
-    fig.tight_layout()
+    fixed_layout(fig, top=0.4, bottom=0.75 if show_auroc else 0.55, wspace=1.0)
     return fig
 
 
@@ -289,5 +311,6 @@ def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[st
             break
     fig.legend(handles, names, loc="lower center", ncol=max(len(names), 1), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fixed_layout(fig, top=0.8, bottom=0.35, legend=legend_band(len(names), max(len(names), 1)), wspace=0.55,
+                 hspace=0.15)
     return fig

@@ -33,7 +33,7 @@ def over_steps(paths: list[str | Path]) -> pd.DataFrame:
 
 def steps_figure(table: pd.DataFrame):
     """Four panels (early, middle, late nuclear norm; MAD) against the step, a line per condition."""
-    from layergrad.analysis.figures import group_colours, plt
+    from layergrad.analysis.figures import fixed_layout, group_colours, plt
 
     conditions = list(dict.fromkeys(table.condition))
     colours = group_colours(conditions)
@@ -51,7 +51,7 @@ def steps_figure(table: pd.DataFrame):
     axes[3].set_ylabel("MAD of the mean curve")
     axes[0].legend(fontsize=7, frameon=False)
     fig.suptitle("Per-sample weight-gradient nuclear norm of the probe set during fine-tuning", fontsize=11)
-    fig.tight_layout()
+    fixed_layout(fig, top=0.6, wspace=0.9)
     return fig
 
 
