@@ -36,10 +36,11 @@ def oracle_gradients(m, item, modules="all"):
             p.requires_grad_(flag)
 
 
-def oracle_singular_values(m, item, modules="all"):
-    """{param: σ (fp64, descending)} and the loss of one encoded sample."""
+def oracle_singular_values(m, item, modules="all", layers=None):
+    """{param: σ (fp64, descending)} and the loss of one encoded sample; ``layers``: only those
+    (the fp64 SVDs of a real model's every layer cost minutes)."""
     grads, loss = oracle_gradients(m, item, modules)
-    return {t.param: torch.linalg.svdvals(g) for t, g in grads}, loss
+    return {t.param: torch.linalg.svdvals(g) for t, g in grads if layers is None or t.layer in layers}, loss
 
 
 def autograd_gradients(m, item, modules="all"):
