@@ -40,7 +40,12 @@ def oracle_singular_values(m, item, modules="all", layers=None):
     """{param: σ (fp64, descending)} and the loss of one encoded sample; ``layers``: only those
     (the fp64 SVDs of a real model's every layer cost minutes)."""
     grads, loss = oracle_gradients(m, item, modules)
-    return {t.param: torch.linalg.svdvals(g) for t, g in grads if layers is None or t.layer in layers}, loss
+    return {t.param: tall_svdvals(g) for t, g in grads if layers is None or t.layer in layers}, loss
+
+
+def tall_svdvals(g):
+    """σ of g by LAPACK's SVD of its tall orientation (the same values; 2x faster than a wide one)."""
+    return torch.linalg.svdvals(g if g.shape[0] >= g.shape[1] else g.T)
 
 
 def autograd_gradients(m, item, modules="all"):
