@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(VENV)/bin/layergrad demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not integration"
 
 bench: $(STAMP)
 	$(PY) benchmarks/cpu_vs_original.py

@@ -8,6 +8,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 PAPER_DATA = Path(os.environ.get("LAYERGRAD_PAPER_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "paper-data")
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n N``) each worker gets its share of the cores: OMP_NUM_THREADS, which
+    torch, layergrad's thread budget and the test's subprocesses all honour."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(share)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(share)
+
+
 @pytest.fixture(scope="session")
 def paper_data():
     if not PAPER_DATA.is_dir():
