@@ -239,7 +239,7 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     losses = response_losses(logits, ids[:, first:], targets[:, first:])  # (B,)
     del logits
     losses.sum().backward()
-    pending = Pending(batch, cap.results, cap.inner, cap.segments, losses.detach(), opts, ready_event(device))
+    pending = Pending(batch, cap.collect(), cap.inner, cap.segments, losses.detach(), opts, ready_event(device))
     cap.reset()
     return pending
 

@@ -33,6 +33,39 @@ def test_overlapped_and_synchronous_runs_are_bit_identical(tiny):
     pd.testing.assert_frame_equal(sync[STATS], ordered[STATS], rtol=1e-6)  # batch of one vs two: float noise
 
 
+@pytest.mark.parametrize("cosine", [False, True])
+def test_capture_helpers_give_the_same_tables_bit_for_bit(tiny, monkeypatch, cosine):
+    """The per-target work on helper threads (the default on a multi-core CPU), with a queue short
+    enough that the backward waits for them, equals doing it in the hooks."""
+    from layergrad.engine import capture
+
+    m = tiny("tiny-random-qwen2")
+    monkeypatch.setattr(capture, "uses_helpers", lambda model: False)
+    inline = layergrad.compute(m, SAMPLES, batch_size=2, cosine=cosine)
+    monkeypatch.setattr(capture, "uses_helpers", lambda model: True)
+    monkeypatch.setattr(capture, "QUEUED", 2)
+    helped = layergrad.compute(m, SAMPLES, batch_size=2, cosine=cosine)
+    pd.testing.assert_frame_equal(inline, helped, check_exact=True)
+
+
+def test_an_error_on_a_capture_helper_is_raised_and_the_next_run_works(tiny, monkeypatch):
+    from layergrad.engine import capture
+
+    m = tiny("tiny-random-llama")
+    monkeypatch.setattr(capture, "uses_helpers", lambda model: True)
+    want = layergrad.compute(m, SAMPLES["short"])
+    real = spectra.core_matrix
+
+    def broken(*args, **kwargs):
+        raise ValueError("injected helper failure")
+
+    monkeypatch.setattr(spectra, "core_matrix", broken)
+    with pytest.raises(ValueError, match="injected helper failure"):
+        layergrad.compute(m, SAMPLES["short"], route="core")
+    monkeypatch.setattr(spectra, "core_matrix", real)
+    pd.testing.assert_frame_equal(layergrad.compute(m, SAMPLES["short"]), want, check_exact=True)
+
+
 def test_host_and_torch_solvers_agree_to_1e12(tiny):
     m = tiny("tiny-random-qwen2")
     host = layergrad.compute(m, SAMPLES, solver="host")
