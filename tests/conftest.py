@@ -13,10 +13,13 @@ def pytest_configure(config):
     torch, layergrad's thread budget and the test's subprocesses all honour."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        share = max(1, len(os.sched_getaffinity(0)) // workers)
+        import torch
+
+        from layergrad.engine.threads import cpu_budget
+
+        share = max(1, cpu_budget() // workers)
         os.environ["OMP_NUM_THREADS"] = str(share)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(share)
+        torch.set_num_threads(share)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import torch
@@ -109,16 +109,15 @@ class GradientCapture:
     """Context manager: freeze weights, hook ``targets``, collect per-sample spectral matrices.
 
     ``route``: 'auto' (cost rule per target), 'core', 'dense', or 'reference' (G materialised
-    per sample in fp64, exact SVD); ``segments``: see ``segments_for``; ``helper``: the per-target
-    work on helper threads (None: on a CPU with two or more threads and MKL). Call ``collect`` after
-    the backward: it returns ``results`` complete.
+    per sample in fp64, exact SVD); ``segments``: see ``segments_for``. The per-target work runs
+    on helper threads where ``uses_helpers``; call ``collect`` after the backward for the results.
     """
 
     def __init__(self, model: nn.Module, targets: list[Target], *, route: str = "auto", cosine: bool = False,
-                 segments: str = "auto", helper: bool | None = None):
+                 segments: str = "auto"):
         self.model, self.targets, self.route, self.cosine = model, targets, route, cosine
         self.segmentation = segments
-        self.helper = uses_helpers(model) if helper is None else helper
+        self.helper = uses_helpers(model)
         self._pool: ThreadPoolExecutor | None = None
         self._queued: deque[Future] = deque()
         self.mask: torch.Tensor | None = None  # (B, T) bool, True on real tokens
@@ -171,18 +170,20 @@ class GradientCapture:
     def reset(self) -> None:
         for job in self._queued:  # an abandoned batch (e.g. out of memory): drop its work
             job.cancel()
-        for job in self._queued:
-            if not job.cancelled():
-                job.exception()  # wait, without raising: the batch is dropped anyway
+        wait(self._queued)  # the running ones, without raising: the batch is dropped anyway
         self._queued.clear()
         self.results, self._inputs, self.mask = [], {}, None
         self.inner, self._previous = {}, {}
 
     def collect(self) -> list[Captured]:
         """Wait for the helpers' work on this batch (re-raising its error); the complete results."""
-        while self._queued:
-            self._queued.popleft().result()
+        self._wait_until(0)
         return self.results
+
+    def _wait_until(self, owed: int) -> None:
+        """Wait for the oldest jobs (re-raising their errors) until at most ``owed`` are queued."""
+        while len(self._queued) > owed:
+            self._queued.popleft().result()
 
     # -- hooks ---------------------------------------------------------------------------
     def _make_forward_hook(self, group: list[Target]):
@@ -225,8 +226,7 @@ class GradientCapture:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(budget(), thread_name_prefix="layergrad-capture")
         self._queued.append(self._pool.submit(job))
-        while len(self._queued) > QUEUED:
-            self._queued.popleft().result()
+        self._wait_until(QUEUED)
 
     def _part(self, target: Target, shared: SharedInput, delta: torch.Tensor, seg: Segment) -> Part:
         x, delta = seg.cut(shared.x), seg.cut(delta)
