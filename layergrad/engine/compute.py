@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
 from layergrad.data.samples import Sample, reason_kind
-from layergrad.engine import spectra
+from layergrad.engine import solvers, spectra
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture, Part
 from layergrad.engine.pipeline import run_pipeline
@@ -133,12 +133,14 @@ def iter_pending(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, s
     if skipped:
         yield BatchRecords([], skipped)
     targets = select_targets(m.model, opts.modules)
+    solvers.check(opts.solver, m.model.get_input_embeddings().weight.device)  # before any forward pass
     batch_size, batch_tokens = opts.batch_size, opts.batch_tokens
     if batch_size is None and batch_tokens is None and not next(m.model.parameters()).is_cuda:
         batch_size = 1  # measured: on a CPU, padding costs more than batching saves
     batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
     m.model.eval()
-    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine, segments=opts.segments) as cap:
+    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine, segments=opts.segments,
+                         solver=opts.solver) as cap:
         for batch in batches:
             yield from run_with_backoff(m, cap, batch, opts)
 
@@ -331,24 +333,36 @@ def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tens
 
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
     """Captured matrices -> one stats row per (sample, target)."""
-    parts = [part for cap in results for part in cap.parts]
-    squared = dict(zip(map(id, parts), batched_squared(parts, opts.solver, opts.threads)))
+    pairs = [(cap.target, part) for cap in results for part in cap.parts]
+    squared = batched_squared([part for _, part in pairs], opts.solver, opts.threads)
+    stats = batched_stats(squared, [min(t.p, t.d) for t, _ in pairs])
     rows = []
-    for cap in results:
-        t = cap.target
-        n_full = min(t.p, t.d)
-        for part in cap.parts:
-            sq = squared[id(part)]
-            stats = spectra.stats_from_squared(sq, n_full).cpu()  # (b, 7)
-            for j, item in enumerate(batch[part.segment.start:part.segment.stop]):
-                rows.append(stat_row(item, t, part.route, stats[j], sq[j], bool(part.finite[j]), opts))
+    for (t, part), sq, part_stats in zip(pairs, squared, stats):
+        finite = part.finite.tolist()
+        for j, item in enumerate(batch[part.segment.start:part.segment.stop]):
+            rows.append(stat_row(item, t, part.route, part_stats[j], sq[j], finite[j], opts))
     return rows
 
 
-def stat_row(item: Item, t, route: str, stats: torch.Tensor, sq: torch.Tensor, finite: bool, opts) -> dict:
+def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[list[float]]]:
+    """The statistics of every part's σ² rows, one call per (width, n_full, device): per part, a list
+    of STAT_COLUMNS values per sample (210 small calls cost more than the eigensolves of a short sample)."""
+    out: list = [None] * len(squared)
+    groups: dict[tuple, list[int]] = {}
+    for k, (sq, n_full) in enumerate(zip(squared, n_fulls)):
+        groups.setdefault((sq.shape[-1], n_full, sq.device), []).append(k)
+    for (_, n_full, _), ks in groups.items():
+        values = spectra.stats_from_squared(torch.cat([squared[k] for k in ks]), n_full).cpu().tolist()
+        start = 0
+        for k in ks:
+            out[k], start = values[start:start + len(squared[k])], start + len(squared[k])
+    return out
+
+
+def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, finite: bool, opts) -> dict:
     n_full = min(t.p, t.d)
     rank_bound = min(item.encoded.n_tokens, n_full)
-    values = stats.tolist() if finite else [math.nan] * len(spectra.STAT_COLUMNS)
+    values = stats if finite else [math.nan] * len(spectra.STAT_COLUMNS)
     row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
            "module": t.kind, "param": t.param, **dict(zip(spectra.STAT_COLUMNS, values)),
            "rank_bound": rank_bound, "finite": finite, "route": route}
@@ -375,15 +389,13 @@ def add_adjacent_cosines(rows: list[dict], inner_products: dict, segments: list,
 
 
 def batched_squared(parts: list[Part], solver: str = "auto", threads: int | None = None) -> list[torch.Tensor]:
-    """σ² (descending) of every part: one eigensolver call per matrix size and device, so the
-    solver can spread the stack over cores (CPU) or batch it (GPU)."""
+    """σ² (descending) of every part: those not solved yet in one eigensolver call per matrix size
+    and device, so the solver can spread the stack over cores (CPU) or batch it (GPU)."""
     out: list[torch.Tensor | None] = [None] * len(parts)
     by_shape: dict[tuple, list[int]] = {}
     for k, part in enumerate(parts):
         if part.squared is not None:
-            width = max(s.numel() for s in part.squared)
-            out[k] = torch.stack([F.pad(s.sort(descending=True).values, (0, width - s.numel()))
-                                  for s in part.squared])
+            out[k] = part.squared
         else:  # device: with device_map the layers live on several GPUs
             by_shape.setdefault((part.matrices.device, *part.matrices.shape[1:]), []).append(k)
     for ks in by_shape.values():

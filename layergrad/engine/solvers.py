@@ -63,12 +63,17 @@ def below_precision_to_zero(ev: torch.Tensor) -> torch.Tensor:
     return torch.where(ev > floor, ev, torch.zeros_like(ev))
 
 
-def choose(matrices: torch.Tensor, solver: str) -> str:
-    """The backend for this stack: the one asked, or auto's choice for its device and size."""
+def check(solver: str, device) -> None:
+    """A one-line InputError for a solver that does not exist or cannot run on ``device``."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; use one of {', '.join(SOLVERS)}")
-    if solver == "cupy" and not cupy_available(matrices.device):
+    if solver == "cupy" and not (torch.device(device).type == "cuda" and cupy_available(device)):
         raise InputError("solver 'cupy' needs CuPy and a CUDA device: pip install 'layergrad[cuda12]' (or cuda13)")
+
+
+def choose(matrices: torch.Tensor, solver: str) -> str:
+    """The backend for this stack: the one asked, or auto's choice for its device and size."""
+    check(solver, matrices.device)
     if solver != "auto":
         return solver
     if not matrices.is_cuda:

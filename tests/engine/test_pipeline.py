@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -46,6 +47,37 @@ def test_capture_helpers_give_the_same_tables_bit_for_bit(tiny, monkeypatch, cos
     monkeypatch.setattr(capture, "QUEUED", 2)
     helped = layergrad.compute(m, SAMPLES, batch_size=2, cosine=cosine)
     pd.testing.assert_frame_equal(inline, helped, check_exact=True)
+
+
+def test_capture_helpers_solve_while_the_backward_runs(tiny, monkeypatch):
+    """With helpers every eigensolve runs on a helper thread: none is left for the finishing step."""
+    from layergrad.engine import capture
+
+    monkeypatch.setattr(capture, "uses_helpers", lambda model: True)
+    seen, real = [], solvers.eigenvalues
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(solvers, "eigenvalues", spy)
+    layergrad.compute(tiny("tiny-random-llama"), SAMPLES["short"])
+    assert seen and all(name.startswith("layergrad-capture") for name in seen)
+
+
+def test_cupy_for_a_model_on_the_cpu_is_refused_before_any_forward_pass(tiny, monkeypatch):
+    from layergrad.engine import capture
+
+    monkeypatch.setattr(capture, "uses_helpers", lambda model: True)
+    m = tiny("tiny-random-llama")
+    calls = []
+    handle = m.model.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        with pytest.raises(layergrad.LayergradError, match="solver 'cupy' needs CuPy and a CUDA device"):
+            layergrad.compute(m, SAMPLES["short"], solver="cupy")
+    finally:
+        handle.remove()
+    assert calls == []
 
 
 def test_an_error_on_a_capture_helper_is_raised_and_the_next_run_works(tiny, monkeypatch):
