@@ -45,6 +45,15 @@ def test_block_upper_gram_equals_the_full_product_where_the_solvers_read_it(shap
                                rtol=1e-10, atol=1e-10 * full.abs().max().item())
 
 
+@pytest.mark.parametrize("t,d", [(300, 400), (700, 300)])
+def test_triangular_product_skips_only_zeros(t, d):
+    x, delta = factors(t, 64, d)
+    r = spectra.input_factor(x)
+    assert r.shape[-2] >= spectra.UPPER_FROM and not r.tril(-1).any()
+    full = r @ delta
+    torch.testing.assert_close(spectra.triangular_product(r, delta), full, rtol=0, atol=1e-6 * full.abs().max().item())
+
+
 @pytest.mark.parametrize("method", ["qr", "cholesky"])
 def test_padded_rows_do_not_change_the_spectrum(method):
     x, delta = factors(10, 12, 20)
