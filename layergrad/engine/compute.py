@@ -119,8 +119,8 @@ def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle
 
 
 def default_overlap(m) -> bool:
-    """Synchronous by default, as measured: on a 2-core CPU the solves and the next batch share the
-    cores (benchmarks/cpu_vs_original.py: no gain); on an H200 (Qwen2-1.5B shape, T=512) the host
+    """Synchronous by default, as measured: on a CPU the capture helpers already solve during the
+    backward and finishing is only rows (benchmarks/cpu_vs_original.py: within noise); on an H200 (Qwen2-1.5B shape, T=512) the host
     solver took 1.13 s/sample synchronous and 1.44 overlapped, torch and cupy the same either way
     (benchmarks/gpu_shapes.py). ``overlap=True`` stays available."""
     return False
@@ -268,7 +268,7 @@ class Pending:
     ready: object = None  # torch.cuda.Event on a GPU
 
     def finish(self) -> BatchRecords:
-        """Eigensolves, statistics and rows of this batch (on a side CUDA stream on a GPU)."""
+        """Eigensolves left to do, statistics and rows of this batch (on a side CUDA stream on a GPU)."""
         with side_stream(self.ready, self.tensors()):
             stat_rows = spectra_rows(self.results, self.batch, self.opts)
             if self.opts.cosine:

@@ -1,5 +1,6 @@
-"""Overlap: a batch's eigensolves, statistics and records are finished on a background worker
-while the next batch's forward and backward run.
+"""Overlap: a batch's eigensolves (on a GPU; on a CPU the capture helpers solved them during the
+backward), statistics and records are finished on a background worker while the next batch's
+forward and backward run.
 
 ``run_pipeline`` takes the producer of pending batches (the forward/backward, on the calling
 thread) and a ``handle`` for each batch's finished records (e.g. writing its chunk). With
