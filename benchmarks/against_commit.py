@@ -21,17 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
+from baselines import STYLES, time_training  # beside this file; its layergrad is the tree on PYTHONPATH
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def worker(args) -> None:
     """In a child process, with the tree under test first on PYTHONPATH: one JSON line per style."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    sys.path.insert(0, str(HERE))
-    from baselines import training_steps
-
     import layergrad
     from layergrad.engine.batching import Item
     from layergrad.engine.compute import ComputeOptions, make_formatter
@@ -43,9 +39,7 @@ def worker(args) -> None:
         n = args.n if style == "none" else max(1, args.n // 3)
         samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=n, paper_data=args.paper_data)
         items = [Item(style, s, fmt.encode(s)) for s in samples]
-        start = time.perf_counter()
-        training_steps(m, items)
-        train = (time.perf_counter() - start) / n
+        train = time_training(m, items)
         start = time.perf_counter()
         layergrad.compute(m, samples)
         lg = (time.perf_counter() - start) / n
@@ -53,7 +47,7 @@ def worker(args) -> None:
 
 
 def run_tree(tree: Path, args) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     cmd = [sys.executable, __file__, "--worker", "--n", str(args.n), "--paper-data", args.paper_data,
            "--styles", *args.styles]
     out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True).stdout

@@ -19,22 +19,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it (before torch loads)
 import torch  # noqa: E402
-from baselines import training_steps
+from baselines import STYLES, time_training
 
 import layergrad
 from layergrad.engine.batching import Item
 from layergrad.engine.compute import ComputeOptions, make_formatter
 from layergrad.engine.original import original_record
-
-STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
-
-
-def time_training(m, items):
-    """Plain fine-tuning step without the optimizer: all weights get gradients."""
-    start = time.perf_counter()
-    training_steps(m, items)
-    return (time.perf_counter() - start) / len(items)
-
 
 def time_original(m, samples):
     start = time.perf_counter()

@@ -81,7 +81,7 @@ class Part:
     segment: Segment
     route: str
     finite: torch.Tensor  # (b,) bool
-    matrices: torch.Tensor | None = None  # eigenvalues = σ², fp64; None once solved
+    matrices: torch.Tensor | None = None  # eigenvalues = σ², fp64 (None when solved already)
     squared: torch.Tensor | None = None  # (b, n) σ², descending: solved on a helper, or the reference route
 
 
@@ -222,11 +222,6 @@ class GradientCapture:
     def _fill(self, captured: Captured, shared: SharedInput, delta: torch.Tensor) -> None:
         with one_thread(self.helper):
             captured.parts = [self._part(captured.target, shared, delta, seg) for seg in self.segments]
-            if self.helper:  # solve here too, while the backward runs: the matrices are dropped
-                for part in captured.parts:
-                    if part.matrices is not None:
-                        part.squared = solvers.eigenvalues(part.matrices, self.solver, threads=1)
-                        part.matrices = None
 
     def _submit(self, job) -> None:
         """Queue ``job`` for the helper threads; wait for the oldest while ``QUEUED`` are owed."""
@@ -249,6 +244,8 @@ class GradientCapture:
         finite = torch.isfinite(matrices).flatten(1).all(1)
         if not bool(finite.all()):  # flag the sample, keep the batch: NaN/Inf never reach eigvalsh
             matrices = torch.where(finite.view(-1, 1, 1), matrices, torch.zeros_like(matrices))
+        if self.helper:  # solve here too, while the backward runs
+            return Part(seg, route, finite.cpu(), squared=solvers.eigenvalues(matrices, self.solver, threads=1))
         return Part(seg, route, finite.cpu(), matrices=matrices)
 
     def _adjacent_inner(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> None:

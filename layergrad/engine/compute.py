@@ -120,9 +120,9 @@ def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle
 
 def default_overlap(m) -> bool:
     """Synchronous by default, as measured: on a CPU the capture helpers already solve during the
-    backward and finishing is only rows (benchmarks/cpu_vs_original.py: within noise); on an H200 (Qwen2-1.5B shape, T=512) the host
-    solver took 1.13 s/sample synchronous and 1.44 overlapped, torch and cupy the same either way
-    (benchmarks/gpu_shapes.py). ``overlap=True`` stays available."""
+    backward and finishing is only rows (benchmarks/cpu_vs_original.py: within noise); on an H200
+    (Qwen2-1.5B shape, T=512) the host solver took 1.13 s/sample synchronous and 1.44 overlapped,
+    torch and cupy the same either way (benchmarks/gpu_shapes.py). ``overlap=True`` stays available."""
     return False
 
 
