@@ -1,14 +1,14 @@
-"""layergrad / training-step ratios of this tree against an earlier commit, in one session.
+"""layergrad's per-sample time against earlier commits, in one session, alternating fresh processes.
 
-    python benchmarks/against_commit.py REF [--n 10] [--rounds 2] [--styles none detailed]
+    python benchmarks/against_commit.py REF [REF ...] [--n 10] [--rounds 3] [--styles none detailed]
 
-The ratio to a training step is meant to cancel the machine's speed, but it does not fully: the
-eigensolves are memory-bound and the training step is not, so the same code gives different ratios
-on different machines (issue 14's "today", measured on the machine that filed it, against what
-its code gives here). "No worse than before" is therefore checked by running both versions here,
-alternating: each round runs REF, then this tree, each in a fresh process that times training steps
-and `layergrad.compute` on the same samples (SmolLM2-135M-Instruct, the paper's GSM8K). REF is
-checked out into a temporary git worktree, removed afterwards.
+Every round runs each REF, then this tree, each in a fresh process with that tree first on
+PYTHONPATH, timing on the same samples (SmolLM2-135M-Instruct, the paper's GSM8K) a training
+forward+backward and ``layergrad.compute`` in two modes: ``paper`` (paper formatting, all seven
+kinds) and ``default``. Only the public API (load_model, load_samples, compute) is used, so any
+commit can be timed; REFs are checked out into temporary git worktrees. The original algorithm is
+timed once per round by this tree. Printed: medians over rounds of seconds per sample, of
+layergrad / training step, and of each tree against this one.
 """
 
 import argparse
@@ -21,70 +21,99 @@ import tempfile
 import time
 from pathlib import Path
 
-from baselines import STYLES, time_training  # beside this file; its layergrad is the tree on PYTHONPATH
+from baselines import STYLES, time_training  # beside this file: plain transformers only
 
 ROOT = Path(__file__).resolve().parents[1]
+KINDS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MODES = {"paper": {"paper": True, "modules": KINDS}, "default": {}}
 
 
 def worker(args) -> None:
-    """In a child process, with the tree under test first on PYTHONPATH: one JSON line per style."""
+    """In a child process: one JSON line per (mode, style), or the original algorithm's times."""
     import layergrad
-    from layergrad.engine.batching import Item
-    from layergrad.engine.compute import ComputeOptions, make_formatter
 
-    m = layergrad.load_model("smollm2-135m-instruct")
-    fmt = make_formatter(m, ComputeOptions())
+    m = layergrad.load_model("smollm2-135m-instruct", log=lambda *a: None)
     layergrad.compute(m, layergrad.load_samples("builtin:arith/none?n=2"))  # warm-up
     for style in args.styles:
         n = args.n if style == "none" else max(1, args.n // 3)
         samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=n, paper_data=args.paper_data)
-        items = [Item(style, s, fmt.encode(s)) for s in samples]
-        train = time_training(m, items)
-        start = time.perf_counter()
-        layergrad.compute(m, samples)
-        lg = (time.perf_counter() - start) / n
-        print(json.dumps({"style": style, "train": train, "layergrad": lg, "code": layergrad.__file__}), flush=True)
+        train = time_training(m.model, m.tokenizer, samples)
+        if args.original:
+            from layergrad.engine.original import original_record
+
+            start = time.perf_counter()
+            for s in samples:
+                original_record(m.model, m.tokenizer, s.prompt, s.response, chat=True, model_name=m.name)
+            row = {"mode": "original", "style": style, "train": train, "seconds": (time.perf_counter() - start) / n}
+            print(json.dumps(row), flush=True)
+            continue
+        for mode, options in MODES.items():
+            start = time.perf_counter()
+            layergrad.compute(m, samples, **options)
+            row = {"mode": mode, "style": style, "train": train, "seconds": (time.perf_counter() - start) / n,
+                   "code": layergrad.__file__}
+            print(json.dumps(row), flush=True)
 
 
-def run_tree(tree: Path, args) -> list[dict]:
+def run_tree(tree: Path, args, original: bool = False) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     cmd = [sys.executable, __file__, "--worker", "--n", str(args.n), "--paper-data", args.paper_data,
-           "--styles", *args.styles]
-    out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True).stdout
-    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    assert all(Path(r["code"]).is_relative_to(tree) for r in rows), "the child imported another layergrad"
+           "--styles", *args.styles] + (["--original"] if original else [])
+    out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{tree}: {out.stderr.strip().splitlines()[-1]}")
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert all(Path(r["code"]).is_relative_to(tree) for r in rows if "code" in r), "another layergrad was imported"
     return rows
+
+
+def report(times: dict) -> None:
+    print("per-sample seconds, median over rounds (layergrad / training step; this tree / the tree):")
+    trees = list(dict.fromkeys(label for label, _, _ in times))
+    for mode in [*MODES, "original"]:
+        for style in sorted({s for _, m, s in times if m == mode}, key=list(STYLES).index):
+            here = times.get(("this tree", mode, style))
+            for label in trees:
+                rows = times.get((label, mode, style))
+                if not rows:
+                    continue
+                sec = statistics.median(r["seconds"] for r in rows)
+                ratio = statistics.median(r["seconds"] / r["train"] for r in rows)
+                vs = f"  this/that {statistics.median(r['seconds'] for r in here) / sec:.2f}x" if here else ""
+                print(f"  {mode:8s} {style:9s} {label:10s} {sec:7.2f} s  {ratio:5.2f}x training{vs}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("ref", nargs="?", help="the earlier commit (any git revision)")
+    parser.add_argument("refs", nargs="*", help="earlier commits (any git revision)")
     parser.add_argument("--n", type=int, default=10, help="None-CoT samples; a third as many of the others")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--styles", nargs="+", default=["none", "detailed"], choices=list(STYLES))
     parser.add_argument("--paper-data", default=str(ROOT.parent / "shared" / "paper-data"))
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--original", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args)
-    if not args.ref:
-        parser.error("give the commit to compare against, e.g. fba0990")
-    ratios: dict[tuple, list[float]] = {}
+    times: dict[tuple, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "ref"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.ref],
-                       check=True, capture_output=True)
+        trees = []
+        for ref in args.refs:
+            path = Path(tmp) / ref.replace("/", "_")
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), ref], check=True,
+                           capture_output=True)
+            trees.append((ref, path))
         try:
             for _ in range(args.rounds):
-                for label, tree in ((args.ref, old), ("this tree", ROOT)):
+                for label, tree in trees + [("this tree", ROOT)]:
                     for row in run_tree(tree, args):
-                        ratios.setdefault((label, row["style"]), []).append(row["layergrad"] / row["train"])
+                        times.setdefault((label, row["mode"], row["style"]), []).append(row)
+                for row in run_tree(ROOT, args, original=True):
+                    times.setdefault(("this tree", "original", row["style"]), []).append(row)
+                report(times)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], check=False)
-    print(f"layergrad / training step, {args.rounds} rounds (median, range):")
-    for (label, style), values in ratios.items():
-        print(f"  {label:12s} {style:11s} {statistics.median(values):5.2f}x  "
-              f"({min(values):.2f}-{max(values):.2f}x)")
+            for _, path in trees:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
 if __name__ == "__main__":

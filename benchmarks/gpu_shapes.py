@@ -1,5 +1,5 @@
 """GPU table: per-sample time and peak memory of the original algorithm, a training step and
-layergrad (every solver backend, with and without overlap) on randomly initialised models of
+layergrad (every solver backend) on randomly initialised models of
 real shapes; the error against fp64; bf16 weights and TF32 deviations.
 
     PYTHONPATH=. python3 benchmarks/gpu_shapes.py --out results.jsonl            # the README table
@@ -29,7 +29,8 @@ import layergrad  # noqa: E402
 from layergrad.data.samples import Sample  # noqa: E402
 from layergrad.engine import solvers  # noqa: E402
 from layergrad.engine.batching import Item, pad_batch, plan_batches  # noqa: E402
-from layergrad.engine.compute import ComputeOptions, make_formatter  # noqa: E402
+from layergrad.engine.compute import make_formatter  # noqa: E402
+from layergrad.engine.options import ComputeOptions  # noqa: E402
 from layergrad.engine.original import original_record  # noqa: E402
 from layergrad.models import LoadedModel  # noqa: E402
 from layergrad.tiny import tiny_tokenizer  # noqa: E402
@@ -205,15 +206,11 @@ def run_shape(bench: Bench, shape: str, lengths, args) -> None:
         if total in args.profile and bench.time_left():
             profile(bench, m, samples, budget, {**common, "device_arg": device}, args.profile_solver)
         for solver in backends:
-            for overlap in args.overlaps:
-                if not bench.time_left():
-                    break
-                run = lambda: layergrad.compute(m, samples, batch_tokens=budget, solver=solver, overlap=overlap)  # noqa: E731
-                if overlap:
-                    layergrad.compute(m, samples[:2], batch_tokens=budget, solver=solver)  # warm-up this backend
-                t, mem = timed(run, device)
-                bench.record(**common, what="layergrad", solver=solver, overlap=overlap, s_per_sample=t / len(samples),
-                             peak_gib=mem)
+            if not bench.time_left():
+                break
+            layergrad.compute(m, samples[:2], batch_tokens=budget, solver=solver)  # warm-up this backend
+            t, mem = timed(lambda: layergrad.compute(m, samples, batch_tokens=budget, solver=solver), device)
+            bench.record(**common, what="layergrad", solver=solver, s_per_sample=t / len(samples), peak_gib=mem)
         auto = layergrad.compute(m, samples[:1], batch_tokens=budget)
         bench.record(**common, what="auto choice", solvers={str(k): v for k, v in calibration_for(device).items()},
                      rows=len(auto))
@@ -248,7 +245,7 @@ def precision_checks(bench: Bench, m, samples, budget: int, common: dict, device
 
 def calibration_for(device: str) -> dict:
     if not device.startswith("cuda"):
-        return {"cpu": "host"}
+        return solvers.load_calibration().get(solvers.device_key(torch.device("cpu")), {})
     return solvers.load_calibration().get(solvers.device_key(torch.device(device)), {})
 
 
@@ -270,7 +267,7 @@ def summary(rows: list[dict]) -> None:
         best = min(runs, key=lambda r: r["s_per_sample"])
         orig = next((r["s_per_sample"] for r in mine if r["what"] == "original"), float("nan"))
         err = next((r["value"] for r in mine if r["what"].startswith("max relative error")), float("nan"))
-        name = f"{best['solver']}{'+ovl' if best['overlap'] else ''}"
+        name = best["solver"]
         print(f"{shape:13s} {total:5d} {best['batch']:3d} {train['s_per_sample']:8.3f} {orig:8.2f} "
               f"{best['s_per_sample']:7.3f} {name:>13s} {best['s_per_sample'] / train['s_per_sample']:7.2f}x "
               f"{orig / best['s_per_sample']:7.1f}x {train['peak_gib']:7.1f} {best['peak_gib']:7.1f} {err:8.1e}")
@@ -288,7 +285,6 @@ def main():
     parser.add_argument("--original-lengths", default="512,1024")
     parser.add_argument("--precision", type=int, default=512, help="T of the bf16/TF32 check (0: skip)")
     parser.add_argument("--backends", default="torch,cupy,host", help="solver backends to time")
-    parser.add_argument("--overlaps", default="on,off", help="overlap settings to time: on, off or both")
     parser.add_argument("--profile", default="512", help="T values at which one compute is profiled ('' for none)")
     parser.add_argument("--profile-solver", default="torch", help="solver used in the profiled compute")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -297,7 +293,6 @@ def main():
     args = parser.parse_args()
     args.original_lengths = [int(v) for v in args.original_lengths.split(",")]
     args.profile = [int(v) for v in args.profile.split(",") if v]
-    args.overlaps = [v == "on" for v in args.overlaps.split(",")]
     bench = Bench(Path(args.out), args.budget_s)
     bench.record(device=gpu_name(args.device), torch=torch.__version__, cupy=solvers.cupy_available())
     for shape in args.shapes.split(","):

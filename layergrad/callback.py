@@ -95,8 +95,8 @@ class LayerGradCallback(TrainerCallback):
                              {"model_type": model.config.model_type, "num_layers": model.config.num_hidden_layers,
                               "device": str(next(model.parameters()).device), "step": step})
         out = self.out / f"step-{step:06d}"
-        config = RunConfig(model=loaded.name, data={c: f"probe:{c}" for c in self.probe}, out=str(out),
-                           modules=self.modules, quiet=True, overwrite=True, **self.options)
+        config = RunConfig.build(model=loaded.name, data={c: f"probe:{c}" for c in self.probe}, out=str(out),
+                                 modules=self.modules, quiet=True, overwrite=True, **self.options)
         with preserved(model):
             run(config, model=loaded, conditions=self.probe, extra={"step": step}, log=lambda *a: None,
                 thread_budget=False)

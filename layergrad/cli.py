@@ -39,6 +39,51 @@ def cli():
     """
 
 
+# ----------------------------------------------------------------------------- declared options
+
+def click_option(f):
+    """The click option of a declared field (layergrad.declare): its flag, help, choices; not given = None."""
+    meta, name = f.metadata, f.name
+    flags = (meta.get("flag") or "--" + name.replace("_", "-")).split()
+    shown = f.default not in (None, False, True) and "[default" not in meta["help"]
+    help_text = meta["help"] + (f"  [default: {f.default}]" if shown else "")
+    if "/" in flags[0]:
+        return click.option(*flags, name, default=None, help=help_text)
+    if isinstance(f.default, bool):
+        value = {"flag_value": False} if f.default else {"is_flag": True}
+        return click.option(*flags, name, default=None, help=help_text, **value)
+    kind = click.Choice(meta["choices"]) if meta.get("choices") else int if meta.get("positive") else None
+    return click.option(*flags, name, type=kind, default=None, help=help_text)
+
+
+def declared_options(*classes, skip=()):
+    """Decorator: a click option for every declared field of ``classes`` (once for all commands)."""
+    from dataclasses import fields
+
+    def decorate(command):
+        for cls in reversed(classes):
+            for f in reversed(fields(cls)):
+                if f.name not in skip and "help" in f.metadata:
+                    command = click_option(f)(command)
+        return command
+
+    return decorate
+
+
+def run_options(command):
+    """The options of a run: the model and its loading, the compute options, the run's own."""
+    from layergrad.engine.options import ComputeOptions
+    from layergrad.models import LoadOptions
+    from layergrad.runs.config import RunConfig
+
+    command = declared_options(LoadOptions, ComputeOptions)(command)
+    return declared_options(RunConfig, skip=("out", "data"))(command)
+
+
+def given(options: dict) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
 # ----------------------------------------------------------------------------- compute
 
 @cli.command(epilog="""
@@ -52,46 +97,19 @@ Examples:
 Data sources: a .json/.jsonl/.csv/.parquet file (Alpaca, prompt/completion, messages),
 paper:<task>/<style>[@irrelevant], builtin:arith/<none|simplified|detailed>[@irrelevant],
 hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopped.""")
-@click.option("--model", help="Alias, local folder, .gguf file or hub id.  [default: smollm2-135m-instruct]")
 @click.option("--data", "data", multiple=True, metavar="NAME=SOURCE", help="A condition; repeat for several.")
 @click.option("--out", type=click.Path(), help="Run directory.  [default: runs/run]")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; options given here win.")
-@click.option("--modules", help="all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all; with --paper: attn]")
-@click.option("--paper", is_flag=True, default=None, help="Reproduce the original script's choices.")
-@click.option("--limit", type=int, help="Only the first N samples of each condition.")
-@click.option("--batch-size", type=int, help="Samples per batch.")
-@click.option("--batch-tokens", type=int, help="Padded tokens per batch (length-sorted).")
-@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16", "float16"]), help="Model dtype.  [default: float32]")
-@click.option("--device", help="auto | cpu | cuda | cuda:N.  [default: auto]")
-@click.option("--device-map", help="Passed to from_pretrained, e.g. 'auto' for a model larger than one GPU.")
-@click.option("--max-length", type=int, help="Truncate samples to N tokens.  [default: 2048; paper 1024]")
-@click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route (reference: fp64 SVD).")
-@click.option("--solver", type=click.Choice(["auto", "torch", "cupy", "host"]),
-              help="Eigensolver: host = LAPACK on CPU threads, cupy = CuPy on the GPU.  [default: auto]")
-@click.option("--overlap/--no-overlap", default=None,
-              help="Solve batch k on a worker while batch k+1 runs forward/backward.  [default: off]")
-@click.option("--segments", type=click.Choice(["auto", "sample", "batch"]),
-              help="One spectral problem per sample or per padded batch.  [default: batch on a GPU]")
-@click.option("--threads", type=int, help="CPU threads in all.  [default: affinity, cgroup quota, OMP_NUM_THREADS]")
-@click.option("--spectrum", is_flag=True, default=None, help="Also store every singular value.")
-@click.option("--cosine", is_flag=True, default=None,
-              help="Also the cosine of each gradient with the next layer's of the same kind (cosine_next).")
-@click.option("--no-eos", "append_eos", flag_value=False, default=None, help="Do not train the end-of-turn token.")
-@click.option("--system-prompt", help="System prompt for chat templates.")
-@click.option("--chat/--base", default=None, help="Force the chat template on or off (default: detected).")
-@click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder.")
-@click.option("--trust-remote-code", is_flag=True, default=None, help="Allow model code from the hub (off by default).")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace a run directory with another config.")
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output and no summary.")
+@run_options
 def compute(config_file, data, **options):
     """Compute gradient spectra of every sample into a run directory."""
     from layergrad.runs.config import RunConfig, parse_data_options
     from layergrad.runs.runner import run
 
-    overrides = {k: v for k, v in options.items() if v is not None}
+    overrides = given(options)
     if data:
         overrides["data"] = parse_data_options(data)
-    config = RunConfig.from_file(config_file, overrides) if config_file else RunConfig.from_dict(overrides)
+    config = RunConfig.from_file(config_file, overrides) if config_file else RunConfig.build(**overrides)
     from layergrad.runs.sharding import current_world
 
     out = run(config, log=_log(config.quiet))
@@ -138,13 +156,27 @@ def demo(out, model, n, analysis, quiet):
 
 # ----------------------------------------------------------------------------- analysis
 
+class MetricsOption(click.Option):
+    """--metrics, whose help lists the statistics registered when the help is shown."""
+
+    @property
+    def help(self) -> str:
+        from layergrad.engine import statistics
+
+        return ("Comma-separated metrics to analyse (cosine_next is added when computed): the statistics "
+                f"{', '.join(statistics.names())}; and nuclear_norm_per_loss (nuclear norm / loss), "
+                "nuclear_norm_summed (nuclear norm x response tokens: that of the summed-loss gradient).")
+
+    @help.setter
+    def help(self, value) -> None:
+        pass
+
+
 def analysis_options(f):
     options = [
         click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html."),
-        click.option("--metrics", default="nuclear_norm,sigma1_ratio,effective_rank", show_default=True,
-                     help="Comma-separated statistics to analyse (cosine_next is added when computed); also "
-                          "frobenius_norm, stable_rank, sigma_max, nuclear_norm_per_loss (nuclear norm / loss) and "
-                          "nuclear_norm_summed (nuclear norm x response tokens: that of the summed-loss gradient)."),
+        click.option("--metrics", cls=MetricsOption, default="nuclear_norm,sigma1_ratio,effective_rank",
+                     show_default=True),
         click.option("--bootstrap", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
                      help="Bootstrap resamples for the CIs."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
@@ -217,42 +249,26 @@ Examples:
 Writes OUT/run (the run directory), OUT/analysis/<task>/ (each task's tables, figures and
 report), OUT/claims.csv (every claim per task and module: verdict, effect, CI, Holm p, n) and
 OUT/report.html (the claims x tasks table first, then figures in the paper's layout).""")
-@click.option("--model", help="Alias, local folder, .gguf file or hub id.  [default: smollm2-135m-instruct]")
 @click.option("--out", type=click.Path(), help="Output folder.  [default: runs/reproduce]")
-@click.option("--paper-data", type=click.Path(), help="Local copy of the paper's data/ folder (else downloaded).")
 @click.option("--groups", help="cot, math, wiki (comma-separated).  [default: all three]")
 @click.option("--tasks", help="Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki.")
-@click.option("--limit", type=int, help="First N samples of every condition.")
-@click.option("--paper", is_flag=True, default=None, help="Reproduce the original script's choices.")
-@click.option("--modules", help="all | attn | mlp | kinds | re:<regex>.  [default: all; with --paper: attn]")
-@click.option("--dtype", type=click.Choice(["float32", "float64", "bfloat16", "float16"]), help="Model dtype.")
-@click.option("--device", help="auto | cpu | cuda | cuda:N.")
-@click.option("--device-map", help="e.g. 'auto' for a model larger than one GPU.")
-@click.option("--batch-size", type=int, help="Samples per batch.")
-@click.option("--batch-tokens", type=int, help="Padded tokens per batch.")
-@click.option("--max-length", type=int, help="Truncate samples to N tokens.")
-@click.option("--route", type=click.Choice(["auto", "core", "dense", "reference"]), help="Spectral route.")
 @click.option("--metrics", help="Metrics each task's analysis covers.  [default: nuclear_norm,sigma1_ratio,effective_rank]")
 @click.option("--bootstrap", type=click.IntRange(min=10), help="Bootstrap resamples.  [default: 1000]")
 @click.option("--seed", type=int, help="Seed of the resampling.  [default: 0]")
 @click.option("--task-reports/--no-task-reports", default=None,
               help="Figures and report.html for every task too (the CSVs are always written).  [default: on]")
 @click.option("--config", "config_file", type=click.Path(), help="reproduce.yaml of an earlier run; options here win.")
-@click.option("--overwrite", is_flag=True, default=None, help="Replace a run directory with another config.")
-@click.option("--quiet", "-q", is_flag=True, default=None, help="No progress output.")
+@run_options
 def reproduce(config_file, **options):
     """The paper's whole grid on one model: every task's claims in one table and one report."""
-    from layergrad.reproduce import COMPUTE_KEYS, ReproduceConfig
+    from layergrad.reproduce import ReproduceConfig
     from layergrad.reproduce import reproduce as run_reproduce
 
-    given = {k: v for k, v in options.items() if v is not None}
+    values = given(options)
     for key in ("groups", "tasks", "metrics"):
-        if key in given:
-            given[key] = tuple(split(given[key]))
-    compute_options = {k: given.pop(k) for k in list(given) if k in COMPUTE_KEYS}
-    if compute_options:
-        given["compute"] = compute_options
-    config = ReproduceConfig.from_file(config_file, given) if config_file else ReproduceConfig(**given)
+        if key in values:
+            values[key] = tuple(split(values[key]))
+    config = ReproduceConfig.from_file(config_file, values) if config_file else ReproduceConfig.build(**values)
     out = run_reproduce(config, log=_log(config.quiet))
     click.echo(f"claims: {out / 'claims.csv'}  report: {out / 'report.html'}")
 

@@ -16,14 +16,36 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from filelock import FileLock
 
+from layergrad.declare import check_fields, fingerprint, option
 from layergrad.errors import ModelError, did_you_mean
 
 DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load the model (the model itself is named by its spec: alias, folder, .gguf, hub id)."""
+
+    dtype: str = option("float32", "Model dtype.", choices=DTYPES)
+    device: str = option("auto", "auto | cpu | cuda | cuda:N.", neutral=True)
+    device_map: str | None = option(None, "Passed to from_pretrained, e.g. 'auto' for a model larger than one GPU.",
+                                    neutral=True)
+    chat: bool | None = option(None, "Force the chat template on or off (default: detected).", flag="--chat/--base")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off by default).")
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def fingerprint(self) -> dict:
+        return fingerprint(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ all tasks form one table with Holm over the whole of it (``OUT/claims.csv``, and
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
@@ -24,34 +24,36 @@ from layergrad.analysis.analyze import DEFAULT_METRICS, analyze
 from layergrad.analysis.groups import computed, load_runs
 from layergrad.analysis.report import embed
 from layergrad.data.paper import COT_TASKS, MATH_TASKS, WIKI
+from layergrad.declare import command_words
 from layergrad.errors import InputError, did_you_mean
-from layergrad.runs.config import RunConfig
+from layergrad.engine.options import ComputeOptions
+from layergrad.models import LoadOptions
+from layergrad.runs.config import RunConfig, flatten, nest, read_yaml
 from layergrad.runs.runner import run
 
 GROUPS = {"cot": COT_TASKS, "math": tuple(MATH_TASKS), "wiki": ("wiki",)}
 STYLES = {"cot": ("none", "simplified", "detailed"), "math": ("simplified", "detailed"), "wiki": tuple(WIKI)}
-COMPUTE_KEYS = ("dtype", "device", "device_map", "batch_size", "batch_tokens", "max_length", "route", "modules",
-                "trust_remote_code", "chat", "system_prompt")
 
 
 @dataclass(frozen=True)
 class ReproduceConfig:
-    """Everything ``reproduce`` needs; written to ``OUT/reproduce.yaml``."""
+    """Everything ``reproduce`` needs; written to ``OUT/reproduce.yaml``. ``load`` and ``compute`` are
+    the declared option objects every run has (their fields may be given flat, as on the CLI)."""
 
     model: str = "smollm2-135m-instruct"
     out: str = "runs/reproduce"
     groups: tuple = ("cot", "math", "wiki")
     tasks: tuple | None = None  # None: every task of the groups
     limit: int | None = None
-    paper: bool = False
     paper_data: str | None = None
     metrics: tuple = DEFAULT_METRICS
     bootstrap: int = 1000
     seed: int = 0
-    compute: dict = field(default_factory=dict)  # more RunConfig options (dtype, device, batching, ...)
     task_reports: bool = True  # figures and report.html per task (the CSVs are always written)
     quiet: bool = False
     overwrite: bool = False
+    load: LoadOptions = field(default_factory=LoadOptions)
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
 
     def __post_init__(self):
         for name in self.groups:
@@ -62,27 +64,25 @@ class ReproduceConfig:
             if task not in known:
                 raise InputError(f"unknown task '{task}' in groups {', '.join(self.groups)}.{did_you_mean(task, known)}"
                                  f" Tasks: {', '.join(known)}")
-        bad = [k for k in self.compute if k not in COMPUTE_KEYS]
-        if bad:
-            raise InputError(f"reproduce does not take the compute option '{bad[0]}'; options: {', '.join(COMPUTE_KEYS)}")
+
+    @classmethod
+    def build(cls, **values) -> "ReproduceConfig":
+        values = nest(cls, values)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict) -> "ReproduceConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
-        unknown = [k for k in values if k not in {f.name for f in fields(cls)}]
-        if unknown:
-            raise InputError(f"{path}: unknown key '{unknown[0]}'")
-        values.update(overrides)
-        values["compute"] = {**values.get("compute", {}), **overrides.get("compute", {})}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        return cls.build(**{**flatten(read_yaml(path)), **flatten(overrides)})
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("load", "compute")}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return {**out, "load": self.load.to_dict(), "compute": self.compute.to_dict()}
+
+    def run_config(self, data: dict) -> RunConfig:
+        return RunConfig(model=self.model, data=data, out=str(Path(self.out) / "run"), limit=self.limit,
+                         paper_data=self.paper_data, quiet=self.quiet, overwrite=self.overwrite, load=self.load,
+                         compute=self.compute)
 
 
 def grid(groups, tasks=None) -> dict[str, dict[str, str]]:
@@ -107,9 +107,7 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
     if not cells:
         raise InputError("no task selected; check --groups and --tasks")
     data = {c: s for task in cells.values() for c, s in task.items()}
-    run_config = RunConfig(model=config.model, data=data, out=str(out / "run"), limit=config.limit,
-                           paper=config.paper, paper_data=config.paper_data, quiet=config.quiet,
-                           overwrite=config.overwrite, **config.compute)
+    run_config = config.run_config(data)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "reproduce.yaml", config.to_dict())
     started = time.perf_counter()
@@ -178,7 +176,7 @@ def write_replication_report(path: Path, table: pd.DataFrame, figure_paths: list
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
     order = [c for c in list(claims.CLAIMS) if c in set(table.claim)]
     html = env.get_template("replication.html.j2").render(
-        version=__version__, model=config.model, limit=config.limit, paper=config.paper, minutes=seconds / 60,
+        version=__version__, model=config.model, limit=config.limit, paper=config.compute.paper, minutes=seconds / 60,
         command=command_line(config), tasks=tasks, rows=[claim_cells(table, c, tasks) for c in order],
         figures=[embed(p) for p in figure_paths])
     path.write_text(html, encoding="utf-8")
@@ -244,7 +242,5 @@ def command_line(config: ReproduceConfig) -> str:
         parts.append(f"--tasks {','.join(config.tasks)}")
     if config.limit:
         parts.append(f"--limit {config.limit}")
-    if config.paper:
-        parts.append("--paper")
-    parts += [f"--{k.replace('_', '-')} {v}" for k, v in config.compute.items() if v is not None]
+    parts += command_words(config.load) + command_words(config.compute)
     return " ".join(parts + ["--paper-data DIR", f"--out {config.out}"])

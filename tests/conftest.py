@@ -63,7 +63,7 @@ def tiny_run(tmp_path_factory):
         data[style] = f"builtin:arith/{style}?n=8"
         data[f"{style}@irrelevant"] = f"builtin:arith/{style}@irrelevant?n=8"
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    return run(RunConfig(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True,
+    return run(RunConfig.build(model="tiny-random-llama", data=data, out=str(out), quiet=True, spectrum=True,
                          cosine=True),
                log=lambda *a: None)
 

@@ -1,9 +1,9 @@
-"""The oracle: one sample at a time, plain autograd on the weights, fp64 SVD of param.grad."""
+"""The oracle: one sample at a time, plain autograd on the weights (the loss as transformers computes
+it from ``labels``), fp64 SVD of param.grad. Only the choice of weights (their names) comes from
+layergrad; the loss, the masking and the gradients do not."""
 
 import torch
 
-from layergrad.engine.batching import pad_batch
-from layergrad.engine.compute import response_losses
 from layergrad.engine.projections import select_targets
 
 
@@ -18,8 +18,10 @@ def oracle_gradients(m, item, modules="all"):
     for t in targets:
         t.module.weight.requires_grad_(True)
     try:
-        ids, mask, tmask = pad_batch([item], 0, next(model.parameters()).device)
-        loss = response_losses(model(input_ids=ids, attention_mask=mask.long()).logits, ids, tmask)[0]
+        ids = torch.tensor([item.encoded.input_ids], device=next(model.parameters()).device)
+        labels = ids.clone()
+        labels[0, :max(item.encoded.n_prompt, 1)] = -100  # the response tokens are the targets
+        loss = model(input_ids=ids, labels=labels).loss  # mean cross-entropy over them
         loss.backward()
         out = []
         for t in targets:

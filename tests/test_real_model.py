@@ -8,9 +8,10 @@ from reference import oracle_singular_values
 
 import layergrad
 from layergrad.engine.batching import Item
-from layergrad.engine.compute import ComputeOptions, make_formatter
+from layergrad.engine.compute import make_formatter
+from layergrad.engine.options import ComputeOptions
 from layergrad.engine.original import original_record
-from layergrad.engine.spectra import spectrum_stats
+from layergrad.engine.statistics import spectrum_stats
 
 pytestmark = pytest.mark.integration
 STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
@@ -19,11 +20,11 @@ CHECKED_LAYERS = (0, 1, 15, 28, 29)  # paper mode with all modules: first, middl
 
 @pytest.mark.parametrize("style", STYLES)
 def test_exact_all_seven_kinds_against_fp64(smollm2, paper_data, style, monkeypatch):
-    """Every (layer, module) within 1e-4; with the capture helpers on (the default on a multi-core CPU,
-    off in a one-thread test worker), while the paper-mode tests below run without them."""
-    from layergrad.engine import capture
+    """Every (layer, module) within 1e-4; with the jobs on worker threads (the default on a multi-core
+    CPU, inline in a one-thread test worker), while the paper-mode tests below run them inline."""
+    from layergrad.engine import threads
 
-    monkeypatch.setattr(capture, "uses_helpers", lambda model: True)
+    monkeypatch.setattr(threads, "workers", lambda: 2)
     samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=3, paper_data=paper_data)
     frame = layergrad.compute(smollm2, samples)
     assert frame.module.nunique() == 7 and frame.layer.nunique() == 30
@@ -116,3 +117,22 @@ def test_base_model_spectra_are_exact(gemma3):
     worst = max(abs(rows.loc[param, "nuclear_norm"] - spectrum_stats(sigma).nuclear_norm) / spectrum_stats(sigma).nuclear_norm
                 for param, sigma in ref.items())
     assert worst < 1e-4, worst
+
+
+def test_short_answers_are_exact_against_autograd(smollm2, paper_data):
+    """1-3-token responses (the paper's None CoT, paper formatting): every module's nuclear norm, σ1 and
+    Frobenius norm within 1e-5 of the SVD of autograd's param.grad (same fp32 model)."""
+    samples = layergrad.load_samples("paper:gsm8k/none", limit=4, paper_data=paper_data)
+    frame = layergrad.compute(smollm2, samples, paper=True, modules="all")
+    fmt = make_formatter(smollm2, ComputeOptions(paper=True).resolved())
+    worst = 0.0
+    for s in samples:
+        item = Item("default", s, fmt.encode(s))
+        assert 1 <= item.encoded.n_response <= 3
+        ref, _ = oracle_singular_values(smollm2, item, layers=CHECKED_LAYERS)
+        rows = frame[frame.sample_id == s.sample_id].set_index("param")
+        for param, sigma in ref.items():
+            want = spectrum_stats(sigma)
+            for col in ("nuclear_norm", "sigma_max", "frobenius_norm"):
+                worst = max(worst, abs(rows.loc[param, col] - want[col]) / want[col])
+    assert worst < 1e-5, worst

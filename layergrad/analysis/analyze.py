@@ -166,9 +166,15 @@ def choose_metrics(metrics: list[str], stats: pd.DataFrame) -> list[str]:
         metrics.append("cosine_next")  # the run was computed with --cosine
     unknown = [m for m in metrics if m not in stats.columns]
     if unknown:
-        raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(DEFAULT_METRICS)}, frobenius_norm, "
-                         f"stable_rank, sigma_max, {', '.join(DERIVED_METRICS)}")
+        raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(metric_names())}")
     return metrics
+
+
+def metric_names() -> list[str]:
+    """Every metric analyze knows: the registered statistics, the derived ones, the cosine."""
+    from layergrad.engine import statistics
+
+    return list(statistics.names()) + list(DERIVED_METRICS) + ["cosine_next"]
 
 
 def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:

@@ -21,21 +21,20 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from layergrad.analysis.curves import table_rule  # noqa: E402
+from layergrad.engine import statistics  # noqa: E402
 
 MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4", "o_proj": "#7f7f7f",
                   "gate_proj": "#9467bd", "up_proj": "#ff7f0e", "down_proj": "#8c564b"}
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
            "#1f78b4", "#b2df8a"]
-LABELS = {"nuclear_norm": "nuclear norm ‖G‖*", "sigma1_ratio": "σ1 ratio σ1/‖G‖*",
-          "effective_rank": "effective rank", "frobenius_norm": "Frobenius norm", "stable_rank": "stable rank",
-          "sigma_max": "σ1", "cosine_next": "cosine(G_l, G_l+1)"}
+OTHER_LABELS = {"cosine_next": "cosine(G_l, G_l+1)"}  # the statistics' own labels are in their registry
 
 
 PNG_DPI = 80
 
 
 def label(metric: str) -> str:
-    return LABELS.get(metric, metric.replace("_", " "))
+    return OTHER_LABELS.get(metric) or statistics.label(metric)
 
 
 def group_colours(groups: list[str]) -> dict[str, str]:

@@ -8,12 +8,11 @@ forward and one activation-only backward per batch; weights never get a gradient
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import pandas as pd
@@ -22,53 +21,25 @@ import torch.nn.functional as F
 
 from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
 from layergrad.data.samples import Sample, reason_kind
-from layergrad.engine import solvers, spectra
+from layergrad.engine import solvers, statistics
 from layergrad.engine.batching import Item, pad_batch, plan_batches
-from layergrad.engine.capture import Captured, GradientCapture, Part
-from layergrad.engine.pipeline import run_pipeline
+from layergrad.engine.capture import Captured, GradientCapture
+from layergrad.declare import build_options
+from layergrad.engine.options import ComputeOptions
 from layergrad.engine.projections import KINDS, select_targets
-from layergrad.engine.threads import set_budget
+from layergrad.engine.threads import numpy_single_threaded, set_budget
 from layergrad.errors import InputError
 
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
                   "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
 STAT_KEYS = ("sample_id", "condition", "layer", "module", "param")
-STATS_COLUMNS = STAT_KEYS + spectra.STAT_COLUMNS + ("rank_bound", "finite", "route")
 SKIP_NO_RESPONSE = "no response tokens after truncation"
+MIN_KEPT_LOGITS = 8  # the LM head always computes at least this many positions (logits_to_keep)
 
 
-@dataclass(frozen=True)
-class ComputeOptions:
-    """What to compute and how; ``paper=True`` fixes formatting, q/k/v/o default, batch 1."""
-
-    modules: str | tuple | None = None  # None: all kinds, or q/k/v/o in paper mode
-    paper: bool = False
-    batch_size: int | None = None
-    batch_tokens: int | None = None
-    max_length: int | None = None
-    route: str = "auto"  # auto | core | dense | reference
-    spectrum: bool = False
-    append_eos: bool = True
-    system_prompt: str | None = None
-    cosine: bool = False  # adjacent-layer gradient cosine per module (column cosine_next)
-    solver: str = "auto"  # eigensolver backend: auto | torch | cupy | host (solvers.py)
-    overlap: bool | None = None  # finish batch k while batch k+1 runs (None: the device's default)
-    segments: str = "auto"  # auto | sample | batch (capture.segments_for)
-    threads: int | None = None  # CPU thread budget (None: leave torch's setting)
-
-    def resolved(self) -> "ComputeOptions":
-        """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default."""
-        modules = default_modules(self.modules, self.paper)
-        if not self.paper:
-            return replace(self, modules=modules)
-        return replace(self, modules=modules, batch_size=1, batch_tokens=None)
-
-
-def default_modules(modules, paper: bool):
-    """The modules to compute: the given ones, else all kinds (q/k/v/o in paper mode)."""
-    if modules is None or modules == "":
-        return "attn" if paper else "all"
-    return modules
+def stats_columns() -> tuple[str, ...]:
+    """The columns of the stats table: keys, every registered statistic, bookkeeping."""
+    return STAT_KEYS + statistics.names() + ("rank_bound", "finite", "route")
 
 
 @dataclass
@@ -89,8 +60,8 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     'all', 'attn', 'mlp', kinds or 're:<regex>'. The samples table is ``df.attrs['samples']``.
     A condition none of whose samples can be computed is an InputError before any forward pass.
     """
-    opts = ComputeOptions(modules=modules, paper=paper, batch_size=batch_size,
-                          batch_tokens=batch_tokens, **options)
+    opts = build_options(ComputeOptions, modules=modules, paper=paper, batch_size=batch_size,
+                         batch_tokens=batch_tokens, **options)
     conditions = samples if isinstance(samples, dict) else {"default": list(samples)}
     check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)
     stats, rows = [], []
@@ -110,43 +81,40 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
 def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle: Callable, *,
             skip_ids: set | None = None) -> None:
     """Compute every sample not in ``skip_ids`` ((condition, id) pairs); ``handle`` receives each
-    batch's records in order (skips first), on the finishing worker when batches overlap."""
+    batch's records in order, the skipped samples' first."""
     opts = opts.resolved()
     if opts.threads:
         set_budget(opts.threads)
-    overlap = default_overlap(m) if opts.overlap is None else opts.overlap
-    run_pipeline(iter_pending(m, conditions, opts, skip_ids or set()), finish, handle, overlap=overlap)
+    for records in iter_records(m, conditions, opts, skip_ids or set()):
+        handle(records)
 
 
-def default_overlap(m) -> bool:
-    """Synchronous by default, as measured: on a CPU the capture helpers already solve during the
-    backward and finishing is only rows (benchmarks/cpu_vs_original.py: within noise); on an H200
-    (Qwen2-1.5B shape, T=512) the host solver took 1.13 s/sample synchronous and 1.44 overlapped,
-    torch and cupy the same either way (benchmarks/gpu_shapes.py). ``overlap=True`` stays available."""
-    return False
-
-
-def iter_pending(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set) -> Iterator:
-    """The skipped samples' records first, then each batch after its forward and backward."""
+def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set) -> Iterator:
+    """The skipped samples' records first, then each batch's after its forward and backward."""
     formatter = make_formatter(m, opts)
     items, skipped = prepare_items(formatter, conditions, skip_ids)
     if skipped:
         yield BatchRecords([], skipped)
     targets = select_targets(m.model, opts.modules)
-    solvers.check(opts.solver, m.model.get_input_embeddings().weight.device)  # before any forward pass
+    device = m.model.get_input_embeddings().weight.device
+    solvers.check(opts.solver, device)  # before any forward pass
     batch_size, batch_tokens = opts.batch_size, opts.batch_tokens
-    if batch_size is None and batch_tokens is None and not next(m.model.parameters()).is_cuda:
+    if batch_size is None and batch_tokens is None and device.type != "cuda":
         batch_size = 1  # measured: on a CPU, padding costs more than batching saves
     batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
+    if opts.solver in ("auto", "host"):
+        solvers.calibrate(device, problem_sizes(targets, [it.encoded.n_tokens for it in items]))
     m.model.eval()
-    with GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine, segments=opts.segments,
-                         solver=opts.solver) as cap:
+    with numpy_single_threaded(), GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine,
+                                                  solve_per=opts.solve_per, solver=opts.solver) as cap:
         for batch in batches:
             yield from run_with_backoff(m, cap, batch, opts)
 
 
-def finish(item) -> BatchRecords:
-    return item if isinstance(item, BatchRecords) else item.finish()
+def problem_sizes(targets, lengths: list[int]) -> set[int]:
+    """Every eigenproblem size a run may meet: min(T, p, d) (core route) and min(p, d) (dense)."""
+    shapes = {(t.p, t.d) for t in targets}
+    return {n for p, d in shapes for t in set(lengths) for n in (min(t, p, d), min(p, d))}
 
 
 def make_formatter(m, opts: ComputeOptions) -> Formatter:
@@ -213,7 +181,7 @@ def check_usable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), enco
                              f"({listed}; first: {reasons[0]}); fix the data or leave the condition out")
 
 
-def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator["Pending"]:
+def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator[BatchRecords]:
     """Run one batch; on out-of-memory, retry it in halves (a batch of one re-raises)."""
     try:
         yield run_batch(m, cap, batch, opts)
@@ -228,94 +196,48 @@ def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterat
         yield from run_with_backoff(m, cap, batch[half:], opts)
 
 
-def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) -> "Pending":
-    """Forward + activation-only backward of one padded batch -> its captured matrices."""
+def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) -> BatchRecords:
+    """Forward + activation-only backward of one padded batch (the per-target jobs run meanwhile)
+    -> its records."""
     device = m.model.get_input_embeddings().weight.device
     pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
-    ids, mask, targets = pad_batch(batch, pad_id, device)
+    ids, mask, scored = pad_batch(batch, pad_id, device)
     cap.start_batch(mask)
-    keep = logits_to_keep(m.model, targets)
+    keep = logits_to_keep(m.model, scored)
     extra = {"logits_to_keep": keep} if keep else {}
     logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
     first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1
-    losses = response_losses(logits, ids[:, first:], targets[:, first:])  # (B,)
+    losses = response_losses(logits, ids[:, first:], scored[:, first:])  # (B,)
     del logits
     losses.sum().backward()
-    pending = Pending(batch, cap.collect(), cap.inner, cap.segments, losses.detach(), opts, ready_event(device))
+    results = cap.collect()
+    stat_rows = spectra_rows(results, batch, opts)
+    if opts.cosine:
+        add_adjacent_cosines(stat_rows, cap.inner, cap.spans, batch)
     cap.reset()
-    return pending
+    sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
+                   for it, loss in zip(batch, losses.detach().cpu())]
+    mark_nonfinite(sample_rows, stat_rows)
+    return BatchRecords(stat_rows, sample_rows, sum(it.encoded.n_tokens for it in batch))
 
 
-def ready_event(device: torch.device):
-    """A CUDA event after this batch's backward (None on a CPU): the finishing stream waits on it."""
-    if device.type != "cuda":
-        return None
-    event = torch.cuda.Event()
-    event.record(torch.cuda.current_stream(device))
-    return event
+def logits_to_keep(model, scored: torch.Tensor) -> int:
+    """Positions from the first scored token's predictor on: the LM head skips the prompt (0: all).
 
-
-@dataclass
-class Pending:
-    """A batch after its forward and backward: the captured matrices, waiting for their solves."""
-
-    batch: list[Item]
-    results: list[Captured]
-    inner: dict
-    segments: list
-    losses: torch.Tensor  # (B,) on the model's device
-    opts: ComputeOptions
-    ready: object = None  # torch.cuda.Event on a GPU
-
-    def finish(self) -> BatchRecords:
-        """Eigensolves left to do, statistics and rows of this batch (on a side CUDA stream on a GPU)."""
-        with side_stream(self.ready, self.tensors()):
-            stat_rows = spectra_rows(self.results, self.batch, self.opts)
-            if self.opts.cosine:
-                add_adjacent_cosines(stat_rows, self.inner, self.segments, self.batch)
-            losses = self.losses.cpu()
-        sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
-                       for it, loss in zip(self.batch, losses)]
-        mark_nonfinite(sample_rows, stat_rows)
-        return BatchRecords(stat_rows, sample_rows, sum(it.encoded.n_tokens for it in self.batch))
-
-    def tensors(self) -> list[torch.Tensor]:
-        found = [self.losses] + [part.matrices for cap in self.results for part in cap.parts
-                                 if part.matrices is not None]
-        return found + [v for values in self.inner.values() for v in values]
-
-
-_streams: dict = {}
-
-
-@contextlib.contextmanager
-def side_stream(ready, tensors: list[torch.Tensor]):
-    """On a GPU: run the body on a second stream that waits for ``ready``; the tensors are marked
-    as used there, so the allocator cannot hand their memory to the next batch too early."""
-    if ready is None:
-        yield
-        return
-    device = next(t.device for t in tensors if t.is_cuda)
-    stream = _streams.setdefault(device, torch.cuda.Stream(device))
-    stream.wait_event(ready)
-    for t in tensors:
-        if t.is_cuda:
-            t.record_stream(stream)
-    with torch.cuda.stream(stream):
-        yield
-    stream.synchronize()
-
-
-def logits_to_keep(model, targets: torch.Tensor) -> int:
-    """Positions from the first target's predictor on: the LM head skips the prompt (0: all).
-
-    Exact, and on short answers after long prompts it saves most of the vocabulary
-    projection, forward and backward (the model must accept ``logits_to_keep``).
+    On short answers after long prompts it saves most of the vocabulary projection, forward and
+    backward (the model must accept ``logits_to_keep``). At least ``MIN_KEPT_LOGITS`` positions: a
+    BLAS may take another kernel for a product of 1-3 rows (MKL does), and the LM head's backward
+    sums over the whole vocabulary, so that kernel's rounding would reach every output gradient
+    (measured on SmolLM2: 1.1e-5 relative error against fp64 for 1-3 rows, 5e-7 for 4 or more,
+    whose rows equal the full product's bit for bit; tests/engine/test_compute.py checks it here).
     """
     if not accepts_logits_to_keep(type(model)):
         return 0
-    hits = targets.any(0).nonzero()
-    return int(targets.shape[1] - hits[0]) + 1 if len(hits) else 0
+    hits = scored.any(0).nonzero()
+    if not len(hits):
+        return 0
+    positions = scored.shape[1] + 1
+    return min(positions, max(positions - int(hits[0]), MIN_KEPT_LOGITS))
 
 
 @functools.cache
@@ -323,36 +245,37 @@ def accepts_logits_to_keep(model_class) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def response_losses(logits: torch.Tensor, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's target tokens, fp32."""
+def response_losses(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's scored (response) tokens, fp32."""
     token_loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(),
-                                 reduction="none").view(targets.shape)
-    weights = targets.float()
+                                 reduction="none").view(scored.shape)
+    weights = scored.float()
     return (token_loss * weights).sum(1) / weights.sum(1)
 
 
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
-    """Captured matrices -> one stats row per (sample, target)."""
+    """Every target's σ² -> one stats row per (sample, target)."""
     pairs = [(cap.target, part) for cap in results for part in cap.parts]
-    squared = batched_squared([part for _, part in pairs], opts.solver, opts.threads)
-    stats = batched_stats(squared, [min(t.p, t.d) for t, _ in pairs])
+    stats = batched_stats([part.squared for _, part in pairs], [min(t.p, t.d) for t, _ in pairs])
     rows = []
-    for (t, part), sq, part_stats in zip(pairs, squared, stats):
+    for (t, part), part_stats in zip(pairs, stats):
         finite = part.finite.tolist()
-        for j, item in enumerate(batch[part.segment.start:part.segment.stop]):
-            rows.append(stat_row(item, t, part.route, part_stats[j], sq[j], finite[j], opts))
+        for j, item in enumerate(batch[part.span.start:part.span.stop]):
+            rows.append(stat_row(item, t, part.route, part_stats[j], part.squared[j], finite[j], opts))
     return rows
 
 
 def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[list[float]]]:
     """The statistics of every part's σ² rows, one call per (width, n_full, device): per part, a list
-    of STAT_COLUMNS values per sample (210 small calls cost more than the eigensolves of a short sample)."""
+    of the registered statistics per sample (210 small calls cost more than the eigensolves of a short
+    sample)."""
     out: list = [None] * len(squared)
     groups: dict[tuple, list[int]] = {}
     for k, (sq, n_full) in enumerate(zip(squared, n_fulls)):
         groups.setdefault((sq.shape[-1], n_full, sq.device), []).append(k)
     for (_, n_full, _), ks in groups.items():
-        values = spectra.stats_from_squared(torch.cat([squared[k] for k in ks]), n_full).cpu().tolist()
+        spectrum = statistics.Spectrum(torch.cat([squared[k] for k in ks]), n_full)
+        values = statistics.evaluate(spectrum).cpu().tolist()
         start = 0
         for k in ks:
             out[k], start = values[start:start + len(squared[k])], start + len(squared[k])
@@ -362,49 +285,31 @@ def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[
 def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, finite: bool, opts) -> dict:
     n_full = min(t.p, t.d)
     rank_bound = min(item.encoded.n_tokens, n_full)
-    values = stats if finite else [math.nan] * len(spectra.STAT_COLUMNS)
+    names = statistics.names()
+    values = stats if finite else [math.nan] * len(names)
     row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
-           "module": t.kind, "param": t.param, **dict(zip(spectra.STAT_COLUMNS, values)),
+           "module": t.kind, "param": t.param, **dict(zip(names, values)),
            "rank_bound": rank_bound, "finite": finite, "route": route}
-    if finite and rank_bound < n_full:
+    if finite and rank_bound < n_full and "sigma_min" in row:
         row["sigma_min"] = 0.0
     if opts.spectrum:
         row["spectrum"] = sq[:rank_bound].clamp_min(0).sqrt().tolist() if finite else []
     return row
 
 
-def add_adjacent_cosines(rows: list[dict], inner_products: dict, segments: list, batch: list[Item]) -> None:
+def add_adjacent_cosines(rows: list[dict], inner_products: dict, spans: list, batch: list[Item]) -> None:
     """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
     fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
     inner = {}
-    for (kind, layer), per_segment in inner_products.items():
-        for seg, values in zip(segments, per_segment):
-            for item, value in zip(batch[seg.start:seg.stop], values.tolist()):
+    for (kind, layer), per_span in inner_products.items():
+        for span, values in zip(spans, per_span):
+            for item, value in zip(batch[span.start:span.stop], values.tolist()):
                 inner[(item.sample.sample_id, kind, layer)] = value
     for r in rows:
         key = (r["sample_id"], r["module"], r["layer"])
         value = inner.get(key, math.nan)
         norms = fro[key] * fro.get((r["sample_id"], r["module"], r["layer"] + 1), math.nan)
         r["cosine_next"] = value / norms if norms > 0 else math.nan
-
-
-def batched_squared(parts: list[Part], solver: str = "auto", threads: int | None = None) -> list[torch.Tensor]:
-    """σ² (descending) of every part: those not solved yet in one eigensolver call per matrix size
-    and device, so the solver can spread the stack over cores (CPU) or batch it (GPU)."""
-    out: list[torch.Tensor | None] = [None] * len(parts)
-    by_shape: dict[tuple, list[int]] = {}
-    for k, part in enumerate(parts):
-        if part.squared is not None:
-            out[k] = part.squared
-        else:  # device: with device_map the layers live on several GPUs
-            by_shape.setdefault((part.matrices.device, *part.matrices.shape[1:]), []).append(k)
-    for ks in by_shape.values():
-        values = spectra.squared_singular_values(torch.cat([parts[k].matrices for k in ks]), solver, threads)
-        start = 0
-        for k in ks:
-            size = parts[k].matrices.shape[0]
-            out[k], start = values[start:start + size], start + size
-    return out
 
 
 def mark_nonfinite(sample_rows: list[dict], stat_rows: list[dict]) -> None:
@@ -432,7 +337,7 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
 def stats_frame(rows) -> pd.DataFrame:
     """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
     frame = pd.DataFrame(rows)
-    columns = list(STATS_COLUMNS) + [c for c in ("cosine_next", "spectrum") if c in frame.columns]
+    columns = list(stats_columns()) + [c for c in ("cosine_next", "spectrum") if c in frame.columns]
     frame = frame.reindex(columns=columns)
     if frame.empty:
         return frame

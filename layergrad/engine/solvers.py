@@ -1,23 +1,24 @@
-"""Symmetric eigensolvers for the σ² problems: backends, and which one to use per device and size.
+"""Symmetric eigensolvers for the σ² problems: backends, and which one to use on this machine.
 
 Every backend takes a stack of fp64 symmetric matrices (upper triangles read) and returns their
-eigenvalues, descending, clamped at 0, on the matrices' device:
+eigenvalues, descending, clamped at 0, on the matrices' device; it runs on the calling thread (a
+job of threads.Jobs, its BLAS/LAPACK on one thread):
 
-- ``torch``: ``torch.linalg.eigvalsh`` where the matrices are. On CUDA, PyTorch solves batched
-  inputs larger than 32x32 one matrix at a time (pytorch#175585, #174674), which is slow;
+- ``torch``: ``torch.linalg.eigvalsh`` where the matrices are (on a CPU: the LAPACK torch carries,
+  MKL on x86; on CUDA: cuSOLVER, one matrix at a time above 32x32, pytorch#175585);
+- ``numpy``: ``numpy.linalg.eigvalsh`` on the host (the LAPACK of numpy's wheels, OpenBLAS; it
+  releases the GIL);
 - ``cupy``: ``cupy.linalg.eigvalsh`` on the GPU, the stack handed over by DLPack without a copy
   (optional: ``pip install 'layergrad[cuda12]'`` or ``[cuda13]``);
-- ``host``: LAPACK's divide and conquer (torch's, which releases the GIL) on a pool of CPU
-  threads, one matrix per thread on one MKL thread each; GPU stacks are copied to pinned host
-  memory first. On a CPU this is the fast path: the tridiagonal reduction is memory-bound, so
-  one eigenproblem per core beats several cores per eigenproblem, and a threaded MKL solve
-  collapses when another process shares the cores. The ``torch`` backend on a CPU runs the
-  same LAPACK routine on one thread, so the two give identical numbers.
+- ``host``: GPU stacks copied to pinned host memory and solved by the CPU's choice, so LAPACK
+  runs on the cores while the GPU goes on with the backward; on a CPU the same as ``auto``.
 
-``auto`` takes ``host`` for CPU stacks; for GPU stacks it times the available backends once per
-(device, size bucket) on random matrices of that size and caches the winner in the user cache
-(``solver-calibration.json``; ``LAYERGRAD_SOLVER_RULES=1`` skips timing and uses the measured
-rules in ``RULES``).
+``auto`` times the candidates once per machine and size bucket on random matrices of that size
+and caches the winner in the user cache (``solver-calibration.json``, under a file lock): on a CPU
+torch against numpy (which LAPACK wins depends on the CPU: on an AMD EPYC numpy's OpenBLAS solves
+n = 576 in 25 ms where MKL takes 38; an Intel CPU may rank them the other way); on a GPU torch,
+host and cupy. ``LAYERGRAD_SOLVER_RULES=1`` skips timing and uses ``RULES``. The LAPACKs agree to
+~1e-15 relative; one machine's cache keeps its choice, so its runs repeat bit for bit.
 """
 
 from __future__ import annotations
@@ -25,33 +26,35 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import threading
 import time
 
+import numpy as np
 import torch
 
-from layergrad.engine.threads import budget, one_thread
+from layergrad.engine.options import SOLVERS
 from layergrad.errors import InputError
 
-SOLVERS = ("auto", "torch", "cupy", "host")
-SMALL = 32  # below this size one LAPACK call costs less than a thread hand-off: torch on the CPU
-RULES = {"cuda": [(SMALL, "torch"), (None, "host")]}  # measured fallback when calibration is off
-_lock = threading.Lock()  # the calibration table
-_pinned_lock = threading.Lock()
+SMALL = 32  # below this size the backends do not differ: torch, never timed
+MARGIN = 0.95  # numpy replaces torch on a CPU only when at least 5% faster (noise must not flip it)
+RULES = {"cpu": "torch", "cuda": [(SMALL, "torch"), (None, "host")]}  # when calibration is off
+_memo: dict[tuple[str, int], str] = {}
+_memo_lock = threading.Lock()
+_local = threading.local()  # each worker's pinned host buffer
 
 
-def eigenvalues(matrices: torch.Tensor, solver: str = "auto", threads: int | None = None) -> torch.Tensor:
+def eigenvalues(matrices: torch.Tensor, solver: str = "auto") -> torch.Tensor:
     """(..., n, n) symmetric PSD fp64 matrices -> (..., n) eigenvalues, descending, >= 0."""
     if matrices.numel() == 0:
         return matrices.new_zeros(matrices.shape[:-1])
     name = choose(matrices, solver)
     if name == "torch":
-        with one_thread(not matrices.is_cuda):
-            ev = torch.linalg.eigvalsh(matrices, UPLO="U")
+        ev = torch.linalg.eigvalsh(matrices, UPLO="U")
     elif name == "cupy":
         ev = cupy_eigvalsh(matrices)
     else:
-        ev = host_eigvalsh(matrices, threads).to(matrices.device)
+        ev = host_eigvalsh(matrices, name).to(matrices.device)
     return below_precision_to_zero(ev.flip(-1).clamp_min(0))
 
 
@@ -67,55 +70,44 @@ def check(solver: str, device) -> None:
     """A one-line InputError for a solver that does not exist or cannot run on ``device``."""
     if solver not in SOLVERS:
         raise InputError(f"unknown solver {solver!r}; use one of {', '.join(SOLVERS)}")
-    if solver == "cupy" and not (torch.device(device).type == "cuda" and cupy_available(device)):
+    if solver == "cupy" and not (torch.device(device).type == "cuda" and cupy_available()):
         raise InputError("solver 'cupy' needs CuPy and a CUDA device: pip install 'layergrad[cuda12]' (or cuda13)")
 
 
 def choose(matrices: torch.Tensor, solver: str) -> str:
-    """The backend for this stack: the one asked, or auto's choice for its device and size."""
-    check(solver, matrices.device)
-    if solver != "auto":
+    """The backend for this stack: the one asked, or the calibrated choice for its device and size."""
+    n = matrices.shape[-1]
+    if matrices.is_cuda:
+        return solver if solver != "auto" else calibrated(matrices.device, n)
+    if solver in ("torch", "numpy"):
         return solver
-    if not matrices.is_cuda:
-        return "host"
-    return calibrated(matrices.device, matrices.shape[-1])
+    return "torch" if n < SMALL else calibrated(torch.device("cpu"), n)  # auto, host (cupy: refused by check)
 
 
 # ----------------------------------------------------------------------------- backends
 
-def host_eigvalsh(matrices: torch.Tensor, threads: int | None = None) -> torch.Tensor:
-    """LAPACK on CPU threads, one matrix per thread on one MKL thread each (identical numbers to the
-    ``torch`` backend on a CPU); GPU stacks are copied to pinned host memory first."""
+def host_eigvalsh(matrices: torch.Tensor, cpu_solver: str = "host") -> torch.Tensor:
+    """LAPACK on this CPU thread (``cpu_solver`` numpy, torch, or host = the calibrated one); GPU
+    stacks are copied to this thread's pinned host buffer first."""
     if matrices.is_cuda:
         pinned = pinned_buffer(matrices.numel(), matrices.dtype)[:matrices.numel()].view(matrices.shape)
         pinned.copy_(matrices, non_blocking=True)
         torch.cuda.current_stream(matrices.device).synchronize()
         matrices = pinned
-    flat = matrices.reshape(-1, *matrices.shape[-2:])
-    workers = max(1, min(threads or budget(), len(flat)))
-    if workers == 1 or matrices.shape[-1] < SMALL:
-        ev = single_threaded_eigvalsh(flat)
-    else:
-        ev = torch.cat(list(eig_pool(workers).map(single_threaded_eigvalsh, torch.tensor_split(flat, workers))))
-    return ev.reshape(matrices.shape[:-1])
-
-
-_pinned: dict = {}
+    if cpu_solver == "host":
+        cpu_solver = choose(matrices, "auto")
+    if cpu_solver == "numpy":
+        return torch.from_numpy(np.linalg.eigvalsh(matrices.numpy(), UPLO="U"))
+    return torch.linalg.eigvalsh(matrices, UPLO="U")
 
 
 def pinned_buffer(numel: int, dtype) -> torch.Tensor:
-    """A page-locked host buffer of at least ``numel`` elements, reused between calls (allocating
-    pinned memory costs about a millisecond per megabyte). One finishing thread uses it at a time."""
-    with _pinned_lock:
-        buffer = _pinned.get(dtype)
-        if buffer is None or buffer.numel() < numel:
-            buffer = _pinned[dtype] = torch.empty(numel, dtype=dtype, pin_memory=True)
-        return buffer
-
-
-def single_threaded_eigvalsh(stack: torch.Tensor) -> torch.Tensor:
-    with one_thread():
-        return torch.linalg.eigvalsh(stack, UPLO="U")
+    """This thread's page-locked host buffer of at least ``numel`` elements, reused between calls
+    (allocating pinned memory costs about a millisecond per megabyte)."""
+    buffer = getattr(_local, "pinned", None)
+    if buffer is None or buffer.dtype != dtype or buffer.numel() < numel:
+        buffer = _local.pinned = torch.empty(numel, dtype=dtype, pin_memory=True)
+    return buffer
 
 
 def cupy_eigvalsh(matrices: torch.Tensor) -> torch.Tensor:
@@ -129,7 +121,7 @@ def cupy_eigvalsh(matrices: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def cupy_available(device=None) -> bool:
+def cupy_available() -> bool:
     if not torch.cuda.is_available():
         return False
     try:
@@ -140,60 +132,100 @@ def cupy_available(device=None) -> bool:
         return False
 
 
-@functools.cache
-def eig_pool(workers: int):
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(workers, thread_name_prefix="layergrad-eig")
-
-
-# ----------------------------------------------------------------------------- auto on a GPU
+# ----------------------------------------------------------------------------- calibration
 
 def bucket(n: int) -> int:
     """Sizes are calibrated in powers of two (32, 64, ..., 4096)."""
     return max(SMALL, 1 << (max(n, 1) - 1).bit_length())
 
 
-def available(device) -> list[str]:
-    return ["torch", "host"] + (["cupy"] if cupy_available(device) else [])
+def candidates(device: torch.device) -> list[str]:
+    if device.type == "cpu":
+        return ["torch", "numpy"]
+    return ["torch", "host"] + (["cupy"] if cupy_available() else [])
 
 
-def calibrated(device, n: int) -> str:
-    """The fastest backend for size-``n`` stacks on ``device`` (timed once, cached on disk)."""
+def calibrated(device: torch.device, n: int) -> str:
+    """The fastest backend for size-``n`` stacks on ``device`` (timed once per machine, cached)."""
     if os.environ.get("LAYERGRAD_SOLVER_RULES"):
+        if device.type == "cpu":
+            return RULES["cpu"]
         return next(name for limit, name in RULES["cuda"] if limit is None or n < limit)
-    key, size = device_key(device), str(bucket(n))
-    with _lock:
+    key = (device_key(device), bucket(n))
+    with _memo_lock:
+        if key not in _memo:
+            _memo[key] = cached_or_timed(device, *key)
+        return _memo[key]
+
+
+def cached_or_timed(device: torch.device, key: str, size: int) -> str:
+    """The cached winner, else time the candidates now (one process at a time) and cache it."""
+    from filelock import FileLock
+
+    path = calibration_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path) + ".lock")
+    except OSError:  # a read-only cache: time it for this process only
+        return fastest(device, size)
+    with lock:
         table = load_calibration()
-        if size not in table.get(key, {}):
-            table.setdefault(key, {})[size] = fastest(device, bucket(n))
+        if str(size) not in table.get(key, {}):
+            table.setdefault(key, {})[str(size)] = fastest(device, size)
             save_calibration(table)
-        return table[key][size]
+        return table[key][str(size)]
 
 
-def device_key(device) -> str:
+def device_key(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"cpu|{cpu_name()}|torch {torch.__version__}|numpy {np.__version__}"
     cupy_version = ""
-    if cupy_available(device):
+    if cupy_available():
         import cupy
 
         cupy_version = cupy.__version__
     return f"{torch.cuda.get_device_name(device)}|torch {torch.__version__}|cupy {cupy_version}"
 
 
-def fastest(device, n: int) -> str:
-    """Time every available backend on a stack of random SPD matrices of size n."""
-    count = 64 if n <= 256 else 16
-    a = torch.randn(count, n, n, dtype=torch.float64, device=device)
+def cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fastest(device: torch.device, size: int) -> str:
+    """Time every candidate on the same random SPD matrices (n = 3/4 of the bucket's top), best of 3,
+    alternating; on a CPU each on one thread, as the jobs run them."""
+    from layergrad.engine.threads import numpy_single_threaded, one_thread
+
+    n = max(SMALL, size * 3 // 4)
+    count = 4 if n >= 384 else 16
+    a = torch.randn(count, n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).to(device)
     stack = a @ a.transpose(-1, -2)
-    times = {}
-    for name in available(device):
-        eigenvalues(stack[:2], name)  # warm-up: kernels, handles, the pool
+    names = candidates(device)
+    best = dict.fromkeys(names, float("inf"))
+    with one_thread(), numpy_single_threaded():
+        for name in names:  # warm-up: kernels, handles, first-touch
+            eigenvalues(stack[:1], name)
+        for _ in range(3):
+            for name in names:
+                synchronize(device)
+                start = time.perf_counter()
+                eigenvalues(stack, name)
+                synchronize(device)
+                best[name] = min(best[name], time.perf_counter() - start)
+    if device.type == "cpu":
+        return "numpy" if best["numpy"] < MARGIN * best["torch"] else "torch"
+    return min(best, key=best.get)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        eigenvalues(stack, name)
-        torch.cuda.synchronize(device)
-        times[name] = time.perf_counter() - start
-    return min(times, key=times.get)
 
 
 def calibration_path():
@@ -212,9 +244,15 @@ def load_calibration() -> dict:
 def save_calibration(table: dict) -> None:
     path = calibration_path()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(table, indent=1))
         tmp.replace(path)
     except OSError:  # a read-only cache only costs a re-calibration next time
         pass
+
+
+def calibrate(device, sizes) -> None:
+    """Time the buckets of ``sizes`` now (before a run's first forward pass, while nothing else runs)."""
+    device = torch.device(device)
+    for size in sorted({bucket(n) for n in sizes if n >= SMALL}):
+        calibrated(device, size)

@@ -14,26 +14,13 @@ Pure tensor maths: no modules, no I/O. Shapes: B samples, T positions (zero-padd
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 
 from layergrad.engine import solvers
-from layergrad.engine.threads import one_thread
 
 CORE_DTYPE = torch.float64
 WIDE_DELTA = 3  # factor Δ as well when p >= WIDE_DELTA * T
 UPPER_FROM, GRAM_BLOCKS = 256, 4  # on a CPU, blocked products that skip the zero triangles
-STAT_COLUMNS = (
-    "nuclear_norm",
-    "sigma_max",
-    "sigma1_ratio",
-    "frobenius_norm",
-    "effective_rank",
-    "stable_rank",
-    "sigma_min",
-)
 
 
 def input_factor(x: torch.Tensor, method: str | None = None) -> torch.Tensor:
@@ -49,8 +36,7 @@ def input_factor(x: torch.Tensor, method: str | None = None) -> torch.Tensor:
         r = cholesky_factor(x)
         if r is not None:
             return r
-    with one_thread(not x.is_cuda):  # small LAPACK calls: one thread each (threads.py)
-        return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
+    return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
 
 
 def cholesky_factor(x: torch.Tensor) -> torch.Tensor | None:
@@ -132,11 +118,10 @@ def row_blocks(n: int) -> list[tuple[int, int]]:
     return list(zip(edges, edges[1:]))
 
 
-def squared_singular_values(matrices: torch.Tensor, solver: str = "auto", threads: int | None = None) -> torch.Tensor:
+def squared_singular_values(matrices: torch.Tensor, solver: str = "auto") -> torch.Tensor:
     """(..., n, n) symmetric PSD matrices (upper triangles read) -> (..., n) eigenvalues = σ²,
-    descending, clamped at 0, by one of the solver backends (solvers.py). Stack same-size
-    matrices: the solvers spread a stack over CPU threads or batch it on the GPU."""
-    return solvers.eigenvalues(matrices, solver, threads)
+    descending, clamped at 0, by one of the solver backends (solvers.py)."""
+    return solvers.eigenvalues(matrices, solver)
 
 
 def reference_singular_values(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
@@ -175,48 +160,3 @@ def choose_route(t: int, p: int, d: int, *, sharing: int = 1, device: str = "cpu
     """'core' or 'dense', whichever costs less at T positions on this device type (PAPER.md §5 cost rule)."""
     cheaper = core_cost(t, p, d, sharing=sharing, device=device) < dense_cost(t, p, d, device=device)
     return "core" if cheaper else "dense"
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-@dataclass(frozen=True)
-class SpectrumStats:
-    """Summary of one gradient spectrum σ1 ≥ σ2 ≥ … (units: those of the gradient)."""
-
-    nuclear_norm: float
-    sigma_max: float
-    sigma1_ratio: float
-    frobenius_norm: float
-    effective_rank: float
-    stable_rank: float
-    sigma_min: float
-
-
-def stats_from_squared(sq: torch.Tensor, n_full: int) -> torch.Tensor:
-    """(K, m) σ² rows (descending) -> (K, 7) statistics in STAT_COLUMNS order, fp64.
-
-    ``n_full`` = min(p, d): ``sigma_min`` is σ_n of the full p×d matrix, 0 when rank < n.
-    Zero gradients give ratio, effective and stable rank 0 (the original's ZeroDivision rule).
-    """
-    sigma = sq.clamp_min(0).sqrt()
-    nuclear = sigma.sum(-1)
-    smax = sigma[..., 0]
-    fro_sq = sq.clamp_min(0).sum(-1)
-    safe_nuc = torch.where(nuclear > 0, nuclear, torch.ones_like(nuclear))
-    prob = sigma / safe_nuc.unsqueeze(-1)
-    entropy = -(prob * torch.log(torch.where(prob > 0, prob, torch.ones_like(prob)))).sum(-1)
-    positive = nuclear > 0
-    ratio = torch.where(positive, smax / safe_nuc, torch.zeros_like(nuclear))
-    erank = torch.where(positive, entropy.exp(), torch.zeros_like(nuclear))
-    stable = torch.where(positive, fro_sq / torch.where(positive, smax**2, torch.ones_like(smax)), torch.zeros_like(smax))
-    smin = sigma[..., n_full - 1] if sq.shape[-1] >= n_full else torch.zeros_like(smax)
-    return torch.stack([nuclear, smax, ratio, fro_sq.sqrt(), erank, stable, smin], dim=-1)
-
-
-def spectrum_stats(sigma: torch.Tensor, n_full: int | None = None) -> SpectrumStats:
-    """Statistics of one vector of singular values (any order)."""
-    sigma = sigma.double().sort(descending=True).values
-    n_full = n_full if n_full is not None else sigma.numel()
-    row = stats_from_squared((sigma**2).unsqueeze(0), n_full)[0].tolist()
-    return SpectrumStats(*[float(v) if math.isfinite(v) else float("nan") for v in row])

@@ -1,11 +1,18 @@
-"""One CPU thread budget for the forward/backward, the eigensolver pool and small LAPACK calls.
+"""The CPU thread budget and the one executor that does all per-target work.
 
-The budget is ``--threads N`` if given, else the cores this process may use: its CPU affinity,
-a cgroup CPU quota (containers, SLURM) and ``OMP_NUM_THREADS``, whichever is smallest. Small
-LAPACK calls (the QR factors of a sample's inputs, the eigensolves) run on one thread each, spread
-over the budget's threads by the solver pool: MKL's QR on two threads was 1.3x slower alone and 7x
-slower beside a second busy process (barrier spinning), its eigensolver up to 100x, while one
-thread per call keeps its speed under contention.
+The budget is ``--threads N`` if given, else the cores this process may use: its CPU affinity, a
+cgroup CPU quota (containers, SLURM) and ``OMP_NUM_THREADS``, whichever is smallest. torch's
+intra-op pool gets it for the forward and backward passes.
+
+Every piece of per-target work (a target's factors, products, Gram matrices and eigensolve; the
+adjacent-layer inner products) is a job of ``Jobs``: with a budget of two or more it runs on one of
+``budget`` worker threads as soon as the backward has produced its output gradient, while the
+backward goes on; with a budget of one it runs at once on the calling thread. Either way a job's
+BLAS and LAPACK calls run on one thread (MKL's thread-local setting; numpy's OpenBLAS held at one
+thread during a run) in the same order, so the tables do not depend on the budget, the thread
+count or how a BLAS splits its work: inline and pooled runs are equal bit for bit. One thread per
+call also keeps its speed when another process shares the cores (a threaded MKL solve collapses
+then: barrier spinning).
 """
 
 from __future__ import annotations
@@ -16,9 +23,13 @@ import functools
 import math
 import os
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
+
+QUEUED = 64  # jobs the workers may still owe a batch (their output gradients stay in memory meanwhile)
 
 
 def cpu_budget() -> int:
@@ -58,8 +69,9 @@ def set_budget(threads: int | None = None) -> int:
     return n
 
 
-_lock = threading.Lock()
-_single = {"depth": 0, "saved": 1}
+def budget() -> int:
+    """The thread budget in force: torch's intra-op setting."""
+    return torch.get_num_threads()
 
 
 @functools.cache
@@ -75,41 +87,93 @@ def mkl_local_setter():
 
 
 @contextlib.contextmanager
-def one_thread(active: bool = True):
-    """Run the body's LAPACK calls on one thread; a no-op when not ``active``.
-
-    With torch's MKL the setting is local to the calling thread (``mkl_set_num_threads_local``),
-    so the solver pool and the hooks' QR never change the threads of a forward/backward running
-    beside them: overlapped and synchronous runs give the same numbers. Without it, torch's
-    process-wide setting is lowered, shared by a counter (the last user out restores it).
-    """
-    if not active:
+def one_thread():
+    """torch's LAPACK/BLAS calls in the body on one thread, for this thread only (MKL's thread-local
+    setting), so a job never changes the threads of the backward running beside it."""
+    setter = mkl_local_setter()
+    if setter is None:
         yield
         return
-    setter = mkl_local_setter()
-    if setter is not None:
-        previous = setter(1)
-        try:
-            yield
-        finally:
-            setter(previous)
-        return
-    with _lock:
-        if _single["depth"] == 0:
-            _single["saved"] = torch.get_num_threads()
-            if _single["saved"] != 1:
-                torch.set_num_threads(1)
-        _single["depth"] += 1
+    previous = setter(1)
     try:
         yield
     finally:
-        with _lock:
-            _single["depth"] -= 1
-            if _single["depth"] == 0 and _single["saved"] != 1:
-                torch.set_num_threads(_single["saved"])
+        setter(previous)
 
 
-def budget() -> int:
-    """The thread budget in force (torch's intra-op setting outside ``one_thread``)."""
-    with _lock:
-        return _single["saved"] if _single["depth"] else torch.get_num_threads()
+@contextlib.contextmanager
+def numpy_single_threaded():
+    """numpy's own BLAS/LAPACK (OpenBLAS in its wheels) on one thread for the body, restored after;
+    torch's pool and other libraries are left alone."""
+    from threadpoolctl import ThreadpoolController
+
+    import numpy
+
+    home = str(Path(numpy.__file__).resolve().parent.parent)
+    mine = [lib for lib in ThreadpoolController().lib_controllers if str(lib.filepath).startswith(home)
+            and "numpy" in str(lib.filepath)]
+    saved = [lib.num_threads for lib in mine]
+    for lib in mine:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(mine, saved):
+            lib.set_num_threads(n)
+
+
+def workers() -> int:
+    """Worker threads of the executor: the budget, or 0 (jobs inline) with a budget of one or without
+    MKL's thread-local setting (a job could not keep to one thread)."""
+    n = budget()
+    return n if n > 1 and mkl_local_setter() is not None else 0
+
+
+@functools.cache
+def _pool(size: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(size, thread_name_prefix="layergrad-job")
+
+
+def _single_threaded(job):
+    with one_thread():
+        return job()
+
+
+class Jobs:
+    """The per-target jobs of one batch: submitted in order, at most ``QUEUED`` owed at a time (the
+    submitter waits for the oldest), collected after the backward. ``size`` workers (``workers()``
+    by default; 0: every job runs at once on the caller)."""
+
+    def __init__(self, size: int | None = None, queued: int = QUEUED):
+        self.size = workers() if size is None else size
+        self.queued = queued
+        self._owed: deque[Future] = deque()
+        self._lock = threading.Lock()
+
+    def submit(self, job) -> None:
+        if not self.size:
+            _single_threaded(job)
+            return
+        with self._lock:
+            self._owed.append(_pool(self.size).submit(_single_threaded, job))
+        self._wait_until(self.queued)
+
+    def collect(self) -> None:
+        """Wait for every job, re-raising the first error."""
+        self._wait_until(0)
+
+    def cancel(self) -> None:
+        """Drop what has not started, wait for what has (an abandoned batch: errors are dropped too)."""
+        with self._lock:
+            owed, self._owed = list(self._owed), deque()
+        for job in owed:
+            job.cancel()
+        wait(owed)
+
+    def _wait_until(self, owed: int) -> None:
+        while True:
+            with self._lock:
+                if len(self._owed) <= owed:
+                    return
+                oldest = self._owed.popleft()
+            oldest.result()

@@ -1,102 +1,124 @@
-"""One configuration object for Python, YAML and the CLI (CLI > file > defaults)."""
+"""One configuration object for Python, YAML and the CLI (CLI > file > defaults).
+
+``RunConfig`` holds the run's own settings and, rather than copies of them, the two declared option
+objects: ``load`` (models.LoadOptions) and ``compute`` (engine.options.ComputeOptions). In YAML and
+in ``RunConfig.build`` their fields may also be given flat (``paper: true`` = ``compute: {paper:
+true}``), as older run directories wrote them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from layergrad.declare import check_fields, fingerprint, option
+from layergrad.engine.options import ComputeOptions
 from layergrad.errors import InputError, did_you_mean
+from layergrad.models import LoadOptions
 
-ROUTES = ("auto", "core", "dense", "reference")
-# keys that change no number in the results: a resumed run may differ in them
-RESULT_NEUTRAL = ("batch_size", "batch_tokens", "limit", "device", "device_map", "quiet", "out", "overwrite", "solver",
-                  "overlap", "segments", "threads")
-SOLVERS = ("auto", "torch", "cupy", "host")
-SEGMENTATIONS = ("auto", "sample", "batch")
+RENAMED = {"segments": "solve_per"}  # keys older run directories wrote
+RETIRED = ("overlap",)  # keys that no longer mean anything: read and ignored
+PARTS = {"load": LoadOptions, "compute": ComputeOptions}
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything a run needs; written to ``config.yaml`` so the run can be replayed exactly."""
 
-    model: str = field(default="smollm2-135m-instruct", metadata={"help": "alias, folder, .gguf or hub id"})
+    model: str = option("smollm2-135m-instruct", "Alias, local folder, .gguf file or hub id.")
     data: dict = field(default_factory=dict, metadata={"help": "condition name -> source"})
-    out: str = field(default="runs/run", metadata={"help": "run directory"})
-    modules: str | None = field(default=None, metadata={
-        "help": "all | attn | mlp | kinds | re:<regex>; unset: all (attn with paper), an explicit value always wins"})
-    paper: bool = field(default=False, metadata={"help": "reproduce the original script's choices"})
-    limit: int | None = field(default=None, metadata={"help": "first N samples of each condition"})
-    batch_size: int | None = None
-    batch_tokens: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    device_map: str | None = field(default=None, metadata={"help": "e.g. 'auto': spread a large model over GPUs"})
-    max_length: int | None = None
-    route: str = "auto"
-    solver: str = field(default="auto", metadata={"help": "eigensolver: auto | torch | cupy | host"})
-    overlap: bool | None = field(default=None, metadata={"help": "finish batch k while k+1 runs (unset: off)"})
-    segments: str = field(default="auto", metadata={"help": "auto | sample | batch: spectral problem per sample or batch"})
-    threads: int | None = field(default=None, metadata={"help": "CPU threads (unset: affinity, cgroup, OMP_NUM_THREADS)"})
-    spectrum: bool = False
-    cosine: bool = field(default=False, metadata={"help": "adjacent-layer gradient cosine (cosine_next)"})
-    append_eos: bool = True
-    system_prompt: str | None = None
-    chat: bool | None = field(default=None, metadata={"help": "force chat template on/off"})
-    trust_remote_code: bool = False
-    paper_data: str | None = None
-    quiet: bool = False
-    overwrite: bool = False
+    out: str = option("runs/run", "Run directory.", neutral=True)
+    limit: int | None = option(None, "Only the first N samples of each condition.", neutral=True, positive=True)
+    paper_data: str | None = option(None, "Local copy of the paper's data/ folder.")
+    quiet: bool = option(False, "No progress output and no summary.", neutral=True, flag="--quiet -q")
+    overwrite: bool = option(False, "Replace a run directory with another config.", neutral=True)
+    load: LoadOptions = field(default_factory=LoadOptions)
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
 
     def __post_init__(self):
-        if self.route not in ROUTES:
-            raise InputError(f"unknown route '{self.route}'.{did_you_mean(self.route, ROUTES)} "
-                             f"Use one of: {', '.join(ROUTES)}")
-        for name, choices in (("solver", SOLVERS), ("segments", SEGMENTATIONS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise InputError(f"unknown {name} '{value}'.{did_you_mean(str(value), choices)} "
-                                 f"Use one of: {', '.join(choices)}")
-        for name in ("limit", "batch_size", "batch_tokens", "max_length", "threads"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        check_fields(self)
         if not isinstance(self.data, dict):
             raise InputError("data must map condition names to sources, e.g. {none: paper:gsm8k/none}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def result_fingerprint(self) -> dict:
-        """The settings that determine the numbers (what a resumed run must share)."""
-        values = {k: v for k, v in self.to_dict().items() if k not in RESULT_NEUTRAL}
-        values["modules"] = self.modules or ("attn" if self.paper else "all")  # unset = the mode's default
-        return values
+    @classmethod
+    def build(cls, **values) -> "RunConfig":
+        """From flat or nested keys (a load or compute field may be given at the top level)."""
+        return cls(**nest(cls, values))
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        for key in values:
-            if key not in known:
-                raise InputError(f"unknown config key '{key}'.{did_you_mean(key, known)}")
-        return cls(**values)
+        return cls.build(**values)
+
+    def with_values(self, **values) -> "RunConfig":
+        """A copy with some keys changed (flat or nested, as in ``build``)."""
+        return RunConfig.build(**{**flatten(self.to_dict()), **flatten(values)})
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in PARTS}
+        return {**out, **{name: getattr(self, name).to_dict() for name in PARTS}}
+
+    def result_fingerprint(self) -> dict:
+        """The settings that determine the numbers (what a resumed run must share), flat."""
+        values = fingerprint(self)
+        for name in PARTS:
+            values.pop(name, None)
+            values.update(getattr(self, name).fingerprint())
+        return values
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
-        """Read a YAML file; ``overrides`` (from the CLI) win over its values."""
-        import yaml
+        """Read a YAML file; ``overrides`` (from the CLI, flat or nested) win over its values."""
+        return cls.build(**{**flatten(read_yaml(path)), **flatten(overrides or {})})
 
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file not found: {path}")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark else ""
-            raise InputError(f"{path}: malformed YAML{where}; fix the file or pass options on the command line") from None
-        if not isinstance(values, dict):
-            raise InputError(f"{path}: expected a mapping of option names to values")
-        return cls.from_dict({**values, **(overrides or {})})
+
+def flatten(values: dict) -> dict:
+    """Nested load/compute sections lifted to the top (their field names are unique), old keys renamed."""
+    flat = {}
+    for key, value in values.items():
+        if key in PARTS and isinstance(value, dict):
+            flat.update(flatten(value))
+        elif key not in RETIRED:
+            flat[RENAMED.get(key, key)] = value
+    return flat
+
+
+def nest(cls, values: dict) -> dict:
+    """Flat or nested keys -> ``cls``'s keywords, the load and compute parts built (``cls`` holds
+    either or both); an unknown key is a one-line InputError naming the closest."""
+    own = {f.name for f in fields(cls)}
+    parts = {name: {} for name in PARTS if name in own}
+    top = {}
+    for key, value in flatten(values).items():
+        owner = next((name for name in parts if key in field_names(PARTS[name])), None)
+        if owner:
+            parts[owner][key] = value
+        elif key in own and key not in parts:
+            top[key] = value
+        else:
+            known = sorted((own - set(parts)) | {k for name in parts for k in field_names(PARTS[name])})
+            raise InputError(f"unknown config key '{key}'.{did_you_mean(key, known)}")
+    return {**top, **{name: PARTS[name](**given) for name, given in parts.items()}}
+
+
+def field_names(cls) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def read_yaml(path: str | Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise InputError(f"{path}: malformed YAML{where}; fix the file or pass options on the command line") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: expected a mapping of option names to values")
+    return values
 
 
 def parse_data_options(items) -> dict:

@@ -2,9 +2,10 @@
 
 One line per sample, keys in the original's order: ``instruction``, ``output``, ``loss``,
 then for every layer and module ``model.layers.{i}.self_attn.q_proj.weight`` (``mlp.`` for
-gate/up/down) -> ``{frobenius_norm, S_sum, S_max, S_min}`` (+ ``S_list`` with --spectrum).
-layergrad adds its other statistics inside each entry and the sample's bookkeeping at the end
-of the line, so export -> import is exact. The original's ``M_mean/M_max/M_min`` (entry
+gate/up/down) -> ``{frobenius_norm, S_sum, S_max, S_min}`` (+ ``S_list`` with --spectrum): the
+registered statistics under their original keys (engine/statistics.py). layergrad adds its other
+statistics inside each entry and the sample's bookkeeping at the end of the line, so export ->
+import is exact. The original's ``M_mean/M_max/M_min`` (entry
 statistics of G, which needs G materialised) are not written; on import they are ignored.
 """
 
@@ -20,14 +21,12 @@ import pandas as pd
 import torch
 
 from layergrad.data.samples import content_id
-from layergrad.engine import spectra
+from layergrad.engine import statistics as registry
 from layergrad.engine.compute import SAMPLE_COLUMNS, samples_frame, stats_frame
 from layergrad.engine.projections import KINDS
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run, write_atomic, write_parquet_atomic
 
-RENAMED = {"nuclear_norm": "S_sum", "sigma_max": "S_max", "sigma_min": "S_min"}
-EXTRA_STATS = ("sigma1_ratio", "effective_rank", "stable_rank", "rank_bound")
 BOOKKEEPING = ("sample_id", "source_index", "n_tokens", "n_prompt_tokens", "n_response_tokens", "truncated",
                "status", "reason", "boundary")
 PARAM_KEY = re.compile(r"^(?:.*\.)?layers\.(\d+)\.(?:self_attn|mlp|attn)\.(\w+?)(?:_proj)?\.weight$")
@@ -73,10 +72,14 @@ def param_key(layer: int, module: str) -> str:
     return f"model.layers.{int(layer)}.{block}.{module}.weight"
 
 
+def key_of(name: str) -> str:
+    """A statistic's key in the JSONL: the original's where it has one (S_sum ...), else its name."""
+    return registry.STATISTICS[name].original or name
+
+
 def entry(row) -> dict:
-    values = {"frobenius_norm": float(row.frobenius_norm)}
-    values.update({new: float(getattr(row, old)) for old, new in RENAMED.items()})
-    values.update({k: float(getattr(row, k)) for k in EXTRA_STATS})
+    values = {key_of(name): float(getattr(row, name)) for name in registry.names() if hasattr(row, name)}
+    values["rank_bound"] = float(row.rank_bound)
     spectrum = getattr(row, "spectrum", None)
     if spectrum is not None and len(spectrum):
         values["S_list"] = [float(v) for v in spectrum]
@@ -162,21 +165,21 @@ def from_line(record: dict, condition: str, index: int, *, where: str) -> tuple[
 
 
 def statistics(values: dict) -> dict:
-    """Our statistics from an original entry: from S_list when present, else from its scalars."""
+    """Our statistics from an entry: from S_list when present, else those the registry can derive from
+    the original's scalars (S_sum, S_max, S_min, frobenius_norm; the rest NaN); the values our own
+    export wrote are taken as they are (exact)."""
     if values.get("S_list"):
         sigma = torch.tensor(values["S_list"], dtype=torch.float64).sort(descending=True).values
-        row = spectra.stats_from_squared((sigma**2).unsqueeze(0), sigma.numel())[0].tolist()
-        out = dict(zip(spectra.STAT_COLUMNS, row))
-        out["rank_bound"] = float(values.get("rank_bound", sigma.numel()))
-        out.update({old: number(values, new) for old, new in RENAMED.items() if new in values})
+        spectrum = registry.Spectrum((sigma**2).unsqueeze(0), sigma.numel())
+        rank_bound = float(values.get("rank_bound", sigma.numel()))
     else:
-        nuclear, smax = number(values, "S_sum"), number(values, "S_max")
-        fro = number(values, "frobenius_norm")
-        ratio = smax / nuclear if nuclear else 0.0  # the original's ZeroDivisionError -> 0
-        out = {"nuclear_norm": nuclear, "sigma_max": smax, "sigma1_ratio": ratio, "frobenius_norm": fro,
-               "effective_rank": math.nan, "stable_rank": fro**2 / smax**2 if smax else 0.0,
-               "sigma_min": number(values, "S_min"), "rank_bound": math.nan}
-    out.update({k: number(values, k) for k in EXTRA_STATS if k in values})  # our own export: exact
+        scalar = lambda key: torch.tensor([number(values, key)], dtype=torch.float64)  # noqa: E731
+        spectrum = registry.Spectrum.from_scalars(nuclear=scalar("S_sum"), sigma_max=scalar("S_max"),
+                                                  sigma_min=scalar("S_min"), frobenius_sq=scalar("frobenius_norm")**2)
+        rank_bound = number(values, "rank_bound")
+    out = dict(zip(registry.names(), registry.evaluate(spectrum)[0].tolist()))
+    out.update({name: number(values, key_of(name)) for name in registry.names() if key_of(name) in values})
+    out["rank_bound"] = rank_bound
     out["finite"] = bool(np.isfinite([out["nuclear_norm"], out["sigma_max"], out["frobenius_norm"]]).all())
     return out
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import ComputeOptions, check_usable, make_formatter, run_all, samples_frame, stats_frame
+from layergrad.engine.compute import check_usable, make_formatter, run_all, samples_frame, stats_frame
 from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
@@ -34,26 +34,45 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     ``config.data``; ``extra``: more keys for run.json; ``thread_budget=False`` leaves torch's
     thread setting alone (a training loop owns it).
     """
-    if not config.data:
-        raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
     world = sharding.current_world()
-    conditions = conditions or {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
-                                for name, src in config.data.items()}
-    check_usable(conditions)  # data problems: before the model is loaded
-    device = rank_device(config.device, world)
+    log = log if world.main else (lambda *a: None)
+    conditions = conditions or load_conditions(config)
     store = RunStore(config.out, rank=world.rank if world.distributed else None)
     store.prepare(config, write=False)  # a different config in --out: refused before anything is loaded
-    log = log if world.main else (lambda *a: None)
-    m = model or load_model(config.model, dtype=config.dtype, device=device, device_map=config.device_map,
-                            chat=config.chat, trust_remote_code=config.trust_remote_code, log=log)
+    device = rank_device(config.load.device, world)
+    m = model or load_model(config.model, **{**config.load.to_dict(), "device": device}, log=log)
     if thread_budget:
-        set_budget(config.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
-    opts = compute_options(config)
+        set_budget(config.compute.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     previous = set() if config.overwrite else store.done_ids()
-    check_usable(conditions, previous, encode=make_formatter(m, opts.resolved()).encode)  # before any forward
+    check_usable(conditions, previous, encode=make_formatter(m, config.compute.resolved()).encode)  # before any forward
     created_group = sharding.init(world, device)
-    store.prepare(config, write=world.main)
-    sharding.barrier(world)
+    try:
+        store.prepare(config, write=world.main)
+        sharding.barrier(world)
+        info = compute_pending(config, m, conditions, store, world, log)
+        sharding.barrier(world)
+        if world.main:
+            stats, samples = store.finalize(stats_frame, samples_frame)
+            store.write_manifest({**manifest(config, m, samples, **info), "world_size": world.size, **(extra or {})})
+        sharding.barrier(world)
+    finally:
+        sharding.leave(world, created_group)
+    return store.root
+
+
+def load_conditions(config: RunConfig) -> dict:
+    """{condition: samples} of ``config.data``; data problems are refused before the model is loaded."""
+    if not config.data:
+        raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
+    conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
+                  for name, src in config.data.items()}
+    check_usable(conditions)
+    return conditions
+
+
+def compute_pending(config: RunConfig, m, conditions: dict, store: RunStore, world, log) -> dict:
+    """Compute this rank's share of the samples not yet in ``store``, one durable chunk per batch;
+    when it started, how long it took and how many tokens it computed."""
     done = store.done_ids()
     work = {(name, s.sample_id): len(s.prompt) + len(s.response)  # size of each sample still to do
             for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done}
@@ -63,24 +82,15 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
     clock = time.perf_counter()
 
-    def commit(records) -> None:  # on the finishing worker when batches overlap
+    def commit(records) -> None:
         store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
         progress.update(records)
 
     try:
-        run_all(m, conditions, opts, commit, skip_ids=done)
+        run_all(m, conditions, config.compute, commit, skip_ids=done)
     finally:
         progress.close()
-    sharding.barrier(world)
-    if world.main:
-        stats, samples = store.finalize(stats_frame, samples_frame)
-        elapsed = time.perf_counter() - clock
-        info = manifest(config, m, samples, started, elapsed, progress.tokens)
-        info["world_size"] = world.size
-        store.write_manifest({**info, **(extra or {})})
-    sharding.barrier(world)
-    sharding.finish(world, created_group)
-    return store.root
+    return {"started": started, "elapsed": time.perf_counter() - clock, "tokens": progress.tokens}
 
 
 def rank_device(device: str | None, world) -> str:
@@ -102,15 +112,7 @@ def my_share(conditions: dict, work: dict, world) -> tuple[dict, dict]:
             {key: work[key] for key in mine})
 
 
-def compute_options(config: RunConfig) -> ComputeOptions:
-    return ComputeOptions(modules=config.modules, paper=config.paper, batch_size=config.batch_size,
-                          batch_tokens=config.batch_tokens, max_length=config.max_length, route=config.route,
-                          spectrum=config.spectrum, cosine=config.cosine, append_eos=config.append_eos,
-                          system_prompt=config.system_prompt, solver=config.solver, overlap=config.overlap,
-                          segments=config.segments, threads=config.threads)
-
-
-def manifest(config: RunConfig, m, samples: pd.DataFrame, started, elapsed: float, tokens: int) -> dict:
+def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: float, tokens: int) -> dict:
     import torch
     import transformers
 

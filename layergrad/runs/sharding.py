@@ -56,7 +56,7 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
-def finish(world: World, created: bool = True) -> None:
+def leave(world: World, created: bool = True) -> None:
     """End the process group, if this run created it."""
     if world.distributed and created:
         import torch.distributed as dist

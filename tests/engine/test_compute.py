@@ -9,8 +9,9 @@ from reference import autograd_gradients, oracle_singular_values
 import layergrad
 from layergrad.data.samples import Sample
 from layergrad.engine.batching import Item
-from layergrad.engine.compute import ComputeOptions, make_formatter
-from layergrad.engine.spectra import spectrum_stats
+from layergrad.engine.compute import make_formatter
+from layergrad.engine.options import ComputeOptions
+from layergrad.engine.statistics import spectrum_stats
 
 SAMPLES = [
     Sample("What is 2+3?", "The answer is 5.", 0),
@@ -123,3 +124,28 @@ def test_adjacent_layer_cosine_matches_autograd(tiny, name):
             if layer + 1 < n_layers else float("nan")
         got = rows.loc[(kind, layer), "cosine_next"]
         assert (math.isnan(want) and math.isnan(got)) or abs(got - want) < 1e-5, (kind, layer, got, want)
+
+
+def test_the_lm_head_keeps_enough_positions_for_its_rows_to_equal_the_full_product():
+    """logits_to_keep never below MIN_KEPT_LOGITS: a BLAS may take another kernel for 1-3 rows (MKL
+    does, with 20x the rounding over a large vocabulary), while from a few rows on each row of the
+    product equals the full product's. Checked here, on this machine's BLAS, at a real head's shape."""
+    from layergrad.engine.compute import MIN_KEPT_LOGITS
+
+    g = torch.Generator().manual_seed(0)
+    head = torch.randn(49152, 576, generator=g) * 0.05  # SmolLM2's vocabulary x width
+    grad_logits = torch.randn(100, 49152, generator=g).softmax(-1)
+    full = grad_logits @ head
+    kept = grad_logits[-MIN_KEPT_LOGITS:] @ head
+    assert torch.equal(kept, full[-MIN_KEPT_LOGITS:])
+
+
+def test_short_answers_keep_at_least_the_minimum_of_logits(tiny):
+    from layergrad.engine.compute import MIN_KEPT_LOGITS, logits_to_keep
+
+    m = tiny("tiny-random-llama")
+    scored = torch.zeros(1, 40, dtype=torch.bool)
+    scored[0, 38] = True  # one response token: its predictor is position 38 of 41
+    assert logits_to_keep(m.model, scored) == MIN_KEPT_LOGITS
+    short = torch.tensor([[False, False, True]])  # 4 positions in all: all of them, no more
+    assert logits_to_keep(m.model, short) == 4

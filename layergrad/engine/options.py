@@ -1,0 +1,66 @@
+"""What to compute and how: ``ComputeOptions``, the one declaration of every compute option.
+
+Each field carries its help text, its choices and whether it changes the numbers; the Python API
+(``compute(m, samples, **options)``), the run configuration (``RunConfig.compute``), the reproduce
+configuration and every command's CLI options are built from it. No torch here: ``--help`` stays
+instant.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from layergrad.declare import check_fields, fingerprint, option
+
+ROUTES = ("auto", "core", "dense", "reference")
+SOLVERS = ("auto", "torch", "numpy", "cupy", "host")
+SPANS = ("auto", "sample", "batch")
+
+
+@dataclass(frozen=True)
+class ComputeOptions:
+    """What to compute and how; ``paper=True`` reproduces the original script (q/k/v/o unless
+    ``modules`` says otherwise, batch of one, its formatting)."""
+
+    modules: str | tuple | None = option(
+        None, "all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all; with --paper: attn]")
+    paper: bool = option(False, "Reproduce the original script's choices.")
+    batch_size: int | None = option(None, "Samples per batch.", neutral=True, positive=True)
+    batch_tokens: int | None = option(None, "Padded tokens per batch (length-sorted).", neutral=True, positive=True)
+    max_length: int | None = option(None, "Truncate samples to N tokens.  [default: 2048; paper 1024]", positive=True)
+    route: str = option("auto", "Spectral route (reference: fp64 SVD of the materialised gradient).", choices=ROUTES)
+    solver: str = option("auto", "Eigensolver: torch (its LAPACK), numpy (numpy's LAPACK), host (GPU stacks on the "
+                         "CPU), cupy; auto = the fastest here, measured once per machine.", choices=SOLVERS, neutral=True)
+    solve_per: str = option("auto", "One spectral problem per sample or per padded batch.  [default: batch on a GPU]",
+                            choices=SPANS, neutral=True)
+    threads: int | None = option(None, "CPU threads in all.  [default: affinity, cgroup quota, OMP_NUM_THREADS]",
+                                 neutral=True, positive=True)
+    spectrum: bool = option(False, "Also store every singular value.")
+    cosine: bool = option(False, "Also the cosine of each gradient with the next layer's of the same kind "
+                          "(cosine_next).")
+    append_eos: bool = option(True, "Do not train the end-of-turn token.", flag="--no-eos")
+    system_prompt: str | None = option(None, "System prompt for chat templates.")
+
+    def __post_init__(self):
+        check_fields(self)
+
+    def resolved(self) -> "ComputeOptions":
+        """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default."""
+        modules = default_modules(self.modules, self.paper)
+        if not self.paper:
+            return replace(self, modules=modules)
+        return replace(self, modules=modules, batch_size=1, batch_tokens=None)
+
+    def fingerprint(self) -> dict:
+        """The options that determine the numbers, with the mode's default modules filled in."""
+        return {**fingerprint(self), "modules": default_modules(self.modules, self.paper)}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_modules(modules, paper: bool):
+    """The modules to compute: the given ones, else all kinds (q/k/v/o in paper mode)."""
+    if modules is None or modules == "":
+        return "attn" if paper else "all"
+    return modules
