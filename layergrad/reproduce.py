@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import claims, curves, figures
+from layergrad.analysis import claims, curves, figures, report
 from layergrad.analysis.analyze import DEFAULT_METRICS, analyze
-from layergrad.analysis.groups import computed, load_runs
-from layergrad.analysis.report import embed
+from layergrad.analysis.loading import computed, load_runs
 from layergrad.data.paper import COT_TASKS, MATH_TASKS, WIKI
 from layergrad.declare import command_words
 from layergrad.errors import InputError, did_you_mean
@@ -123,10 +122,11 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
             analyses[task].write_tables(out / "analysis" / task)
     table = replication_claims(out / "run", analyses, config)
     table.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(claims_markdown(table, list(cells)), encoding="utf-8")
+    (out / "claims.md").write_text(report.claims_markdown(table, list(cells)), encoding="utf-8")
     figure_paths = group_figures(analyses, cells, config, out / "figures")
-    write_replication_report(out / "report.html", table, figure_paths, list(cells), config,
-                             time.perf_counter() - started)
+    report.write_replication_report(out / "report.html", table, figure_paths, list(cells), model=config.model,
+                                    limit=config.limit, paper=config.compute.paper, command=command_line(config),
+                                    seconds=time.perf_counter() - started)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<task>/ for {len(cells)} tasks")
     return out
 
@@ -163,77 +163,6 @@ def group_figures(analyses: dict, cells: dict, config: ReproduceConfig, out: Pat
                                   title=f"{group}: mean nuclear norm per layer and module (correct responses)")
         paths += [p for p in figures.save(fig, out, f"paper_{group}", ["png", "svg"]) if p.suffix == ".png"]
     return paths
-
-
-def write_replication_report(path: Path, table: pd.DataFrame, figure_paths: list[Path], tasks: list[str],
-                             config: ReproduceConfig, seconds: float) -> Path:
-    """The claims x tasks table (a coloured verdict with its numbers per cell), definitions, figures."""
-    import jinja2
-
-    from layergrad import __version__
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("layergrad.analysis", "templates"),
-                             autoescape=jinja2.select_autoescape(default=True, default_for_string=True))
-    order = [c for c in list(claims.CLAIMS) if c in set(table.claim)]
-    html = env.get_template("replication.html.j2").render(
-        version=__version__, model=config.model, limit=config.limit, paper=config.compute.paper, minutes=seconds / 60,
-        command=command_line(config), tasks=tasks, rows=[claim_cells(table, c, tasks) for c in order],
-        figures=[embed(p) for p in figure_paths])
-    path.write_text(html, encoding="utf-8")
-    return path
-
-
-def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
-    """One row of the replication table: the claim and, per task, its verdict and numbers."""
-    spec = claims.CLAIMS[claim]
-    cells = []
-    for task in tasks:
-        summary = table[(table.claim == claim) & (table.task == task) & (table.module == claims.ALL)]
-        if summary.empty:
-            cells.append({"verdict": "none", "text": "—", "title": "not a claim for this task"})
-            continue
-        s = summary.iloc[0]
-        modules = table[(table.claim == claim) & (table.task == task) & (table.module != claims.ALL)]
-        caveat = "" if pd.isna(s.caveats) else str(s.caveats)
-        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": caveat})
-    return {"claim": claim, "statement": spec.statement, "definition": spec.definition, "cells": cells}
-
-
-SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "not-applicable": "n/a", "none": ""}
-
-
-def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
-    """Markdown: the verdict grid (claims x tasks), then one line per applicable (claim, task) with
-    its numbers and caveats."""
-    order = [c for c in claims.CLAIMS if c in set(table.claim)]
-    rows = {c: claim_cells(table, c, tasks) for c in order}
-    lines = ["| claim | " + " | ".join(tasks) + " |", "|---|" + ":---:|" * len(tasks)]
-    for claim in order:
-        lines.append(f"| {claim} | " + " | ".join(SHORT[c["verdict"]] for c in rows[claim]["cells"]) + " |")
-    lines += ["", "| claim | task | verdict | modules; q_proj effect [95% CI], Holm p, n | caveats |",
-              "|---|---|---|---|---|"]
-    for claim in order:
-        for task, cell in zip(tasks, rows[claim]["cells"]):
-            if cell["verdict"] in ("none", "not-applicable"):
-                continue
-            caveat = cell["title"].replace("|", "/")
-            lines.append(f"| {claim} | {task} | {cell['verdict']} | {cell['text']} | {caveat} |")
-    statements = [f"- **{c}** {claims.CLAIMS[c].statement}" for c in order]
-    return "\n".join(statements + [""] + lines) + "\n"
-
-
-def cell_text(summary, modules: pd.DataFrame) -> str:
-    if summary.verdict == "not-applicable":
-        return f"n/a: {'' if pd.isna(summary.caveats) else summary.caveats}"
-    counts = f"{int((modules.verdict == 'holds').sum())}/{len(modules)} hold"
-    q = modules[modules.module == "q_proj"]
-    if q.empty:
-        return counts
-    r = q.iloc[0]
-    relative = "relative" in str(r.effect_kind)
-    fmt = (lambda v: f"{v * 100:+.0f}%") if relative else (lambda v: f"{v:+.2f}")
-    p = "p<0.001" if r.p_holm < 0.001 else f"p={r.p_holm:.2g}"
-    return f"{counts}; q {fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}] {p} n={int(r.n)}"
 
 
 def command_line(config: ReproduceConfig) -> str:

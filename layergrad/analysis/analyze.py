@@ -1,11 +1,10 @@
 """``layergrad.analyze`` / ``layergrad analyze`` / ``compare``: runs -> tables, claims, figures, report.
 
-The data flow of one analysis: the runs' groups (groups.py); per metric the per-sample layer
-matrices and their curves, MAD and RD (curves.py), tests (tests.py) and length control
-(length.py); separability with the loss and length baselines (separability.py); the paper's
+The data flow of one analysis: the runs' groups (loading.py); per metric the per-sample layer
+matrices and their curves, MAD and RD (curves.py), tests (significance.py) and length control
+(length.py); separability with the loss and length baselines (separability.py); the registered
 claims (claims.py). ``Analysis`` holds the tables as DataFrames, draws any figure (figures.py)
-and writes the output folder: CSVs, the paper's tables (tables.py) and the report (report.py,
-fed by findings.py's sentences).
+and writes the output folder: CSVs, the paper's tables (tables.py) and the report (report/).
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import claims, curves, figures, findings, length, report, separability, tables, tests
-from layergrad.analysis.groups import DERIVED_METRICS, Loaded, across_run_pairs, computed, load_runs, within_run_pairs
+from layergrad.analysis import claims, curves, figures, length, report, separability, significance, tables
+from layergrad.analysis.derived import DERIVED_METRICS
+from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
@@ -96,7 +96,7 @@ class Analysis:
             file = name if name == "headline" else f"{name}_{metric}"
             paths[(name, metric)] = figures.save(self.figure(name, metric), out / "figures", file,
                                                  list(dict.fromkeys(["png", *formats])))
-        report.write_report(out / "report.html", **report_content(self, paths))
+        report.write_analysis_report(out / "report.html", self, paths)
         log(f"wrote {out}/report.html, {len(paths)} figures, tables/ and {len(TABLES)} CSV files")
         return out
 
@@ -192,7 +192,7 @@ def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) ->
         parts["curves"].append(curve_rows)
         parts["mad"].append(mad_rows)
         parts["rd"].append(curves.rd_table(matrices, pairs, metric, n_boot, seed + i))
-        parts["tests"].append(tests.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
+        parts["tests"].append(significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
         parts["length"].append(length.length_table(matrices, lengths, pairs, metric))
     return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed
 
@@ -207,92 +207,4 @@ def module_means(matrices: dict) -> dict:
             shared = shared.intersection(m.index)
         if len(shared) and all(m.shape[1] == parts[0].shape[1] for m in parts):
             out[(group, MODULE_MEAN)] = sum(m.loc[shared] for m in parts) / len(parts)
-    return out
-
-
-# ----------------------------------------------------------------------------- report content
-
-def report_content(a: Analysis, paths: dict) -> dict:
-    """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
-    png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
-    return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
-            "separability": separability_rows(a), "figures": [p for key, p in png.items() if key[0] != "headline"],
-            "details": findings.pair_details(a.tests, a.length, a.pairs), "tables": report_tables(a),
-            "runs": report.run_rows(a.data), "examples": report.examples(a.data)}
-
-
-def report_title(a: Analysis) -> str:
-    models = ", ".join(dict.fromkeys(str(m.get("model", {}).get("alias") or m.get("model", {}).get("path") or "?")
-                                     for m in a.data.manifests.values()))
-    n = a.data.samples[a.data.samples.status == "ok"].groupby("group").size()
-    return f"{models}: {len(a.groups)} conditions, {int(n.min()) if len(n) else 0}–{int(n.max()) if len(n) else 0} " \
-           f"samples each"
-
-
-def claim_rows(table: pd.DataFrame) -> list[dict]:
-    """One row per (claim, task) for the top of the report."""
-    if table.empty:
-        return []
-    rows = []
-    several = table.task.nunique() > 1
-    for summary in table[table.module == "all modules"].itertuples():
-        modules = table[(table.claim == summary.claim) & (table.task == summary.task) & (table.module != "all modules")]
-        rows.append({"claim": summary.claim + (f" · {summary.task}" if several and summary.task else ""),
-                     "statement": summary.statement, "definition": summary.definition, "verdict": summary.verdict,
-                     "evidence": findings.claim_evidence(summary, modules), "caveats": summary.caveats or ""})
-    return rows
-
-
-SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length",
-                 "mean nuclear norm / loss (S_sum_regularized)": "nuclear norm / loss",
-                 "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
-
-
-def separability_rows(a: Analysis) -> list[dict]:
-    """Per pair (correct vs irrelevant ones, else all): each score's AUROC in words, and the increment."""
-    pairs = a.irrelevant_pairs or a.pairs
-    rows = []
-    for x, y in pairs:
-        part = a.auroc[(a.auroc.a == x) & (a.auroc.b == y)].set_index("score")
-        if part.empty:
-            continue
-        cells = []
-        for score in SCORE_COLUMNS:
-            if score in part.index:
-                r = part.loc[score]
-                cells.append({"value": f"{r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", "direction": r.direction})
-            else:
-                cells.append({"value": "–", "direction": ""})
-        inc = a.increment[(a.increment.a == x) & (a.increment.b == y)]
-        rows.append({"pair": f"{x} vs {y}", "cells": cells, "increment": inc.verdict.iloc[0] if len(inc) else ""})
-    return rows
-
-
-def report_tables(a: Analysis) -> list[tuple[str, pd.DataFrame]]:
-    """(title, frame) of every table the report shows (collapsed), in order."""
-    out = []
-    if not a.claims.empty:
-        out.append(("Claims per module (claims.csv)", a.claims[a.claims.module != "all modules"].drop(
-            columns=["statement", "definition"])))
-    if not a.mad.empty:
-        table = tables.paper_table(a.mad, a.groups, "nuclear_norm").reset_index(names="condition")
-        table.columns = [c if isinstance(c, str) else " ".join(c).strip() for c in table.columns]
-        out.append(("MAD of the mean nuclear-norm curve (the paper's table)", table))
-    if not a.tests.empty:
-        seg = a.tests[(a.tests.metric == "nuclear_norm") & a.tests.unit.isin(["early", "middle", "late", "all"])]
-        cols = ["a", "b", "module", "unit", "mean_a", "mean_b", "rel_change", "rel_change_low", "rel_change_high",
-                "test", "p_holm", "effect", "n_a", "n_b"]
-        out.append(("Condition comparisons of the nuclear norm per segment (tests.csv has every layer)", seg[cols]))
-    if not a.auroc.empty:
-        out.append(("Telling conditions apart: AUROC of every score, 95% CI (auroc.csv)", a.auroc))
-    if not a.increment.empty:
-        out.append(("What the gradient profile adds beyond loss and length (increment.csv)", a.increment))
-    if not a.length.empty and "adjusted_change" in a.length:
-        lc = a.length[(a.length.kind == "length-controlled") & (a.length.metric == "nuclear_norm")]
-        cols = ["a", "b", "module", "segment", "change", "change_low", "change_high", "adjusted_change",
-                "adjusted_low", "adjusted_high", "length_overlap", "n"]
-        out.append(("Length control: change of the nuclear norm before and after regressing out log response "
-                    "length (length_overlap 0 = lengths disjoint, the adjustment extrapolates)", lc[cols]))
-    if not a.rd.empty:
-        out.append(("Relative difference RD(a, b) of the mean curves", a.rd))
     return out

@@ -4,7 +4,8 @@ Conditions are recognised by name: ``[task<sep>]<style>[@irrelevant]`` with the 
 none / simplified / detailed (also the original file names no_cot / with_cot / gpt4o) and the
 Wikipedia styles popular-100 / popular-500 / popular-1000 / unpopular, e.g. ``none``,
 ``gsm8k/detailed@irrelevant``, ``wiki/popular-100``, ``run:simplified``. Every claim has a
-statement, an operational definition (``CLAIMS``), an effect with a 95% bootstrap CI, a p-value
+statement, an operational definition, the conditions it needs, its statistic, its test and its
+caveats, all in one ``Claim`` object of the ``REGISTRY``; an effect with a 95% bootstrap CI, a p-value
 (Holm-corrected over all module rows of the table), n, a verdict — holds (significant in the
 claimed direction), fails (significant the other way), inconclusive, not-applicable (the run
 lacks a condition) — and its caveats (lengths that do not overlap; the loss alone separating as
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds, segment_values
-from layergrad.analysis.tests import compare, holm, paired_index, relative_change_ci
+from layergrad.analysis.significance import compare, holm, paired_index, relative_change_ci
 
 ALPHA = 0.05
 STYLE_NAMES = {"none": "none", "no_cot": "none", "simplified": "simplified", "with_cot": "simplified",
@@ -35,49 +37,50 @@ ALL = "all modules"
 
 
 @dataclass(frozen=True)
+class Controls:
+    """What the caveats read: prompts and response lengths per group, the separability tables."""
+
+    prompts: dict
+    lengths: dict
+    separability: pd.DataFrame | None = None
+    increment: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
+    """One claim, all of it: its words, the conditions it needs, its statistic, its test, its caveats.
+
+    ``statistic(ctx, found, reasoning, module)`` returns the effect (effect, ci_low, ci_high, p,
+    effect_kind, n) for one task and module, or None; ``found`` maps the task's styles to groups and
+    ``reasoning`` holds every reasoning task of the run (H7 compares against them). ``caveat(row,
+    controls, found)`` says in words what the reader must keep in mind for a row."""
+
+    id: str
     statement: str
     definition: str
-    needs: tuple[str, ...]  # styles of the task (and, for H7, reasoning tasks elsewhere in the run)
+    family: str  # the tasks it applies to: 'reasoning' (CoT styles) or 'wiki'
+    needs: tuple[str, ...]  # styles of the task it needs
     direction: int  # the sign of the effect the claim predicts (0: two-sided, a difference either way)
-    family: str  # 'reasoning' tasks (CoT styles) or 'wiki'
+    compares: tuple[str, str]  # the two styles a row compares
+    statistic: Callable
+    test: str  # where its p-value comes from
+    caveat: Callable = None  # (row, controls, found) -> str; None: the length caveat of the compared pair
+    needs_reasoning: bool = False  # also a reasoning task elsewhere in the run
+    between_runs: bool = False  # compares a base and an instruct run (H4, H6: model_claims)
+
+    def caveats(self, row, controls: Controls, found: dict) -> str:
+        if self.caveat is not None:
+            return self.caveat(row, controls, found)
+        return length_caveat(row.a, row.b, controls.lengths)
 
 
-CLAIMS = {
-    "H1": Claim("Early-layer nuclear norm: None > Detailed CoT",
-                "Relative change of the per-sample mean nuclear norm over the early layers, Detailed vs None "
-                "(negative = holds); paired Wilcoxon on shared prompts.", ("none", "detailed"), -1, "reasoning"),
-    "H2": Claim("MAD over all layers: None > Detailed CoT",
-                "Relative change of the MAD of the mean nuclear-norm curve over all layers, Detailed vs None "
-                "(negative = holds: slow thinking gives a flatter curve); bootstrap over prompts.",
-                ("none", "detailed"), -1, "reasoning"),
-    "H3a": Claim("Early-layer nuclear norm: Simplified > Detailed CoT",
-                 "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); Wilcoxon. "
-                 "The paper states it for MATH; on the other tasks it is the inferred None ≥ Simplified ≥ Detailed.",
-                 ("simplified", "detailed"), -1, "reasoning"),
-    "H3b": Claim("MAD over all layers: Simplified > Detailed CoT",
-                 "Relative change of the MAD over all layers, Detailed vs Simplified (negative = holds); bootstrap.",
-                 ("simplified", "detailed"), -1, "reasoning"),
-    "H5": Claim("Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
-                "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None "
-                "(positive = holds); bootstrap over prompts. The AUROC of loss, length and gradient is in the caveats.",
-                ("none", "detailed", "none@irrelevant", "detailed@irrelevant"), 1, "reasoning"),
-    "H7a": Claim("Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",
-                 "|log-ratio None→Detailed| (mean over the run's reasoning tasks) minus |log-ratio popular 100→1000 "
-                 "words| of the early-layer mean nuclear norm (positive = holds: length alone changes it less); "
-                 "bootstrap.", ("popular-100", "popular-1000"), 1, "wiki"),
-    "H7b": Claim("Longer Wikipedia answers do not reproduce slow thinking's flat curve",
-                 "The same comparison for the MAD over all layers (positive = holds); bootstrap.",
-                 ("popular-100", "popular-1000"), 1, "wiki"),
-    "H7c": Claim("Longer Wikipedia answers do not reproduce slow thinking's correct/irrelevant gap",
-                 "RD(correct, irrelevant) gain None→Detailed (mean over reasoning tasks) minus the gain popular "
-                 "100→1000 (positive = holds); bootstrap.",
-                 ("popular-100", "popular-1000", "popular-100@irrelevant", "popular-1000@irrelevant"), 1, "wiki"),
-    "H7d": Claim("Popular and long-tail knowledge differ in early-layer nuclear norm",
-                 "Relative change of the early-layer mean, unpopular vs popular (100 words, the closest length); "
-                 "two-sided: the direction is reported, not claimed; Mann-Whitney (different articles).",
-                 ("popular-100", "unpopular"), 0, "wiki"),
-}
+REGISTRY: dict[str, Claim] = {}
+
+
+def register_claim(claim: Claim) -> Claim:
+    """Add a claim to every claims table from now on (in registration order)."""
+    REGISTRY[claim.id] = claim
+    return claim
 
 
 def parse_group(name: str) -> tuple[str, str, bool] | None:
@@ -263,38 +266,12 @@ def separation_vs_thinking(ctx: Context, found: dict, reasoning: dict, module: s
     return summary(g_cot - wiki[0], d_cot - wiki[1], kind, n)
 
 
-def statistic(claim: str, ctx: Context, found: dict, reasoning: dict, module: str) -> dict | None:
-    """The effect of ``claim`` for one task and module."""
-    if claim == "H1":
-        return early_change(ctx, found["none"], found["detailed"], module)
-    if claim == "H2":
-        return mad_change(ctx, found["none"], found["detailed"], module)
-    if claim == "H3a":
-        return early_change(ctx, found["simplified"], found["detailed"], module)
-    if claim == "H3b":
-        return mad_change(ctx, found["simplified"], found["detailed"], module)
-    if claim == "H5":
-        return rd_difference(ctx, found, module)
-    if claim in ("H7a", "H7b"):
-        return length_vs_thinking(ctx, found, reasoning, module, "early" if claim == "H7a" else "mad")
-    if claim == "H7c":
-        return separation_vs_thinking(ctx, found, reasoning, module)
-    return early_change(ctx, found["popular-100"], found["unpopular"], module)  # H7d
-
-
-def compared(claim: str, found: dict) -> tuple[str, str]:
-    """The two conditions a row compares (for caveats and the table)."""
-    a, b = {"H1": ("none", "detailed"), "H2": ("none", "detailed"), "H3a": ("simplified", "detailed"),
-            "H3b": ("simplified", "detailed"), "H5": ("none", "detailed"), "H7d": ("popular-100", "unpopular")
-            }.get(claim, ("popular-100", "popular-1000"))
-    return found[a], found[b]
-
-
 # ----------------------------------------------------------------------------- the table
 
 def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str], n_boot: int, seed: int, *,
                  separability: pd.DataFrame | None = None, increment: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every claim of each task's family, Holm-corrected, plus one 'all modules' row per (claim, task).
+    """Every registered claim of each task's family, Holm-corrected, plus one 'all modules' row per
+    (claim, task).
 
     ``matrices``: {(group, module): samples x layers} of the nuclear norm; ``prompts`` and
     ``lengths``: {group: Series by sample_id} of prompt text and response tokens.
@@ -304,26 +281,33 @@ def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str]
     reasoning = {t: f for t, f in tasks.items() if family(f) == "reasoning" and {"none", "detailed"} <= set(f)}
     rows = []
     for task, found in tasks.items():
-        for claim_id, claim in CLAIMS.items():
-            if claim.family != family(found):
-                continue
-            missing = [s for s in claim.needs if s not in found]
-            if claim.family == "wiki" and claim_id != "H7d" and not reasoning:
-                missing.append("a reasoning task with None and Detailed CoT")
-            if missing:
-                rows.append(not_applicable(claim_id, task, missing))
-                continue
-            a, b = compared(claim_id, found)
-            for module in [m for (g, m) in matrices if g == a and (b, m) in matrices]:
-                stat = statistic(claim_id, ctx, found, reasoning, module)
-                if stat:
-                    rows.append({"claim": claim_id, "task": task, "module": module, "statement": claim.statement,
-                                 "definition": claim.definition, "a": a, "b": b, **stat})
-    return finish(pd.DataFrame(rows, columns=COLUMNS), lambda r: caveats(r, prompts, lengths, separability,
-                                                                          increment, tasks.get(r.task, {})))
+        for claim in REGISTRY.values():
+            if claim.family == family(found) and not claim.between_runs:
+                rows += claim_rows(claim, ctx, task, found, reasoning)
+    controls = Controls(prompts, lengths, separability, increment)
+    return judged(pd.DataFrame(rows, columns=COLUMNS),
+                  lambda r: REGISTRY[r.claim].caveats(r, controls, tasks.get(r.task, {})))
 
 
-def finish(table: pd.DataFrame, caveat) -> pd.DataFrame:
+def claim_rows(claim: Claim, ctx: Context, task: str, found: dict, reasoning: dict) -> list[dict]:
+    """One row per module of a task (or one not-applicable row naming what is missing)."""
+    missing = [s for s in claim.needs if s not in found]
+    if claim.needs_reasoning and not reasoning:
+        missing.append("a reasoning task with None and Detailed CoT")
+    if missing:
+        return [not_applicable(claim, task, f"needs {' and '.join(map(style_label, missing))}, which the run does "
+                               "not have")]
+    a, b = (found[s] for s in claim.compares)
+    rows = []
+    for module in [m for (g, m) in ctx.matrices if g == a and (b, m) in ctx.matrices]:
+        stat = claim.statistic(ctx, found, reasoning, module)
+        if stat:
+            rows.append({"claim": claim.id, "task": task, "module": module, "statement": claim.statement,
+                         "definition": claim.definition, "a": a, "b": b, **stat})
+    return rows
+
+
+def judged(table: pd.DataFrame, caveat) -> pd.DataFrame:
     """Holm, verdicts, caveats and the 'all modules' summaries of a table of module rows."""
     if table.empty:
         return table
@@ -332,10 +316,9 @@ def finish(table: pd.DataFrame, caveat) -> pd.DataFrame:
     return pd.concat([table, module_summaries(table)], ignore_index=True)[COLUMNS]
 
 
-def not_applicable(claim: str, task: str, missing: list[str]) -> dict:
-    return {"claim": claim, "task": task, "module": ALL, "statement": CLAIMS[claim].statement,
-            "definition": CLAIMS[claim].definition, "verdict": "not-applicable",
-            "caveats": f"needs {' and '.join(map(style_label, missing))}, which the run does not have"}
+def not_applicable(claim: Claim, task: str, why: str) -> dict:
+    return {"claim": claim.id, "task": task, "module": ALL, "statement": claim.statement,
+            "definition": claim.definition, "verdict": "not-applicable", "caveats": why}
 
 
 def judge(table: pd.DataFrame) -> pd.DataFrame:
@@ -343,7 +326,7 @@ def judge(table: pd.DataFrame) -> pd.DataFrame:
     table = table.astype({"verdict": object, "p_holm": float})
     rows = table.verdict.isna().to_numpy()
     table.loc[rows, "p_holm"] = holm(table.loc[rows, "p"].to_numpy(dtype=float))
-    direction = table.claim.map(lambda c: CLAIMS[c].direction if c in CLAIMS else MODEL_CLAIMS[c].direction)
+    direction = table.claim.map(lambda c: REGISTRY[c].direction)
     sign = np.sign(table.effect.to_numpy(dtype=float)) * direction.to_numpy(dtype=float)
     significant = table.p_holm.to_numpy(dtype=float) < ALPHA
     two_sided = direction.to_numpy() == 0
@@ -371,15 +354,6 @@ def module_summaries(table: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- caveats
 
-def caveats(row, prompts, lengths, separability, increment, found: dict) -> str:
-    """What the reader must keep in mind for this row, in words."""
-    if row.claim == "H5":
-        return separability_caveat(separability, increment, found)
-    if row.claim in ("H1", "H2", "H3a", "H3b", "H7d"):
-        return length_caveat(row.a, row.b, lengths)
-    return ""
-
-
 def length_caveat(a: str, b: str, lengths: dict) -> str:
     """Response lengths of the two conditions: disjoint ranges make length a rival explanation."""
     if a not in lengths or b not in lengths:
@@ -393,8 +367,9 @@ def length_caveat(a: str, b: str, lengths: dict) -> str:
     return f"{share:.0%} of the samples lie in the length range both conditions share"
 
 
-def separability_caveat(separability: pd.DataFrame | None, increment: pd.DataFrame | None, found: dict) -> str:
+def separability_caveat(row, controls: Controls, found: dict) -> str:
     """Does the loss separate correct from irrelevant as well as the gradient? Beyond-loss value."""
+    separability, increment = controls.separability, controls.increment
     if separability is None or separability.empty:
         return ""
     notes = []
@@ -414,21 +389,15 @@ def separability_caveat(separability: pd.DataFrame | None, increment: pd.DataFra
     return "; ".join(notes)
 
 
+def no_caveat(row, controls: Controls, found: dict) -> str:
+    return ""
+
+
 # ----------------------------------------------------------------------------- base vs instruct
-
-MODEL_CLAIMS = {
-    "H4": Claim("The None-vs-Detailed gap is smaller for the base model than for the instruct model",
-                "|log-ratio None→Detailed| of the early-layer mean nuclear norm, instruct minus base (positive = "
-                "holds); each model's samples resampled on their own.", ("none", "detailed"), 1, "reasoning"),
-    "H6": Claim("Correct vs irrelevant differ less for the instruct model than for the base model",
-                "RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).",
-                ("detailed", "detailed@irrelevant"), -1, "reasoning"),
-}
-
 
 def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct_groups: list[str], n_boot: int,
                  seed: int) -> pd.DataFrame:
-    """H4 and H6 per task and module between a base run's groups and an instruct run's groups."""
+    """The between-runs claims (H4, H6) per task and module, a base run's groups against an instruct run's."""
     ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed))
     base, instruct = tasks_of(base_groups), tasks_of(instruct_groups)
     strip = lambda t: t.split(":", 1)[1] if ":" in t else t  # noqa: E731  (the run label)
@@ -436,36 +405,108 @@ def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct
     rows = []
     for task, fb in base.items():
         fi, name = instruct.get(strip(task)), strip(task)
-        for claim_id, claim in MODEL_CLAIMS.items():
+        for claim in (c for c in REGISTRY.values() if c.between_runs and c.family == family(fb)):
             missing = [s for s in claim.needs if s not in fb or fi is None or s not in fi]
-            if family(fb) != "reasoning":
-                continue
             if missing:
-                rows.append({"claim": claim_id, "task": name, "module": ALL, "statement": claim.statement,
-                             "definition": claim.definition, "verdict": "not-applicable",
-                             "caveats": f"needs {' and '.join(map(style_label, missing))} in both runs"})
+                rows.append(not_applicable(claim, name, f"needs {' and '.join(map(style_label, missing))} in both runs"))
                 continue
             for module in [m for (g, m) in matrices if g == fb[claim.needs[0]]]:
-                stat = model_statistic(claim_id, ctx, fb, fi, module)
+                stat = claim.statistic(ctx, fb, fi, module)
                 if stat:
-                    rows.append({"claim": claim_id, "task": name, "module": module, "statement": claim.statement,
-                                 "definition": claim.definition, "a": fb[claim.needs[1]], "b": fi[claim.needs[1]],
-                                 **stat})
-    return finish(pd.DataFrame(rows, columns=COLUMNS), lambda r: "")
+                    rows.append({"claim": claim.id, "task": name, "module": module, "statement": claim.statement,
+                                 "definition": claim.definition, "a": fb[claim.compares[1]],
+                                 "b": fi[claim.compares[1]], **stat})
+    return judged(pd.DataFrame(rows, columns=COLUMNS), lambda r: "")
 
 
-def model_statistic(claim: str, ctx: Context, fb: dict, fi: dict, module: str) -> dict | None:
-    if claim == "H4":
-        got = [log_ratio(ctx, f["none"], f["detailed"], module, "early") for f in (fb, fi)]
-        if None in got:
-            return None
-        (rb, db), (ri, di) = got
-        return summary(abs(ri) - abs(rb), np.abs(di) - np.abs(db),
-                       f"|log-ratio| None→Detailed: instruct {ri:+.2f}, base {rb:+.2f}",
-                       len(ctx.matrices[(fb["none"], module)]))
+def gap_base_vs_instruct(ctx: Context, fb: dict, fi: dict, module: str) -> dict | None:
+    """H4: |log-ratio None→Detailed| of the early-layer mean, instruct minus base."""
+    got = [log_ratio(ctx, f["none"], f["detailed"], module, "early") for f in (fb, fi)]
+    if None in got:
+        return None
+    (rb, db), (ri, di) = got
+    return summary(abs(ri) - abs(rb), np.abs(di) - np.abs(db),
+                   f"|log-ratio| None→Detailed: instruct {ri:+.2f}, base {rb:+.2f}",
+                   len(ctx.matrices[(fb["none"], module)]))
+
+
+def rd_base_vs_instruct(ctx: Context, fb: dict, fi: dict, module: str) -> dict | None:
+    """H6: RD(correct, irrelevant) of Detailed CoT, instruct minus base."""
     got = [rd_of(ctx, f["detailed"], f["detailed@irrelevant"], module) for f in (fb, fi)]
     if None in got:
         return None
     (pb, db), (pi, di) = got
     return summary(pi - pb, di - db, f"RD Detailed: instruct {pi:.3f}, base {pb:.3f}",
                    len(ctx.matrices[(fb["detailed"], module)]))
+
+
+# ----------------------------------------------------------------------------- the paper's claims
+
+def pair_statistic(fn, a_style: str, b_style: str):
+    """A statistic of the task's two styles (``fn(ctx, a, b, module)``)."""
+    return lambda ctx, found, reasoning, module: fn(ctx, found[a_style], found[b_style], module)
+
+
+register_claim(Claim(
+    "H1", "Early-layer nuclear norm: None > Detailed CoT",
+    "Relative change of the per-sample mean nuclear norm over the early layers, Detailed vs None (negative = holds); "
+    "paired Wilcoxon on shared prompts.", "reasoning", ("none", "detailed"), -1, ("none", "detailed"),
+    pair_statistic(early_change, "none", "detailed"), "paired Wilcoxon (Mann-Whitney when unpaired)"))
+register_claim(Claim(
+    "H2", "MAD over all layers: None > Detailed CoT",
+    "Relative change of the MAD of the mean nuclear-norm curve over all layers, Detailed vs None (negative = holds: "
+    "slow thinking gives a flatter curve); bootstrap over prompts.", "reasoning", ("none", "detailed"), -1,
+    ("none", "detailed"), pair_statistic(mad_change, "none", "detailed"), "bootstrap"))
+register_claim(Claim(
+    "H3a", "Early-layer nuclear norm: Simplified > Detailed CoT",
+    "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); Wilcoxon. The paper states "
+    "it for MATH; on the other tasks it is the inferred None ≥ Simplified ≥ Detailed.", "reasoning",
+    ("simplified", "detailed"), -1, ("simplified", "detailed"), pair_statistic(early_change, "simplified", "detailed"),
+    "paired Wilcoxon (Mann-Whitney when unpaired)"))
+register_claim(Claim(
+    "H3b", "MAD over all layers: Simplified > Detailed CoT",
+    "Relative change of the MAD over all layers, Detailed vs Simplified (negative = holds); bootstrap.", "reasoning",
+    ("simplified", "detailed"), -1, ("simplified", "detailed"), pair_statistic(mad_change, "simplified", "detailed"),
+    "bootstrap"))
+register_claim(Claim(
+    "H5", "Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
+    "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None (positive = holds); "
+    "bootstrap over prompts. The AUROC of loss, length and gradient is in the caveats.", "reasoning",
+    ("none", "detailed", "none@irrelevant", "detailed@irrelevant"), 1, ("none", "detailed"),
+    lambda ctx, found, reasoning, module: rd_difference(ctx, found, module), "bootstrap", separability_caveat))
+register_claim(Claim(
+    "H7a", "Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",
+    "|log-ratio None→Detailed| (mean over the run's reasoning tasks) minus |log-ratio popular 100→1000 words| of the "
+    "early-layer mean nuclear norm (positive = holds: length alone changes it less); bootstrap.", "wiki",
+    ("popular-100", "popular-1000"), 1, ("popular-100", "popular-1000"),
+    lambda ctx, found, reasoning, module: length_vs_thinking(ctx, found, reasoning, module, "early"), "bootstrap",
+    no_caveat, needs_reasoning=True))
+register_claim(Claim(
+    "H7b", "Longer Wikipedia answers do not reproduce slow thinking's flat curve",
+    "The same comparison for the MAD over all layers (positive = holds); bootstrap.", "wiki",
+    ("popular-100", "popular-1000"), 1, ("popular-100", "popular-1000"),
+    lambda ctx, found, reasoning, module: length_vs_thinking(ctx, found, reasoning, module, "mad"), "bootstrap",
+    no_caveat, needs_reasoning=True))
+register_claim(Claim(
+    "H7c", "Longer Wikipedia answers do not reproduce slow thinking's correct/irrelevant gap",
+    "RD(correct, irrelevant) gain None→Detailed (mean over reasoning tasks) minus the gain popular 100→1000 "
+    "(positive = holds); bootstrap.", "wiki",
+    ("popular-100", "popular-1000", "popular-100@irrelevant", "popular-1000@irrelevant"), 1,
+    ("popular-100", "popular-1000"), lambda ctx, found, reasoning, module: separation_vs_thinking(ctx, found, reasoning,
+                                                                                                   module),
+    "bootstrap", no_caveat, needs_reasoning=True))
+register_claim(Claim(
+    "H7d", "Popular and long-tail knowledge differ in early-layer nuclear norm",
+    "Relative change of the early-layer mean, unpopular vs popular (100 words, the closest length); two-sided: the "
+    "direction is reported, not claimed; Mann-Whitney (different articles).", "wiki", ("popular-100", "unpopular"), 0,
+    ("popular-100", "unpopular"), pair_statistic(early_change, "popular-100", "unpopular"), "Mann-Whitney"))
+register_claim(Claim(
+    "H4", "The None-vs-Detailed gap is smaller for the base model than for the instruct model",
+    "|log-ratio None→Detailed| of the early-layer mean nuclear norm, instruct minus base (positive = holds); each "
+    "model's samples resampled on their own.", "reasoning", ("none", "detailed"), 1, ("none", "detailed"),
+    gap_base_vs_instruct, "bootstrap", no_caveat, between_runs=True))
+register_claim(Claim(
+    "H6", "Correct vs irrelevant differ less for the instruct model than for the base model",
+    "RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).", "reasoning",
+    ("detailed", "detailed@irrelevant"), -1, ("detailed", "detailed@irrelevant"), rd_base_vs_instruct, "bootstrap",
+    no_caveat, between_runs=True))

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layergrad.analysis import curves, length, separability, tests
+from layergrad.analysis import curves, length, separability
+from layergrad.analysis import significance as tests
 from layergrad.cli import main
 
 

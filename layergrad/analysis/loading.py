@@ -1,5 +1,5 @@
-"""Runs -> groups: the conditions of run directories (or ``compute`` DataFrames), the derived
-metrics, and the pairs to compare.
+"""Runs -> groups: the conditions of run directories (or ``compute`` DataFrames), with the derived
+metrics added (derived.py), and the pairs to compare.
 
 A *group* is one condition of one run (named ``condition``, or ``run:condition`` when several
 runs are analysed). ``analyze`` compares the conditions of each run with each other
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from layergrad.analysis.derived import with_derived_metrics
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run
 
@@ -28,13 +28,6 @@ class Loaded:
     groups: list[str]
     manifests: dict[str, dict]
     runs: dict[str, list[str]] = field(default_factory=dict)  # run label -> its groups
-
-
-DERIVED_METRICS = {
-    "nuclear_norm_per_loss": "nuclear norm / loss: the authors' S_sum_regularized",
-    "nuclear_norm_summed": "nuclear norm x response tokens: the nuclear norm of the gradient of the summed "
-                           "(not mean) token loss, ‖∂(Σ_t ℓ_t)/∂W‖* = |R| · ‖∂L/∂W‖*",
-}
 
 
 def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
@@ -82,20 +75,6 @@ def frame_run(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     conditions = frame.attrs.get("conditions") or list(dict.fromkeys(frame.condition))
     manifest = {"model": frame.attrs.get("model", {}), "config": {"data": {c: "" for c in conditions}}}
     return frame, samples, manifest
-
-
-def with_derived_metrics(stats: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
-    """Add the loss-normalised and summed-loss nuclear norms (DERIVED_METRICS) per row."""
-    info = samples.set_index(["condition", "sample_id"])[["loss", "n_response_tokens"]]
-    info = info[~info.index.duplicated()]
-    joined = info.reindex(pd.MultiIndex.from_arrays([stats.condition, stats.sample_id]))
-    loss = joined.loss.to_numpy(dtype=float)
-    tokens = joined.n_response_tokens.to_numpy(dtype=float)
-    nuclear = stats.nuclear_norm.to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        per_loss = np.where(loss > 0, nuclear / loss, np.nan)
-    summed = np.where(tokens > 0, nuclear * tokens, np.nan)
-    return stats.assign(nuclear_norm_per_loss=per_loss, nuclear_norm_summed=summed)
 
 
 def run_labels(runs: list) -> list[str]:

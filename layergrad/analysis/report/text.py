@@ -1,5 +1,6 @@
-"""Findings in plain sentences with their numbers: the claims table's evidence, and per pair of
-conditions the significant segment changes (one sentence each) and the rest in one line."""
+"""Numbers in words, one way everywhere: a claim's effect with its CI, Holm p and n (the analysis
+report, the replication report and claims.md), and per pair of conditions the significant segment
+changes (one sentence each) and the rest in one line."""
 
 from __future__ import annotations
 
@@ -69,16 +70,34 @@ def length_sentence(length: pd.DataFrame, a: str, b: str) -> str:
             f"out log response length.{caveat}")
 
 
+def effect_text(r) -> str:
+    """'-96% [-96%, -95%], Holm p < 0.001, n = 50' (relative effects) or '+0.370 [+0.200, +0.520], ...'."""
+    fmt = pct if "relative" in str(r.effect_kind) else (lambda v: f"{v:+.3f}")
+    return f"{fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}], Holm {p_text(r.p_holm)}, n = {int(r.n)}"
+
+
+def shown_module(modules: pd.DataFrame):
+    """The module row a summary quotes: q_proj when it has one, else the first; None when empty."""
+    shown = modules[modules.module == "q_proj"]
+    shown = shown if len(shown) else modules.head(1)
+    return shown.iloc[0] if len(shown) else None
+
+
 def claim_evidence(summary, modules: pd.DataFrame) -> str:
     """The numbers of one (claim, task): module counts, then the q_proj (or first) module's effect."""
     if summary.verdict == "not-applicable":
         return ""
-    shown = modules[modules.module == "q_proj"]
-    shown = shown if len(shown) else modules.head(1)
-    if shown.empty:
+    r = shown_module(modules)
+    if r is None:
         return summary.effect_kind
-    r = shown.iloc[0]
     relative = "relative" in str(r.effect_kind)
-    fmt = pct if relative else (lambda v: f"{v:+.3f}")
-    return (f"{summary.effect_kind}. {r.module}: {fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}], "
-            f"Holm {p_text(r.p_holm)}, n = {int(r.n)}" + ("" if relative else f" ({r.effect_kind})"))
+    return f"{summary.effect_kind}. {r.module}: {effect_text(r)}" + ("" if relative else f" ({r.effect_kind})")
+
+
+def cell_text(summary, modules: pd.DataFrame) -> str:
+    """A replication cell: how many modules hold, then the quoted module's effect."""
+    if summary.verdict == "not-applicable":
+        return f"n/a: {'' if pd.isna(summary.caveats) else summary.caveats}"
+    counts = f"{int((modules.verdict == 'holds').sum())}/{len(modules)} hold"
+    r = shown_module(modules)
+    return counts if r is None else f"{counts}; {r.module}: {effect_text(r)}"

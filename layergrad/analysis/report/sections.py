@@ -1,0 +1,186 @@
+"""What each report shows, built from the analysis tables (nothing is computed here): the analysis
+report's claims, separability, details, tables, runs and examples; the replication report's
+claims x tasks cells and its Markdown."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from layergrad.analysis.report.text import cell_text, claim_evidence, pair_details
+from layergrad.analysis.tables import paper_table
+
+def report_content(a: Analysis, paths: dict) -> dict:
+    """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
+    png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
+    return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
+            "separability": separability_rows(a), "figures": [p for key, p in png.items() if key[0] != "headline"],
+            "details": pair_details(a.tests, a.length, a.pairs), "tables": report_tables(a),
+            "runs": run_rows(a.data), "examples": examples(a.data)}
+
+
+def report_title(a: Analysis) -> str:
+    models = ", ".join(dict.fromkeys(str(m.get("model", {}).get("alias") or m.get("model", {}).get("path") or "?")
+                                     for m in a.data.manifests.values()))
+    n = a.data.samples[a.data.samples.status == "ok"].groupby("group").size()
+    return f"{models}: {len(a.groups)} conditions, {int(n.min()) if len(n) else 0}–{int(n.max()) if len(n) else 0} " \
+           f"samples each"
+
+
+def claim_rows(table: pd.DataFrame) -> list[dict]:
+    """One row per (claim, task) for the top of the report."""
+    if table.empty:
+        return []
+    rows = []
+    several = table.task.nunique() > 1
+    for summary in table[table.module == "all modules"].itertuples():
+        modules = table[(table.claim == summary.claim) & (table.task == summary.task) & (table.module != "all modules")]
+        rows.append({"claim": summary.claim + (f" · {summary.task}" if several and summary.task else ""),
+                     "statement": summary.statement, "definition": summary.definition, "verdict": summary.verdict,
+                     "evidence": claim_evidence(summary, modules), "caveats": summary.caveats or ""})
+    return rows
+
+
+SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length",
+                 "mean nuclear norm / loss (S_sum_regularized)": "nuclear norm / loss",
+                 "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
+
+
+def separability_rows(a: Analysis) -> list[dict]:
+    """Per pair (correct vs irrelevant ones, else all): each score's AUROC in words, and the increment."""
+    pairs = a.irrelevant_pairs or a.pairs
+    rows = []
+    for x, y in pairs:
+        part = a.auroc[(a.auroc.a == x) & (a.auroc.b == y)].set_index("score")
+        if part.empty:
+            continue
+        cells = []
+        for score in SCORE_COLUMNS:
+            if score in part.index:
+                r = part.loc[score]
+                cells.append({"value": f"{r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", "direction": r.direction})
+            else:
+                cells.append({"value": "–", "direction": ""})
+        inc = a.increment[(a.increment.a == x) & (a.increment.b == y)]
+        rows.append({"pair": f"{x} vs {y}", "cells": cells, "increment": inc.verdict.iloc[0] if len(inc) else ""})
+    return rows
+
+
+def report_tables(a: Analysis) -> list[tuple[str, pd.DataFrame]]:
+    """(title, frame) of every table the report shows (collapsed), in order."""
+    out = []
+    if not a.claims.empty:
+        out.append(("Claims per module (claims.csv)", a.claims[a.claims.module != "all modules"].drop(
+            columns=["statement", "definition"])))
+    if not a.mad.empty:
+        table = paper_table(a.mad, a.groups, "nuclear_norm").reset_index(names="condition")
+        table.columns = [c if isinstance(c, str) else " ".join(c).strip() for c in table.columns]
+        out.append(("MAD of the mean nuclear-norm curve (the paper's table)", table))
+    if not a.tests.empty:
+        seg = a.tests[(a.tests.metric == "nuclear_norm") & a.tests.unit.isin(["early", "middle", "late", "all"])]
+        cols = ["a", "b", "module", "unit", "mean_a", "mean_b", "rel_change", "rel_change_low", "rel_change_high",
+                "test", "p_holm", "effect", "n_a", "n_b"]
+        out.append(("Condition comparisons of the nuclear norm per segment (tests.csv has every layer)", seg[cols]))
+    if not a.auroc.empty:
+        out.append(("Telling conditions apart: AUROC of every score, 95% CI (auroc.csv)", a.auroc))
+    if not a.increment.empty:
+        out.append(("What the gradient profile adds beyond loss and length (increment.csv)", a.increment))
+    if not a.length.empty and "adjusted_change" in a.length:
+        lc = a.length[(a.length.kind == "length-controlled") & (a.length.metric == "nuclear_norm")]
+        cols = ["a", "b", "module", "segment", "change", "change_low", "change_high", "adjusted_change",
+                "adjusted_low", "adjusted_high", "length_overlap", "n"]
+        out.append(("Length control: change of the nuclear norm before and after regressing out log response "
+                    "length (length_overlap 0 = lengths disjoint, the adjustment extrapolates)", lc[cols]))
+    if not a.rd.empty:
+        out.append(("Relative difference RD(a, b) of the mean curves", a.rd))
+    return out
+
+
+def run_rows(data) -> list[dict]:
+    """One entry per run: model, layers, dtype, device, version and per-condition sample counts."""
+    rows = []
+    for label, manifest in data.manifests.items():
+        model = manifest.get("model", {})
+        samples = data.samples[data.samples.run == label]
+        counts = samples.groupby(["group", "status"]).size().unstack(fill_value=0)
+        counts = counts.reindex([g for g in data.runs[label] if g in counts.index])
+        rows.append({"label": label, "model": model.get("alias") or model.get("path") or "?",
+                     "layers": model.get("layers", data.stats[data.stats.run == label].layer.max() + 1),
+                     "dtype": model.get("dtype", "?"), "device": model.get("device", "?"),
+                     "version": manifest.get("layergrad_version", "imported" if "imported" in manifest else "?"),
+                     "finished": manifest.get("finished", ""),
+                     "conditions": [{"name": c, "counts": ", ".join(f"{k} {int(v)}" for k, v in r.items() if v)}
+                                    for c, r in counts.iterrows()]})
+    return rows
+
+
+EXAMPLE_CHARS = 400
+
+
+def examples(data) -> list[dict]:
+    """The first computed sample of every group, clipped."""
+    rows = []
+    for group in data.groups:
+        sample = data.samples[(data.samples.group == group) & (data.samples.status == "ok")].head(1)
+        for s in sample.itertuples():
+            rows.append({"group": group, "prompt": clip(s.prompt), "response": clip(s.response),
+                         "tokens": s.n_response_tokens})
+    return rows
+
+
+def clip(text) -> str:
+    text = "" if text is None or (isinstance(text, float) and pd.isna(text)) else str(text)
+    return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS] + " …"
+
+
+
+# ----------------------------------------------------------------------------- replication
+
+SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "not-applicable": "n/a", "none": ""}
+
+
+def claim_order(table: pd.DataFrame) -> list[str]:
+    """The table's claims in registry order."""
+    from layergrad.analysis.claims import REGISTRY
+
+    present = set(table.claim)
+    return [c for c in REGISTRY if c in present]
+
+
+def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
+    """One row of the replication table: the claim and, per task, its verdict and numbers."""
+    from layergrad.analysis.claims import ALL, REGISTRY
+
+    cells = []
+    for task in tasks:
+        summary = table[(table.claim == claim) & (table.task == task) & (table.module == ALL)]
+        if summary.empty:
+            cells.append({"verdict": "none", "text": "—", "title": "not a claim for this task"})
+            continue
+        s = summary.iloc[0]
+        modules = table[(table.claim == claim) & (table.task == task) & (table.module != ALL)]
+        caveat = "" if pd.isna(s.caveats) else str(s.caveats)
+        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": caveat})
+    spec = REGISTRY[claim]
+    return {"claim": claim, "statement": spec.statement, "definition": spec.definition, "cells": cells}
+
+
+def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
+    """Markdown: the verdict grid (claims x tasks), then one line per applicable (claim, task) with
+    its numbers and caveats."""
+    from layergrad.analysis.claims import REGISTRY
+
+    order = claim_order(table)
+    rows = {c: claim_cells(table, c, tasks) for c in order}
+    lines = ["| claim | " + " | ".join(tasks) + " |", "|---|" + ":---:|" * len(tasks)]
+    for claim in order:
+        lines.append(f"| {claim} | " + " | ".join(SHORT[c["verdict"]] for c in rows[claim]["cells"]) + " |")
+    lines += ["", "| claim | task | verdict | modules; q_proj effect [95% CI], Holm p, n | caveats |",
+              "|---|---|---|---|---|"]
+    for claim in order:
+        for task, cell in zip(tasks, rows[claim]["cells"]):
+            if cell["verdict"] in ("none", "not-applicable"):
+                continue
+            caveat = cell["title"].replace("|", "/")
+            lines.append(f"| {claim} | {task} | {cell['verdict']} | {cell['text']} | {caveat} |")
+    statements = [f"- **{c}** {REGISTRY[c].statement}" for c in order]
+    return "\n".join(statements + [""] + lines) + "\n"
