@@ -47,18 +47,18 @@ def plan_batches(items: list[Item], *, batch_size: int | None = None,
 
 
 def pad_batch(items: list[Item], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> input_ids (B, T), attention mask (B, T) bool, loss mask (B, T-1) bool over targets.
+    """-> input_ids (B, T), attention mask (B, T) bool, scored (B, T-1) bool: which next tokens the loss scores.
 
-    Target t+1 is predicted at position t; a sample's targets are its response tokens
+    Token t+1 is predicted at position t; a sample's scored tokens are its response tokens
     (positions n_prompt .. n_tokens-1, never position 0).
     """
     longest = max(it.encoded.n_tokens for it in items)
     ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), longest), dtype=torch.bool)
-    targets = torch.zeros((len(items), longest - 1), dtype=torch.bool)
+    scored = torch.zeros((len(items), longest - 1), dtype=torch.bool)
     for row, it in enumerate(items):
         n = it.encoded.n_tokens
         ids[row, :n] = torch.tensor(it.encoded.input_ids)
         mask[row, :n] = True
-        targets[row, max(it.encoded.n_prompt, 1) - 1: n - 1] = True
-    return ids.to(device), mask.to(device), targets.to(device)
+        scored[row, max(it.encoded.n_prompt, 1) - 1: n - 1] = True
+    return ids.to(device), mask.to(device), scored.to(device)

@@ -40,12 +40,12 @@ def test_jobs_inline_and_on_workers_give_the_same_tables_bit_for_bit(tiny, monke
 @pytest.mark.parametrize("omp", ["1", "2", None])
 def test_inline_equals_pooled_under_every_thread_setting(omp, tmp_path):
     """The same check in a fresh process under OMP_NUM_THREADS=1, =2 and unset (as a user runs it)."""
-    code = f"""
+    code = """
 import pandas as pd, layergrad
 from layergrad.engine import threads
 from layergrad.data.samples import Sample
 m = layergrad.load_model("tiny-random-llama")
-s = [Sample(f"Explain step {{i}}.", "First we add the numbers. " * (2 + 3 * i), i) for i in range(3)]
+s = [Sample(f"Explain step {i}.", "First we add the numbers. " * (2 + 3 * i), i) for i in range(3)]
 threads.workers = lambda: 0
 a = layergrad.compute(m, s, cosine=True)
 threads.workers = lambda: 3

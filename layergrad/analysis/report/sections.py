@@ -1,4 +1,4 @@
-"""What each report shows, built from the analysis tables (nothing is computed here): the analysis
+"""What each report shows, built from the analysis tables (``a`` is an analyze.Analysis) (nothing is computed here): the analysis
 report's claims, separability, details, tables, runs and examples; the replication report's
 claims x tasks cells and its Markdown."""
 
@@ -9,7 +9,7 @@ import pandas as pd
 from layergrad.analysis.report.text import cell_text, claim_evidence, pair_details
 from layergrad.analysis.tables import paper_table
 
-def report_content(a: Analysis, paths: dict) -> dict:
+def report_content(a, paths: dict) -> dict:
     """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
     png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
     return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
@@ -18,7 +18,7 @@ def report_content(a: Analysis, paths: dict) -> dict:
             "runs": run_rows(a.data), "examples": examples(a.data)}
 
 
-def report_title(a: Analysis) -> str:
+def report_title(a) -> str:
     models = ", ".join(dict.fromkeys(str(m.get("model", {}).get("alias") or m.get("model", {}).get("path") or "?")
                                      for m in a.data.manifests.values()))
     n = a.data.samples[a.data.samples.status == "ok"].groupby("group").size()
@@ -45,7 +45,7 @@ SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length",
                  "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
 
 
-def separability_rows(a: Analysis) -> list[dict]:
+def separability_rows(a) -> list[dict]:
     """Per pair (correct vs irrelevant ones, else all): each score's AUROC in words, and the increment."""
     pairs = a.irrelevant_pairs or a.pairs
     rows = []
@@ -65,7 +65,7 @@ def separability_rows(a: Analysis) -> list[dict]:
     return rows
 
 
-def report_tables(a: Analysis) -> list[tuple[str, pd.DataFrame]]:
+def report_tables(a) -> list[tuple[str, pd.DataFrame]]:
     """(title, frame) of every table the report shows (collapsed), in order."""
     out = []
     if not a.claims.empty:
