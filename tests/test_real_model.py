@@ -25,7 +25,7 @@ def test_exact_all_seven_kinds_against_fp64(smollm2, paper_data, style, monkeypa
     from layergrad.engine import threads
 
     monkeypatch.setattr(threads, "workers", lambda: 2)
-    samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=3, paper_data=paper_data)
+    samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=2, paper_data=paper_data)
     frame = layergrad.compute(smollm2, samples)
     assert frame.module.nunique() == 7 and frame.layer.nunique() == 30
     fmt = make_formatter(smollm2, ComputeOptions())
@@ -68,7 +68,7 @@ def test_paper_mode_reproduces_the_original_algorithm(smollm2, paper_data, style
     agree = 0
     for s in samples:
         record = original_record(smollm2.model, smollm2.tokenizer, s.prompt, s.response,
-                                 chat=True, model_name=smollm2.name)
+                                 chat=True, model_name=smollm2.name, vectors=False)
         rows = frame[(frame.condition == style) & (frame.sample_id == s.sample_id)].set_index("param")
         ok = math.isclose(table.loc[(style, s.sample_id), "loss"], record["loss"], rel_tol=1e-4)
         ok &= len(rows) == 120 and all(
