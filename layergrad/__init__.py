@@ -11,7 +11,7 @@
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "load_samples", "compute", "analyze", "LayerGradCallback", "Sample", "LayergradError",
-           "register_statistic", "__version__"]
+           "register_statistic", "score", "__version__"]
 
 
 def __getattr__(name):  # lazy: `layergrad --help` must not import torch
@@ -30,6 +30,9 @@ def __getattr__(name):  # lazy: `layergrad --help` must not import torch
     if name == "LayerGradCallback":
         from layergrad.callback import LayerGradCallback
         return LayerGradCallback
+    if name == "score":
+        from layergrad.score import score
+        return score
     if name == "register_statistic":
         from layergrad.engine.statistics import register_statistic
         return register_statistic

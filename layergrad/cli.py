@@ -52,7 +52,7 @@ def click_option(f):
     if isinstance(f.default, bool):
         value = {"flag_value": False} if f.default else {"is_flag": True}
         return click.option(*flags, name, default=None, help=help_text, **value)
-    kind = click.Choice(meta["choices"]) if meta.get("choices") else int if meta.get("positive") else None
+    kind = click.Choice(meta["choices"]) if meta.get("choices") else int if str(f.type).startswith("int") else None
     return click.option(*flags, name, type=kind, default=None, help=help_text)
 
 
@@ -117,6 +117,34 @@ def compute(config_file, data, **options):
         from layergrad.analysis.summary import print_summary
 
         print_summary(out)
+
+
+# ----------------------------------------------------------------------------- score
+
+@cli.command(epilog="""
+\b
+Examples:
+  layergrad score data.jsonl --model smollm2-135m-instruct --out scored --ifd
+  layergrad score data.json --out scored --top 0.1 --by effective_rank      # the top 10% as data.json's format
+  layergrad score data.csv?prompt=question&response=answer --out s --bottom 100 --by nuclear_norm
+\b
+Writes OUT/scored.jsonl and OUT/scored.parquet (every record with all its fields plus lg_* score
+columns) and, with --top/--bottom, OUT/top-<K>-<score>.<ext> in the input's own format. The run
+underneath (OUT/run) resumes: rerunning the same command computes only what is missing.""")
+@click.argument("data")
+@click.option("--out", required=True, type=click.Path(), help="Output folder.")
+@click.option("--top", help="Also write the K records (or the fraction, e.g. 0.1) with the highest --by score.")
+@click.option("--bottom", help="Also write the K records (or fraction) with the lowest --by score.")
+@click.option("--by", default="effective_rank", show_default=True,
+              help="The score to select by: nuclear_norm, effective_rank (means over layers and modules), "
+                   "<statistic>_<kind>, <statistic>_early|middle|late, loss, response_tokens, ifd (with --ifd).")
+@run_options
+def score(data, out, top, bottom, by, **options):
+    """Score every record of a dataset and select its top or bottom records as a training file."""
+    from layergrad.score import score as run_score
+
+    values = given(options)
+    run_score(data, out, top=top, bottom=bottom, by=by, log=_log(values.get("quiet", False)), **values)
 
 
 # ----------------------------------------------------------------------------- demo

@@ -92,8 +92,9 @@ def cache_dir() -> Path:
 
 def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", device_map=None,
                trust_remote_code: bool = False, chat: bool | None = None,
-               attn_implementation: str | None = None, log=print) -> LoadedModel:
-    """Load ``spec``: an alias, a tiny random model, a local directory, a .gguf file or a hub id."""
+               attn_implementation: str | None = None, reinit: int | None = None, log=print) -> LoadedModel:
+    """Load ``spec``: an alias, a tiny random model, a local directory, a .gguf file or a hub id;
+    ``reinit``: then re-initialise its weights with that seed (``reinitialise``)."""
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}'.{did_you_mean(dtype, DTYPES)} Use one of: {', '.join(DTYPES)}")
     kwargs = dict(dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code,
@@ -116,7 +117,28 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
     if chat is not None:
         loaded.is_chat = chat
     loaded.identity["chat"] = loaded.is_chat
+    if reinit is not None:
+        reinitialise(loaded, reinit)
     return loaded
+
+
+def reinitialise(m: LoadedModel, seed: int) -> LoadedModel:
+    """The random-weights control (the follow-up's ``--run_scratch_version``): every weight drawn
+    again by the model's own initialiser (transformers' ``init_weights`` / ``_init_weights``) from
+    ``seed``, in place; the same seed gives the same weights. The global RNG state is left as found."""
+    import torch
+
+    for module in m.model.modules():  # loaded weights are marked initialised; the initialiser skips those
+        for owner in [module, *module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if getattr(owner, "_is_hf_initialized", False):
+                owner._is_hf_initialized = False
+    devices = [d for d in {p.device for p in m.model.parameters()} if d.type == "cuda"]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        m.model.init_weights()
+    m.model.eval()
+    m.identity["reinit"] = seed
+    return m
 
 
 def _finish(model, tok, name: str, identity: dict, *, dtype, device, device_map, **_) -> LoadedModel:

@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-PAPER_DATA = Path(os.environ.get("LAYERGRAD_PAPER_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "paper-data")
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PAPER_DATA = Path(os.environ.get("LAYERGRAD_PAPER_DATA") or SHARED / "paper-data")
+FOLLOWUP_DATA = Path(os.environ.get("LAYERGRAD_FOLLOWUP_DATA") or SHARED / "followup-data")
 
 
 def pytest_configure(config):
@@ -27,6 +29,14 @@ def paper_data():
     if not PAPER_DATA.is_dir():
         pytest.skip("the paper's data is not beside this checkout (../shared/paper-data or $LAYERGRAD_PAPER_DATA)")
     return str(PAPER_DATA)
+
+
+@pytest.fixture(scope="session")
+def followup_data():
+    if not (FOLLOWUP_DATA / "SHA256SUMS").is_file():
+        pytest.skip("the follow-up's data is not beside this checkout (../shared/followup-data or "
+                    "$LAYERGRAD_FOLLOWUP_DATA)")
+    return FOLLOWUP_DATA
 
 
 @pytest.fixture(scope="session")

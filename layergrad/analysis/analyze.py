@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import claims, curves, figures, length, report, separability, significance, tables
+from layergrad.analysis import claims, correlations, curves, figures, length, report, separability, significance, tables
 from layergrad.analysis.derived import DERIVED_METRICS
 from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
 FIGURE_FORMATS = ("png", "svg", "pdf")
-TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims")
-FIGURES = ("headline", "panels", "conditions", "irrelevant", "mad", "heatmap")
+TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims", "correlations")
+FIGURES = ("headline", "correlations", "panels", "conditions", "irrelevant", "mad", "heatmap")
 MODULE_MEAN = "mean of modules"
 
 
@@ -42,6 +42,7 @@ class Analysis:
     increment: pd.DataFrame
     length: pd.DataFrame
     claims: pd.DataFrame
+    correlations: pd.DataFrame  # the records' numeric fields against the scores and baselines
     mean_curves: pd.DataFrame = field(repr=False)  # nuclear norm averaged over modules, per sample first
 
     @property
@@ -53,9 +54,11 @@ class Analysis:
         return [(a, b) for a, b in self.pairs if b == f"{a}@irrelevant"]
 
     def figure(self, name: str = "headline", metric: str = "nuclear_norm"):
-        """A matplotlib Figure: headline | panels | conditions | irrelevant | mad | heatmap."""
+        """A matplotlib Figure: headline | correlations | panels | conditions | irrelevant | mad | heatmap."""
         if name not in FIGURES:
             raise InputError(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
+        if name == "correlations":
+            return figures.correlations(self.correlations)
         if name != "headline" and metric not in self.metrics:
             raise InputError(f"metric {metric!r} was not analysed; analysed: {', '.join(self.metrics)}")
         if name == "headline":
@@ -74,8 +77,9 @@ class Analysis:
 
     def figure_list(self) -> list[tuple[str, str]]:
         """(name, metric) of every figure this analysis has, headline first."""
-        names = [n for n in FIGURES[1:] if n != "irrelevant" or self.irrelevant_pairs]
-        return [("headline", "nuclear_norm")] + [(n, m) for m in self.metrics for n in names]
+        names = [n for n in FIGURES[2:] if n != "irrelevant" or self.irrelevant_pairs]
+        first = [("headline", "nuclear_norm")] + ([("correlations", "")] if len(self.correlations) else [])
+        return first + [(n, m) for m in self.metrics for n in names]
 
     def write_tables(self, out: str | Path) -> Path:
         """Only the CSVs and tables/ (no figures, no report)."""
@@ -93,7 +97,7 @@ class Analysis:
         out = self.write_tables(out)
         paths = {}
         for name, metric in self.figure_list():
-            file = name if name == "headline" else f"{name}_{metric}"
+            file = f"{name}_{metric}" if metric and name != "headline" else name
             paths[(name, metric)] = figures.save(self.figure(name, metric), out / "figures", file,
                                                  list(dict.fromkeys(["png", *formats])))
         report.write_analysis_report(out / "report.html", self, paths)
@@ -134,8 +138,9 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
                                    ignore_index=True)
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
+        related = correlations.correlation_table(stats, ok, analysed, data.runs, n_boot, seed)
     result = Analysis(data, pairs, analysed, **frames, auroc=auroc, increment=increment, claims=claim_rows,
-                      mean_curves=mean_curves)
+                      correlations=related, mean_curves=mean_curves)
     if out is not None:
         result.write(out, formats, log)
     return result

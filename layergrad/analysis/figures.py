@@ -313,3 +313,31 @@ def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[st
     fixed_layout(fig, top=0.8, bottom=0.35, legend=legend_band(len(names), max(len(names), 1)), wspace=0.55,
                  hspace=0.15)
     return fig
+
+
+def correlations(table: pd.DataFrame) -> Figure:
+    """Spearman ρ (circles) and ρ given log length (triangles) with 95% CIs: a panel per record field,
+    a row per score, pooled over the run's conditions (else the first scope)."""
+    pooled = table[table.scope.str.contains("+", regex=False)]
+    data = pooled if len(pooled) else table[table.scope == table.scope.iloc[0]]
+    fields = list(dict.fromkeys(data.field))
+    scores = list(dict.fromkeys(data.score))
+    fig, axes = grid(len(fields), width=3.6, height=0.35 * len(scores) + 1.2, cols=min(len(fields), 3))
+    for ax, name in zip(axes, fields):
+        part = data[data.field == name].set_index("score").reindex(scores)
+        y = np.arange(len(scores))
+        for column, lo, hi, marker, shift, colour in (("spearman", "ci_low", "ci_high", "o", -0.15, "#1b9e77"),
+                                                      ("partial_spearman", "partial_ci_low", "partial_ci_high", "^",
+                                                       0.15, "#d95f02")):
+            err = np.vstack([part[column] - part[lo], part[hi] - part[column]]).clip(min=0)
+            ax.errorbar(part[column], y + shift, xerr=err, fmt=marker, ms=4, color=colour, lw=1, capsize=2)
+        ax.axvline(0, color="#444", lw=0.8, ls=":")
+        ax.set(xlim=(-1, 1), title=name, xlabel="Spearman ρ")
+        ax.set_yticks(y, scores if ax is axes[0] else [""] * len(scores), fontsize=8)
+        ax.invert_yaxis()
+        ax.grid(alpha=0.3, axis="x")
+    handles = [plt.Line2D([], [], color="#1b9e77", marker="o", ls=""), plt.Line2D([], [], color="#d95f02", marker="^", ls="")]
+    fig.legend(handles, ["ρ", "ρ given log response length"], loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(f"Records' own scores against the gradient, loss, length ({data.scope.iloc[0]}), 95% CI", fontsize=11)
+    fixed_layout(fig, left=2.4, legend=legend_band(2, 2), wspace=0.4)
+    return fig

@@ -3,8 +3,9 @@ beyond cheaper numbers.
 
 Scores per pair of conditions (a, b), each an AUROC with a stratified bootstrap CI:
 
-- baselines: the per-sample loss, the response length (tokens) and the authors' loss-normalised
-  nuclear norm (their ``S_sum_regularized``: mean nuclear norm / loss);
+- baselines: the per-sample loss, the response length (tokens), the IFD when the run computed it
+  (``--ifd``) and the authors' loss-normalised nuclear norm (their ``S_sum_regularized``: mean
+  nuclear norm / loss);
 - gradient scores: the mean of a metric over layers x modules, and a cross-validated logistic
   regression on the layer x module profile (log values when positive).
 
@@ -12,8 +13,8 @@ A single score's AUROC is oriented: it is at least 0.5 and ``direction`` says in
 the score is higher. A cross-validated model's AUROC is that of its out-of-fold P(b) (below 0.5:
 worse than chance).
 
-Incremental value: cross-validated AUROC of a logistic model on [loss, log length] versus the same
-model plus the gradient profile, on the same prompt-grouped folds, and the difference with a
+Incremental value: cross-validated AUROC of a logistic model on [loss, log length] (and log IFD when
+the run has it) versus the same model plus the gradient profile, on the same prompt-grouped folds, and the difference with a
 paired bootstrap CI over the out-of-fold predictions. Features are standardised; the two baseline
 columns are scaled up tenfold, so the L2 penalty (strength chosen per fold by an inner grouped CV)
 shrinks the profile, not the baseline: a profile that carries no signal is shrunk away rather than
@@ -182,10 +183,13 @@ def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metri
                 continue
             values = wide.to_numpy()
             groups = pd.factorize(np.asarray(info.prompt.fillna("")))[0]
+            ifd = ifd_values(info)
             if metric == metrics[0]:
                 loss, length = info.loss.to_numpy(dtype=float), info.n_response_tokens.to_numpy(dtype=float)
                 rows.append(score_row(a, b, "loss", "baseline", "", labels, loss, n_boot, rng))
                 rows.append(score_row(a, b, "response length (tokens)", "baseline", "", labels, length, n_boot, rng))
+                if ifd is not None:
+                    rows.append(score_row(a, b, "IFD", "baseline", "", labels, ifd, n_boot, rng))
             if metric == "nuclear_norm":
                 rows.append(score_row(a, b, "mean nuclear norm / loss (S_sum_regularized)", "baseline", metric,
                                       labels, values.mean(1) / info.loss.to_numpy(dtype=float), n_boot, rng))
@@ -195,14 +199,25 @@ def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metri
             rows.append(score_row(a, b, f"{metric} profile (logistic, CV)", "gradient", metric, labels, oof,
                                   n_boot, rng, orient=False))
             if metric == profile_metric:
-                base = np.column_stack([info.loss.to_numpy(dtype=float),
-                                        np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))])
-                increments.append(increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng))
+                base = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
+                if ifd is not None:
+                    base.append(np.log(np.nan_to_num(ifd, nan=np.nanmedian(ifd)).clip(1e-6)))
+                increments.append(increment_row(a, b, metric, np.column_stack(base), profile, labels, groups, seed,
+                                                n_boot, rng, with_ifd=ifd is not None))
     return pd.DataFrame(rows, columns=AUROC_COLUMNS), pd.DataFrame(increments, columns=INCREMENT_COLUMNS)
 
 
-def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng) -> dict:
-    """CV AUROC of [loss, log length] and of [loss, log length, profile], their difference and its CI."""
+def ifd_values(info: pd.DataFrame) -> np.ndarray | None:
+    """The samples' IFD when the run computed it for most of them (else None)."""
+    if "ifd" not in info.columns:
+        return None
+    values = info.ifd.to_numpy(dtype=float)
+    return values if np.isfinite(values).mean() >= 0.5 else None
+
+
+def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng, *, with_ifd: bool = False) -> dict:
+    """CV AUROC of the baselines ([loss, log length(, log IFD)]) and of them plus the profile, their
+    difference and its CI."""
     base_oof = cv_scores(base, labels, groups, seed, boost=base.shape[1], grid=(1.0,))
     full_oof = cv_scores(np.column_stack([base, profile]), labels, groups, seed, boost=base.shape[1])
     ok = np.isfinite(base_oof) & np.isfinite(full_oof)
@@ -213,13 +228,14 @@ def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng
     lo, hi = interval(draws) if len(draws) else (np.nan, np.nan)
     return {"a": a, "b": b, "metric": metric, "auroc_loss_length": auroc(y, s0), "auroc_with_profile": auroc(y, s1),
             "gain": gain, "ci_low": float(lo), "ci_high": float(hi), "n_a": int((y == 0).sum()),
-            "n_b": int((y == 1).sum()), "verdict": increment_verdict(gain, lo, hi)}
+            "n_b": int((y == 1).sum()), "verdict": increment_verdict(gain, lo, hi, with_ifd)}
 
 
-def increment_verdict(gain: float, lo: float, hi: float) -> str:
+def increment_verdict(gain: float, lo: float, hi: float, with_ifd: bool = False) -> str:
     """The sentence the report prints for one pair."""
+    beyond = "loss, length and IFD" if with_ifd else "loss and length"
     if not np.isfinite(gain):
         return "not estimable (too few samples per class)"
     if lo > 0:
-        return f"the gradient profile adds {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] AUROC beyond loss and length"
-    return f"the gradient profile adds nothing detectable beyond loss and length ({gain:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+        return f"the gradient profile adds {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] AUROC beyond {beyond}"
+    return f"the gradient profile adds nothing detectable beyond {beyond} ({gain:+.2f} [{lo:+.2f}, {hi:+.2f}])"

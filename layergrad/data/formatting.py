@@ -99,6 +99,17 @@ class Formatter:
     def _ids(self, text: str, special: bool) -> list[int]:
         return list(self.tok(text, add_special_tokens=special)["input_ids"])
 
+    def turn_opening(self) -> tuple[int, ...]:
+        """The tokens that open the model's turn before its response: the chat template's generation
+        prompt (e.g. '<|im_start|>assistant\\n'); none for base models."""
+        if not self.chat:
+            return ()
+        messages = [{"role": "user", "content": "hi"}]
+        closed = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        opened = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        header = opened[len(closed):] if opened.startswith(closed) else ""
+        return tuple(self._ids(header, False)) if header else ()
+
     def _find_end_of_turn(self) -> str:
         """The text a chat template puts after an assistant message (e.g. '<|im_end|>'), else EOS."""
         if self.chat:

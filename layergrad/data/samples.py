@@ -8,9 +8,12 @@ is the response, earlier turns the prompt), and any table with a column mapping
 .parquet. Sources: a path, ``paper:<task>/<style>[@irrelevant]``, ``builtin:arith/<style>``,
 ``hf:<name>[:<config>][@<split>]``.
 
-Every sample carries a stable content-hash ``sample_id`` and its ``source_index``. A record
-that cannot be used becomes a sample with ``problem`` set: ``load_samples(strict=True)``
-raises on it, a run records it as a skip with that reason.
+Every sample carries a stable content-hash ``sample_id``, its ``source_index`` and ``meta``: the
+record's other fields (every field but the text fields of its format), numbers written as strings
+parsed as numbers, anything else kept as text; a run writes them to samples.parquet as
+``meta.<field>`` columns, which cannot collide with layergrad's own. A record that cannot be used
+becomes a sample with ``problem`` set: ``load_samples(strict=True)`` raises on it, a run records
+it as a skip with that reason.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from layergrad.errors import InputError
@@ -36,6 +39,7 @@ class Sample:
     context: tuple[tuple[str, str], ...] = ()  # earlier (role, content) turns, system included
     problem: str | None = None  # why it cannot be computed; None when fine
     sample_id: str = field(default="")
+    meta: tuple[tuple[str, object], ...] = ()  # the record's other fields: (name, number or text)
 
     def __post_init__(self):
         if not self.sample_id:
@@ -51,8 +55,48 @@ def content_id(context, prompt, response) -> str:
 # ----------------------------------------------------------------------------- records
 
 
+TEXT_FIELDS = {"alpaca": ("instruction", "input", "output"), "prompt-completion": ("prompt", "completion"),
+               "messages": ("messages",)}
+META_PREFIX = "meta."
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
 def sample_from_record(record, index: int, fields: dict | None = None) -> Sample:
-    """One raw record -> Sample (with ``problem`` set when it is unusable)."""
+    """One raw record -> Sample (with ``problem`` set when it is unusable), its other fields as ``meta``."""
+    sample = _sample_of(record, index, fields)
+    if not isinstance(record, dict):
+        return sample
+    text = set(fields.values()) if fields else set(TEXT_FIELDS[record_format(record)])
+    return replace(sample, meta=tuple((str(k), meta_value(v)) for k, v in record.items() if k not in text))
+
+
+def record_format(record: dict) -> str:
+    if "messages" in record:
+        return "messages"
+    if "completion" in record and "prompt" in record:
+        return "prompt-completion"
+    return "alpaca"
+
+
+def meta_value(value):
+    """A number (also one written as a string, e.g. "-2.83") as float, anything else as text (None stays)."""
+    if value is None or isinstance(value, bool):
+        return value if value is None else str(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        if _NUMBER.fullmatch(value):
+            return float(value)
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def meta_columns(sample: Sample) -> dict:
+    """{'meta.<field>': value} of a sample."""
+    return {META_PREFIX + k: v for k, v in sample.meta}
+
+
+def _sample_of(record, index: int, fields: dict | None) -> Sample:
     if not isinstance(record, dict):
         return _problem(index, f"record {index} is a {type(record).__name__}, not an object", record)
     try:
@@ -116,8 +160,7 @@ def _from_columns(record: dict, index: int, fields: dict) -> Sample:
 
 def _checked(sample: Sample) -> Sample:
     if not sample.response.strip():
-        return Sample(sample.prompt, sample.response, sample.source_index, sample.context,
-                      f"record {sample.source_index} has an empty response")
+        return replace(sample, problem=f"record {sample.source_index} has an empty response")
     return sample
 
 
@@ -222,9 +265,8 @@ def mark_duplicates(samples: list[Sample]) -> list[Sample]:
     out = []
     for s in samples:
         if s.problem is None and s.sample_id in first:
-            s = Sample(s.prompt, s.response, s.source_index, s.context,
-                       f"record {s.source_index} duplicates record {first[s.sample_id]}",
-                       sample_id=f"{s.sample_id}-dup{s.source_index}")
+            s = replace(s, problem=f"record {s.source_index} duplicates record {first[s.sample_id]}",
+                        sample_id=f"{s.sample_id}-dup{s.source_index}")
         elif s.problem is None:
             first[s.sample_id] = s.source_index
         out.append(s)

@@ -20,11 +20,12 @@ DEFAULT_BATCH_TOKENS = 2048
 
 @dataclass(frozen=True)
 class Item:
-    """A sample ready to run: its condition, the sample and its tokens."""
+    """A sample ready to run: its condition, the sample, its tokens (and, with ifd, its IFD inputs)."""
 
     condition: str
     sample: Sample
     encoded: Encoded
+    ifd: object = None  # engine.ifd.IfdInput
 
 
 def plan_batches(items: list[Item], *, batch_size: int | None = None,

@@ -8,8 +8,6 @@ forward and one activation-only backward per batch; weights never get a gradient
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -17,13 +15,14 @@ from typing import Callable, Iterator
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
-from layergrad.data.samples import Sample, reason_kind
+from layergrad.data.samples import META_PREFIX, Sample, meta_columns, reason_kind
 from layergrad.engine import solvers, statistics
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture
+from layergrad.engine.ifd import ifd_columns, ifd_input
+from layergrad.engine.losses import logits_to_keep, response_losses
 from layergrad.declare import build_options
 from layergrad.engine.options import ComputeOptions
 from layergrad.engine.projections import KINDS, select_targets
@@ -33,8 +32,8 @@ from layergrad.errors import InputError
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
                   "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
 STAT_KEYS = ("sample_id", "condition", "layer", "module", "param")
+IFD_COLUMNS = ("loss_conditioned", "loss_direct", "ifd", "ifd_note")  # with ifd=True (engine/ifd.py)
 SKIP_NO_RESPONSE = "no response tokens after truncation"
-MIN_KEPT_LOGITS = 8  # the LM head always computes at least this many positions (logits_to_keep)
 
 
 def stats_columns() -> tuple[str, ...]:
@@ -74,7 +73,8 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     frame = stats_frame(stats)
     frame.attrs["samples"] = samples_frame(rows)
     frame.attrs["conditions"] = list(conditions)
-    frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {})}
+    frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {}),
+                            **({"reinit": opts.reinit} if opts.reinit is not None else {})}
     return frame
 
 
@@ -85,14 +85,26 @@ def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle
     opts = opts.resolved()
     if opts.threads:
         set_budget(opts.threads)
+    if opts.reinit is not None and m.identity.get("reinit") != opts.reinit:
+        m = reinitialised_copy(m, opts.reinit)
     for records in iter_records(m, conditions, opts, skip_ids or set()):
         handle(records)
+
+
+def reinitialised_copy(m, seed: int):
+    """A copy of ``m`` with re-initialised weights (the caller's model stays as it is)."""
+    import copy
+
+    from layergrad.models import LoadedModel, reinitialise
+
+    clone = LoadedModel(copy.deepcopy(m.model), m.tokenizer, m.name, m.is_chat, dict(m.identity))
+    return reinitialise(clone, seed)
 
 
 def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set) -> Iterator:
     """The skipped samples' records first, then each batch's after its forward and backward."""
     formatter = make_formatter(m, opts)
-    items, skipped = prepare_items(formatter, conditions, skip_ids)
+    items, skipped = prepare_items(formatter, conditions, skip_ids, ifd=opts.ifd)
     if skipped:
         yield BatchRecords([], skipped)
     targets = select_targets(m.model, opts.modules)
@@ -141,8 +153,8 @@ def model_positions(model) -> int | None:
     return None
 
 
-def prepare_items(formatter: Formatter, conditions, skip_ids) -> tuple[list[Item], list[dict]]:
-    """Encode every sample; unusable ones become skip rows with their reason."""
+def prepare_items(formatter: Formatter, conditions, skip_ids, *, ifd: bool = False) -> tuple[list[Item], list[dict]]:
+    """Encode every sample (and its IFD inputs); unusable ones become skip rows with their reason."""
     items, skipped = [], []
     for condition, samples in conditions.items():
         for s in samples:
@@ -155,7 +167,7 @@ def prepare_items(formatter: Formatter, conditions, skip_ids) -> tuple[list[Item
             if enc.n_response == 0:
                 skipped.append(sample_row(s, condition, enc, status="skipped", reason=SKIP_NO_RESPONSE))
             else:
-                items.append(Item(condition, s, enc))
+                items.append(Item(condition, s, enc, ifd_input(formatter, s, enc) if ifd else None))
     return items, skipped
 
 
@@ -217,40 +229,13 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     cap.reset()
     sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
                    for it, loss in zip(batch, losses.detach().cpu())]
+    if opts.ifd:
+        with cap.paused():
+            extra = ifd_columns(m, [it.ifd for it in batch], [r["loss"] for r in sample_rows], device)
+        for row, values in zip(sample_rows, extra):
+            row.update(values)
     mark_nonfinite(sample_rows, stat_rows)
     return BatchRecords(stat_rows, sample_rows, sum(it.encoded.n_tokens for it in batch))
-
-
-def logits_to_keep(model, scored: torch.Tensor) -> int:
-    """Positions from the first scored token's predictor on: the LM head skips the prompt (0: all).
-
-    On short answers after long prompts it saves most of the vocabulary projection, forward and
-    backward (the model must accept ``logits_to_keep``). At least ``MIN_KEPT_LOGITS`` positions: a
-    BLAS may take another kernel for a product of 1-3 rows (MKL does), and the LM head's backward
-    sums over the whole vocabulary, so that kernel's rounding would reach every output gradient
-    (measured on SmolLM2: 1.1e-5 relative error against fp64 for 1-3 rows, 5e-7 for 4 or more,
-    whose rows equal the full product's bit for bit; tests/engine/test_compute.py checks it here).
-    """
-    if not accepts_logits_to_keep(type(model)):
-        return 0
-    hits = scored.any(0).nonzero()
-    if not len(hits):
-        return 0
-    positions = scored.shape[1] + 1
-    return min(positions, max(positions - int(hits[0]), MIN_KEPT_LOGITS))
-
-
-@functools.cache
-def accepts_logits_to_keep(model_class) -> bool:
-    return "logits_to_keep" in inspect.signature(model_class.forward).parameters
-
-
-def response_losses(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's scored (response) tokens, fp32."""
-    token_loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(),
-                                 reduction="none").view(scored.shape)
-    weights = scored.float()
-    return (token_loss * weights).sum(1) / weights.sum(1)
 
 
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
@@ -331,7 +316,8 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
             "n_prompt_tokens": min(enc.n_prompt, enc.n_tokens) if enc else 0,
             "n_response_tokens": enc.n_response if enc else 0,
             "truncated": bool(enc.truncated) if enc else False, "status": status, "reason": reason,
-            "boundary": enc.boundary if enc else "", "prompt": s.prompt, "response": s.response}
+            "boundary": enc.boundary if enc else "", "prompt": s.prompt, "response": s.response,
+            **meta_columns(s)}
 
 
 def stats_frame(rows) -> pd.DataFrame:
@@ -348,6 +334,20 @@ def stats_frame(rows) -> pd.DataFrame:
 
 
 def samples_frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame(rows).reindex(columns=list(SAMPLE_COLUMNS))
+    """Rows (or a frame) -> the samples table: layergrad's columns, then the records' own (``meta.*``)."""
+    frame = pd.DataFrame(rows)
+    meta = [c for c in frame.columns if c.startswith(META_PREFIX)]
+    optional = [c for c in IFD_COLUMNS if c in frame.columns]
+    frame = frame.reindex(columns=list(SAMPLE_COLUMNS) + optional + meta)
+    for column in meta:
+        frame[column] = meta_column(frame[column])
     return frame.sort_values(["condition", "source_index", "sample_id"]).reset_index(drop=True)
+
+
+def meta_column(values: pd.Series) -> pd.Series:
+    """A record field as one type: numbers as float when every value given is a number, else text."""
+    given = values.dropna()
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in given):
+        return values.astype(float)
+    return values.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
 

@@ -38,6 +38,10 @@ class ComputeOptions:
     spectrum: bool = option(False, "Also store every singular value.")
     cosine: bool = option(False, "Also the cosine of each gradient with the next layer's of the same kind "
                           "(cosine_next).")
+    ifd: bool = option(False, "Also the IFD of every sample (one extra forward, no backward): columns loss_direct, "
+                       "ifd in samples.parquet; with --paper the follow-up's exact recipe.")
+    reinit: int | None = option(None, "Random-weights control: re-initialise the model by its own initialiser with "
+                                "this seed first (the Python API works on a copy; the weights of the copy only).")
     append_eos: bool = option(True, "Do not train the end-of-turn token.", flag="--no-eos")
     system_prompt: str | None = option(None, "System prompt for chat templates.")
 

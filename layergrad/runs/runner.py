@@ -40,7 +40,8 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     store = RunStore(config.out, rank=world.rank if world.distributed else None)
     store.prepare(config, write=False)  # a different config in --out: refused before anything is loaded
     device = rank_device(config.load.device, world)
-    m = model or load_model(config.model, **{**config.load.to_dict(), "device": device}, log=log)
+    m = model or load_model(config.model, **{**config.load.to_dict(), "device": device},
+                            reinit=config.compute.reinit, log=log)
     if thread_budget:
         set_budget(config.compute.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     previous = set() if config.overwrite else store.done_ids()

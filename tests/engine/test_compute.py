@@ -130,7 +130,7 @@ def test_the_lm_head_keeps_enough_positions_for_its_rows_to_equal_the_full_produ
     """logits_to_keep never below MIN_KEPT_LOGITS: a BLAS may take another kernel for 1-3 rows (MKL
     does, with 20x the rounding over a large vocabulary), while from a few rows on each row of the
     product equals the full product's. Checked here, on this machine's BLAS, at a real head's shape."""
-    from layergrad.engine.compute import MIN_KEPT_LOGITS
+    from layergrad.engine.losses import MIN_KEPT_LOGITS
 
     g = torch.Generator().manual_seed(0)
     head = torch.randn(49152, 576, generator=g) * 0.05  # SmolLM2's vocabulary x width
@@ -141,7 +141,7 @@ def test_the_lm_head_keeps_enough_positions_for_its_rows_to_equal_the_full_produ
 
 
 def test_short_answers_keep_at_least_the_minimum_of_logits(tiny):
-    from layergrad.engine.compute import MIN_KEPT_LOGITS, logits_to_keep
+    from layergrad.engine.losses import MIN_KEPT_LOGITS, logits_to_keep
 
     m = tiny("tiny-random-llama")
     scored = torch.zeros(1, 40, dtype=torch.bool)

@@ -1,6 +1,6 @@
-"""What each report shows, built from the analysis tables (``a`` is an analyze.Analysis) (nothing is computed here): the analysis
-report's claims, separability, details, tables, runs and examples; the replication report's
-claims x tasks cells and its Markdown."""
+"""What each report shows, built from the analysis tables (nothing is computed here; ``a`` is an
+analyze.Analysis): the analysis report's claims, separability, correlations, details, tables, runs
+and examples; the replication report's claims x tasks cells and its Markdown."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import pandas as pd
 from layergrad.analysis.report.text import cell_text, claim_evidence, pair_details
 from layergrad.analysis.tables import paper_table
 
+
 def report_content(a, paths: dict) -> dict:
     """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
     png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
+    scores = score_columns(a)
     return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
-            "separability": separability_rows(a), "figures": [p for key, p in png.items() if key[0] != "headline"],
+            "separability": separability_rows(a, scores), "score_names": [SCORE_COLUMNS[s] for s in scores],
+            "correlations": correlation_rows(a.correlations),
+            "correlation_figure": png.get(("correlations", "")),
+            "figures": [p for key, p in png.items() if key[0] not in ("headline", "correlations")],
             "details": pair_details(a.tests, a.length, a.pairs), "tables": report_tables(a),
             "runs": run_rows(a.data), "examples": examples(a.data)}
 
@@ -40,12 +45,28 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
-SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length",
+SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length", "IFD": "IFD",
                  "mean nuclear norm / loss (S_sum_regularized)": "nuclear norm / loss",
                  "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
 
 
-def separability_rows(a) -> list[dict]:
+def score_columns(a) -> list[str]:
+    """The separability scores to show: IFD only when the run computed it."""
+    return [s for s in SCORE_COLUMNS if s != "IFD" or (a.auroc.score == "IFD").any()]
+
+
+def correlation_rows(table: pd.DataFrame) -> list[dict]:
+    """The pooled correlations (per run; else every scope), each with its CI and partial ρ in words."""
+    pooled = table[table.scope.str.contains("+", regex=False)] if len(table) else table
+    rows = []
+    for r in (pooled if len(pooled) else table).itertuples():
+        rows.append({"scope": r.scope, "field": r.field, "score": r.score, "n": r.n,
+                     "rho": f"{r.spearman:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                     "partial": f"{r.partial_spearman:+.2f} [{r.partial_ci_low:+.2f}, {r.partial_ci_high:+.2f}]"})
+    return rows
+
+
+def separability_rows(a, scores: list[str]) -> list[dict]:
     """Per pair (correct vs irrelevant ones, else all): each score's AUROC in words, and the increment."""
     pairs = a.irrelevant_pairs or a.pairs
     rows = []
@@ -54,7 +75,7 @@ def separability_rows(a) -> list[dict]:
         if part.empty:
             continue
         cells = []
-        for score in SCORE_COLUMNS:
+        for score in scores:
             if score in part.index:
                 r = part.loc[score]
                 cells.append({"value": f"{r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", "direction": r.direction})
@@ -83,7 +104,11 @@ def report_tables(a) -> list[tuple[str, pd.DataFrame]]:
     if not a.auroc.empty:
         out.append(("Telling conditions apart: AUROC of every score, 95% CI (auroc.csv)", a.auroc))
     if not a.increment.empty:
-        out.append(("What the gradient profile adds beyond loss and length (increment.csv)", a.increment))
+        out.append(("What the gradient profile adds beyond loss and length (and IFD when computed; increment.csv)",
+                    a.increment))
+    if not a.correlations.empty:
+        out.append(("The records' numeric fields against every score, per condition too (correlations.csv)",
+                    a.correlations))
     if not a.length.empty and "adjusted_change" in a.length:
         lc = a.length[(a.length.kind == "length-controlled") & (a.length.metric == "nuclear_norm")]
         cols = ["a", "b", "module", "segment", "change", "change_low", "change_high", "adjusted_change",
