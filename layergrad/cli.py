@@ -278,8 +278,17 @@ Writes OUT/run (the run directory), OUT/analysis/<task>/ (each task's tables, fi
 report), OUT/claims.csv (every claim per task and module: verdict, effect, CI, Holm p, n) and
 OUT/report.html (the claims x tasks table first, then figures in the paper's layout).""")
 @click.option("--out", type=click.Path(), help="Output folder.  [default: runs/reproduce]")
+@click.option("--study", type=click.Choice(["paper", "followup"]),
+              help="paper: the first paper's grid; followup: the data-quality paper's (arXiv 2504.10766).  "
+                   "[default: paper]")
+@click.option("--followup-data", type=click.Path(),
+              help="The follow-up's data folder (<metric>/<pool>_10k_{highest,lowest}_200.json, reasoning/); "
+                   "else $LAYERGRAD_FOLLOWUP_DATA, else downloaded once.")
+@click.option("--reinit-control/--no-reinit-control", default=None,
+              help="followup: the quality pairs also under random weights (--reinit 0), quoted in F1/F2.  "
+                   "[default: on]")
 @click.option("--groups", help="cot, math, wiki (comma-separated).  [default: all three]")
-@click.option("--tasks", help="Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki.")
+@click.option("--tasks", help="Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki (followup: ifd_gpt2/wiz,reasoning).")
 @click.option("--metrics", help="Metrics each task's analysis covers.  [default: nuclear_norm,sigma1_ratio,effective_rank]")
 @click.option("--bootstrap", type=click.IntRange(min=10), help="Bootstrap resamples.  [default: 1000]")
 @click.option("--seed", type=int, help="Seed of the resampling.  [default: 0]")

@@ -1,6 +1,14 @@
-"""``layergrad reproduce``: the paper's whole grid on one model, its claims per task, one report.
+"""``layergrad reproduce``: a paper's whole grid on one model, its claims per task, one report.
 
     layergrad reproduce --model smollm2-135m-instruct --paper-data DIR --limit 20 --out runs/repro
+    layergrad reproduce --study followup --model smollm2-135m-instruct --followup-data DIR --limit 8 --out runs/fu
+
+``--study followup`` (arXiv 2504.10766): every (metric, pool) high-vs-low pair of the follow-up's data
+folder found by its layout (data/followup.py), its two R1 reasoning-trace sets and the first paper's
+GSM8K None / Detailed CoT as the carry-over (when the paper's data is at hand); claims F1-F6
+(analysis/followup_claims.py); computed with IFD and the cosines (``--ifd --cosine``), max length
+2048 unless given, and the quality pairs once more under random weights (``OUT/run-reinit``,
+``--reinit 0``) for the F1/F2 control (``--no-reinit-control`` skips it).
 
 The grid (PAPER.md §3): six reasoning tasks x None / Simplified / Detailed CoT, three MATH
 subjects x Simplified / Detailed, Wikipedia popular articles at 100 / 500 / 1000 words and
@@ -14,7 +22,7 @@ all tasks form one table with Holm over the whole of it (``OUT/claims.csv``, and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +38,8 @@ from layergrad.models import LoadOptions
 from layergrad.runs.config import RunConfig, flatten, nest, read_yaml
 from layergrad.runs.runner import run
 
+STUDIES = ("paper", "followup")
+FOLLOWUP_MAX_LENGTH = 2048  # the follow-up's scripts (its README runs 4096)
 GROUPS = {"cot": COT_TASKS, "math": tuple(MATH_TASKS), "wiki": ("wiki",)}
 STYLES = {"cot": ("none", "simplified", "detailed"), "math": ("simplified", "detailed"), "wiki": tuple(WIKI)}
 
@@ -41,6 +51,9 @@ class ReproduceConfig:
 
     model: str = "smollm2-135m-instruct"
     out: str = "runs/reproduce"
+    study: str = "paper"  # paper (the first paper's grid) | followup
+    followup_data: str | None = None
+    reinit_control: bool = True  # followup: the quality pairs also under random weights (F1/F2 control)
     groups: tuple = ("cot", "math", "wiki")
     tasks: tuple | None = None  # None: every task of the groups
     limit: int | None = None
@@ -55,6 +68,11 @@ class ReproduceConfig:
     compute: ComputeOptions = field(default_factory=ComputeOptions)
 
     def __post_init__(self):
+        if self.study not in STUDIES:
+            raise InputError(f"unknown study '{self.study}'.{did_you_mean(self.study, STUDIES)} Studies: "
+                             f"{', '.join(STUDIES)}")
+        if self.study == "followup":
+            return  # its cells come from the data folder; --tasks filters them (followup_grid)
         for name in self.groups:
             if name not in GROUPS:
                 raise InputError(f"unknown group '{name}'.{did_you_mean(name, GROUPS)} Groups: {', '.join(GROUPS)}")
@@ -78,10 +96,14 @@ class ReproduceConfig:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
         return {**out, "load": self.load.to_dict(), "compute": self.compute.to_dict()}
 
-    def run_config(self, data: dict) -> RunConfig:
-        return RunConfig(model=self.model, data=data, out=str(Path(self.out) / "run"), limit=self.limit,
+    def run_config(self, data: dict, folder: str = "run", **compute) -> RunConfig:
+        options = self.compute
+        if self.study == "followup":  # the follow-up's choices, unless given
+            length = options.max_length or (FOLLOWUP_MAX_LENGTH if options.paper else None)  # else 2048 or the model's
+            options = replace(options, ifd=True, cosine=True, max_length=length)
+        return RunConfig(model=self.model, data=data, out=str(Path(self.out) / folder), limit=self.limit,
                          paper_data=self.paper_data, quiet=self.quiet, overwrite=self.overwrite, load=self.load,
-                         compute=self.compute)
+                         compute=replace(options, **compute))
 
 
 def grid(groups, tasks=None) -> dict[str, dict[str, str]]:
@@ -102,15 +124,19 @@ def grid(groups, tasks=None) -> dict[str, dict[str, str]]:
 def reproduce(config: ReproduceConfig, log=print) -> Path:
     """Compute the grid, analyse every task, write the claims table and the replication report."""
     out = Path(config.out)
-    cells = grid(config.groups, config.tasks)
+    notes: list[str] = []
+    cells = grid(config.groups, config.tasks) if config.study == "paper" else followup_grid(config, notes)
     if not cells:
-        raise InputError("no task selected; check --groups and --tasks")
+        raise InputError("no task selected; check --groups and --tasks" if config.study == "paper" else
+                         "no follow-up data found; point --followup-data at <metric>/<pool>_10k_*_200.json")
+    for note in notes:
+        log(note)
     data = {c: s for task in cells.values() for c, s in task.items()}
-    run_config = config.run_config(data)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml(out / "reproduce.yaml", config.to_dict())
     started = time.perf_counter()
-    run(run_config, log=log)
+    run(config.run_config(data), log=log)
+    control = reinit_control(config, cells, log) if config.study == "followup" and config.reinit_control else None
     analyses = {}
     for task, conditions in cells.items():
         log(f"analysing {task}")
@@ -120,15 +146,70 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
             analyses[task].write(out / "analysis" / task, formats=["png"], log=lambda *a: None)
         else:
             analyses[task].write_tables(out / "analysis" / task)
-    table = replication_claims(out / "run", analyses, config)
+    table = replication_claims(out / "run", analyses, config, control)
     table.to_csv(out / "claims.csv", index=False)
-    (out / "claims.md").write_text(report.claims_markdown(table, list(cells)), encoding="utf-8")
-    figure_paths = group_figures(analyses, cells, config, out / "figures")
+    (out / "claims.md").write_text("".join(f"> {n}\n" for n in notes) + ("\n" if notes else "")
+                                   + report.claims_markdown(table, list(cells)), encoding="utf-8")
+    figure_paths = (group_figures(analyses, cells, config, out / "figures") if config.study == "paper"
+                    else followup_figures(analyses, cells, out / "figures"))
     report.write_replication_report(out / "report.html", table, figure_paths, list(cells), model=config.model,
                                     limit=config.limit, paper=config.compute.paper, command=command_line(config),
-                                    seconds=time.perf_counter() - started)
+                                    seconds=time.perf_counter() - started, notes=notes)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<task>/ for {len(cells)} tasks")
     return out
+
+
+def followup_grid(config: ReproduceConfig, notes: list[str]) -> dict[str, dict[str, str]]:
+    """{task: {condition: source}} of the follow-up study: '<metric>/<pool>' -> its high and low files,
+    'reasoning' -> the R1 traces, 'gsm8k' -> the first paper's None / Detailed CoT; ``notes`` gets a line
+    for every file the layout expects but the folder lacks."""
+    from layergrad.data.followup import layout
+    from layergrad.data.paper import paper_file
+
+    found = layout(config.followup_data)
+    notes += found.missing
+    cells = {f"{metric}/{pool}": {f"{metric}/{pool}/{side}": str(path) for side, path in files.items()}
+             for (metric, pool), files in found.pairs.items()}
+    if found.reasoning:
+        cells["reasoning"] = {f"reasoning/{name}": str(path) for name, path in found.reasoning.items()}
+    try:
+        for style in ("none", "detailed"):
+            paper_file(f"gsm8k/{style}", config.paper_data)
+        cells["gsm8k"] = {f"gsm8k/{style}": f"paper:gsm8k/{style}" for style in ("none", "detailed")}
+    except InputError as exc:
+        notes.append(f"the carry-over GSM8K None / Detailed CoT is left out: {exc}")
+    if config.tasks:
+        unknown = [t for t in config.tasks if t not in cells]
+        if unknown:
+            raise InputError(f"unknown task '{unknown[0]}'.{did_you_mean(unknown[0], cells)} Tasks: {', '.join(cells)}")
+        cells = {t: c for t, c in cells.items() if t in config.tasks}
+    return cells
+
+
+def reinit_control(config: ReproduceConfig, cells: dict, log) -> pd.DataFrame:
+    """The quality pairs once more with re-initialised weights (OUT/run-reinit): their claims table."""
+    data = {c: s for task, conditions in cells.items() for c, s in conditions.items() if c.endswith(("/high", "/low"))}
+    if not data:
+        return None
+    log("the random-weights control (--reinit 0) on the quality pairs")
+    root = run(config.run_config(data, "run-reinit", reinit=0, ifd=False, cosine=False), log=log)
+    return claim_table_of(root, config)
+
+
+def claim_table_of(run_dir: Path, config: ReproduceConfig, analyses: dict | None = None,
+                   control: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The claims of every task of a run in one table (Holm over all of it), caveats from the tasks' controls."""
+    from layergrad.analysis.analyze import claim_metrics
+
+    data = load_runs(run_dir)
+    _, stats, prompts, lengths = computed(data)
+    nuclear = curves.sample_matrices(stats, "nuclear_norm")
+    analyses = analyses or {}
+    auroc = pd.concat([a.auroc for a in analyses.values()], ignore_index=True) if analyses else None
+    increment = pd.concat([a.increment for a in analyses.values()], ignore_index=True) if analyses else None
+    return claims.claims_table(nuclear, prompts, lengths, data.groups, config.bootstrap, config.seed,
+                               separability=auroc, increment=increment, metrics=claim_metrics(stats, {"nuclear_norm": nuclear}),
+                               control=control)
 
 
 def write_yaml(path: Path, values: dict) -> None:
@@ -139,15 +220,10 @@ def write_yaml(path: Path, values: dict) -> None:
     write_atomic(path, yaml.safe_dump(values, sort_keys=False))
 
 
-def replication_claims(run_dir: Path, analyses: dict, config: ReproduceConfig) -> pd.DataFrame:
+def replication_claims(run_dir: Path, analyses: dict, config: ReproduceConfig,
+                       control: pd.DataFrame | None = None) -> pd.DataFrame:
     """The claims of every task in one table (Holm over all of it), caveats from each task's controls."""
-    data = load_runs(run_dir)
-    _, stats, prompts, lengths = computed(data)
-    nuclear = curves.sample_matrices(stats, "nuclear_norm")
-    auroc = pd.concat([a.auroc for a in analyses.values()], ignore_index=True)
-    increment = pd.concat([a.increment for a in analyses.values()], ignore_index=True)
-    return claims.claims_table(nuclear, prompts, lengths, data.groups, config.bootstrap, config.seed,
-                               separability=auroc, increment=increment)
+    return claim_table_of(run_dir, config, analyses, control)
 
 
 def group_figures(analyses: dict, cells: dict, config: ReproduceConfig, out: Path) -> list[Path]:
@@ -165,7 +241,32 @@ def group_figures(analyses: dict, cells: dict, config: ReproduceConfig, out: Pat
     return paths
 
 
+def followup_figures(analyses: dict, cells: dict, out: Path) -> list[Path]:
+    """The follow-up's layout: a row per (metric, pool) cell, high and low side by side, a line per module;
+    one figure for the nuclear norm and one for the effective rank."""
+    tasks = [t for t in cells if t in analyses and {f"{t}/high", f"{t}/low"} <= set(cells[t])]
+    if not tasks:
+        return []
+    curve_rows = pd.concat([analyses[t].curves for t in tasks], ignore_index=True)
+    paths = []
+    for metric in ("nuclear_norm", "effective_rank"):
+        if metric not in set(curve_rows.metric):
+            continue
+        fig = figures.grid_panels(curve_rows, metric, [(t, [f"{t}/high", f"{t}/low"]) for t in tasks], ["high", "low"],
+                                  title=f"High vs low quality: mean {figures.label(metric)} per layer and module")
+        paths += [p for p in figures.save(fig, out, f"followup_{metric}", ["png", "svg"]) if p.suffix == ".png"]
+    return paths
+
+
 def command_line(config: ReproduceConfig) -> str:
+    if config.study == "followup":
+        parts = ["layergrad reproduce --study followup", f"--model {config.model}"]
+        if config.tasks:
+            parts.append(f"--tasks {','.join(config.tasks)}")
+        if config.limit:
+            parts.append(f"--limit {config.limit}")
+        parts += command_words(config.load) + command_words(config.compute)
+        return " ".join(parts + ["--followup-data DIR", f"--out {config.out}"])
     parts = ["layergrad reproduce", f"--model {config.model}", f"--groups {','.join(config.groups)}"]
     if config.tasks:
         parts.append(f"--tasks {','.join(config.tasks)}")

@@ -21,6 +21,7 @@ GOLDEN = Path(__file__).parent / "golden" / "tiny-1e103d3"
 STAT_RTOL = 1e-5  # the statistics of the spectrum, the loss
 CSV_RTOL, CSV_ATOL = 1e-3, 1e-9  # analysis tables (MAD, p-values and CIs amplify 1e-7 inputs)
 KEYS = {"stats": ["condition", "sample_id", "param"], "samples": ["condition", "sample_id"]}
+ADDED = {"cosine_pair"}  # columns and metrics added since 1e103d3 (same-layer cosines, with --cosine)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def run(tmp_path_factory):
                  "--data", "detailed@irrelevant=builtin:arith/detailed@irrelevant?n=4",
                  "--data", "none=builtin:arith/none?n=4", "--out", str(out)]) == 0
     assert main(["analyze", str(out), "--out", str(out / "analysis"), "--bootstrap", "50", "--formats", "png",
-                 "-q"]) == 0
+                 "--metrics", "nuclear_norm,sigma1_ratio,effective_rank,cosine_next", "-q"]) == 0  # 1e103d3's choice
     return out
 
 
@@ -44,7 +45,7 @@ def frames(name: str, run: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_stats_and_samples_equal_the_earlier_code(run):
     for name in KEYS:
         want, got = frames(name, run)
-        assert list(got.columns) == list(want.columns)
+        assert [c for c in got.columns if c not in ADDED] == list(want.columns)
         for column in want.columns:
             if column == "spectrum":  # every σ to 1e-6 of σ1 (the smallest ones are rounding noise)
                 for a, b in zip(want[column], got[column]):
@@ -63,8 +64,25 @@ def test_stats_and_samples_equal_the_earlier_code(run):
 def test_analysis_tables_equal_the_earlier_code(run, table):
     want = pd.read_csv(GOLDEN / "analysis" / f"{table}.csv")
     got = pd.read_csv(run / "analysis" / f"{table}.csv")
+    if "metric" in got.columns:
+        got = got[~got.metric.isin(ADDED)].reset_index(drop=True)
     assert list(got.columns) == list(want.columns) and len(got) == len(want)
     numbers = want.select_dtypes("number").columns
     pd.testing.assert_frame_equal(got.drop(columns=numbers), want.drop(columns=numbers), obj=table)
     for column in numbers:
         np.testing.assert_allclose(got[column], want[column], rtol=CSV_RTOL, atol=CSV_ATOL, err_msg=f"{table}.{column}")
+
+
+def test_reproduce_of_the_first_paper_gives_the_earlier_claims(paper_data, tmp_path):
+    """`layergrad reproduce` without --study: the claims table 1e103d3 wrote for the same small grid."""
+    out = tmp_path / "repro"
+    assert main(["reproduce", "--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm",
+                 "--quiet", "--paper-data", paper_data, "--limit", "3", "--tasks", "gsm8k,wiki", "--no-task-reports",
+                 "--out", str(out)]) == 0
+    want = pd.read_csv(GOLDEN.parent / "reproduce-1e103d3" / "claims.csv")
+    got = pd.read_csv(out / "claims.csv")
+    assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    numbers = want.select_dtypes("number").columns
+    pd.testing.assert_frame_equal(got.drop(columns=numbers), want.drop(columns=numbers))
+    for column in numbers:
+        np.testing.assert_allclose(got[column], want[column], rtol=CSV_RTOL, atol=CSV_ATOL, err_msg=column)

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import claims, correlations, curves, figures, length, report, separability, significance, tables
+from layergrad.analysis import (claims, correlations, curves, figures, length, report, separability, significance,
+                                tables)
+from layergrad.analysis import followup_claims  # noqa: F401  (registers the follow-up's claims)
 from layergrad.analysis.derived import DERIVED_METRICS
 from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
@@ -107,12 +109,13 @@ class Analysis:
 
 def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
             formats=("png", "svg"), across_runs: bool = False, conditions: list[str] | None = None,
-            log=print) -> Analysis:
+            control: pd.DataFrame | None = None, log=print) -> Analysis:
     """Analyse run directories or ``compute`` DataFrames (one or a list); write ``out`` if given.
 
     Within each run every pair of conditions is compared (``across_runs``: the same condition
     across runs, e.g. base vs instruct; two runs of a base and an instruct model add the
-    claims H4 and H6). ``conditions`` restricts the analysis to those conditions.
+    claims H4 and H6; any two runs F5). ``conditions`` restricts the analysis to those conditions;
+    ``control``: the claims table of the same data under random weights, quoted in the caveats.
     """
     if out is not None and any(f not in FIGURE_FORMATS for f in formats):
         bad = next(f for f in formats if f not in FIGURE_FORMATS)
@@ -125,16 +128,17 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     ok, stats, prompts, lengths = computed(data)
     with warnings.catch_warnings():  # empty segments and constant columns give NaN, by design
         warnings.simplefilter("ignore", RuntimeWarning)
-        frames, analysed = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
+        frames, analysed, matrices = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
         if not analysed:
             raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)}")
         log(f"separability: loss, length and gradient scores ({len(pairs)} comparisons)")
         auroc, increment = separability.separability_tables(stats, ok, pairs, analysed, min(n_boot, 500), seed)
-        nuclear = curves.sample_matrices(stats, "nuclear_norm") if "nuclear_norm" in analysed else {}
+        nuclear = matrices.get("nuclear_norm", {})
+        others = claim_metrics(stats, matrices)
         claim_rows = claims.claims_table(nuclear, prompts, lengths, data.groups, n_boot, seed, separability=auroc,
-                                         increment=increment)
+                                         increment=increment, metrics=others, control=control)
         if across_runs:
-            claim_rows = pd.concat([claim_rows, base_vs_instruct(data, nuclear, prompts, n_boot, seed, log)],
+            claim_rows = pd.concat([claim_rows, between_runs(data, nuclear, others, prompts, n_boot, seed, log)],
                                    ignore_index=True)
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
@@ -146,15 +150,34 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     return result
 
 
-def base_vs_instruct(data: Loaded, nuclear: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
-    """H4 and H6 when the runs are one base and one instruct model (by their chat template)."""
+CLAIM_METRICS = ("effective_rank", "cosine_next", "cosine_pair")  # what the claims read besides the nuclear norm
+
+
+def claim_metrics(stats: pd.DataFrame, matrices: dict) -> dict:
+    """{metric: per-sample matrices} of CLAIM_METRICS, reusing those the analysis made."""
+    return {m: matrices[m] if m in matrices else curves.sample_matrices(stats, m)
+            for m in CLAIM_METRICS if m in stats.columns}
+
+
+def between_runs(data: Loaded, nuclear: dict, metrics: dict, prompts: dict, n_boot: int, seed: int,
+                 log) -> pd.DataFrame:
+    """Two runs: F5 (layer-wise patterns, in run order); and H4, H6 when one is a base and the other an
+    instruct model (by their chat template)."""
+    if len(data.runs) != 2:
+        log("the between-runs claims need exactly two runs; skipped")
+        return pd.DataFrame(columns=claims.COLUMNS)
+    first, second = data.runs.values()
+    parts = [claims.model_claims(nuclear, prompts, first, second, n_boot, seed, metrics=metrics, ids=("F5",))]
     chat = {label: m.get("model", {}).get("chat") for label, m in data.manifests.items()}
     base = [r for r, c in chat.items() if c is False]
     instruct = [r for r, c in chat.items() if c is True]
-    if len(data.runs) != 2 or len(base) != 1 or len(instruct) != 1:
-        log("H4/H6 need exactly one base and one instruct run; skipped")
-        return pd.DataFrame(columns=claims.COLUMNS)
-    return claims.model_claims(nuclear, prompts, data.runs[base[0]], data.runs[instruct[0]], n_boot, seed)
+    if len(base) == 1 and len(instruct) == 1:
+        parts.append(claims.model_claims(nuclear, prompts, data.runs[base[0]], data.runs[instruct[0]], n_boot, seed,
+                                         metrics=metrics, ids=("H4", "H6")))
+    else:
+        log("H4/H6 need one base and one instruct run; skipped")
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=claims.COLUMNS)
 
 
 def make_folder(out: Path) -> Path:
@@ -167,8 +190,8 @@ def make_folder(out: Path) -> Path:
 
 def choose_metrics(metrics: list[str], stats: pd.DataFrame) -> list[str]:
     """The asked metrics (plus cosine_next when the run has it and the defaults were asked); unknown ones rejected."""
-    if metrics == list(DEFAULT_METRICS) and "cosine_next" in stats.columns and stats.cosine_next.notna().any():
-        metrics.append("cosine_next")  # the run was computed with --cosine
+    if metrics == list(DEFAULT_METRICS):  # the cosines of a run computed with --cosine
+        metrics += [c for c in ("cosine_next", "cosine_pair") if c in stats.columns and stats[c].notna().any()]
     unknown = [m for m in metrics if m not in stats.columns]
     if unknown:
         raise InputError(f"unknown metric {unknown[0]!r}; choose from {', '.join(metric_names())}")
@@ -179,19 +202,21 @@ def metric_names() -> list[str]:
     """Every metric analyze knows: the registered statistics, the derived ones, the cosine."""
     from layergrad.engine import statistics
 
-    return list(statistics.names()) + list(DERIVED_METRICS) + ["cosine_next"]
+    return list(statistics.names()) + list(DERIVED_METRICS) + ["cosine_next", "cosine_pair"]
 
 
 def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:
-    """{table name: frame} over all metrics (curves, mad, rd, tests, length), and the metrics with data."""
+    """{table name: frame} over all metrics (curves, mad, rd, tests, length), the metrics with data and
+    their per-sample matrices."""
     parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "mad", "rd", "tests", "length")}
-    analysed = []
+    analysed, found = [], {}
     for i, metric in enumerate(metrics):
         matrices = curves.sample_matrices(stats, metric)
         if not matrices:
             log(f"skipping {metric}: no sample has finite values (e.g. not in an imported file)")
             continue
         analysed.append(metric)
+        found[metric] = matrices
         log(f"analysing {metric} ({len({g for g, _ in matrices})} conditions, {len(pairs)} comparisons)")
         curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed + i)
         parts["curves"].append(curve_rows)
@@ -199,7 +224,7 @@ def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) ->
         parts["rd"].append(curves.rd_table(matrices, pairs, metric, n_boot, seed + i))
         parts["tests"].append(significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
         parts["length"].append(length.length_table(matrices, lengths, pairs, metric))
-    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed, found
 
 
 def module_means(matrices: dict) -> dict:

@@ -15,7 +15,7 @@ well or better). H4 and H6 compare a base and an instruct model (``model_claims`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -29,8 +29,10 @@ ALPHA = 0.05
 STYLE_NAMES = {"none": "none", "no_cot": "none", "simplified": "simplified", "with_cot": "simplified",
                "detailed": "detailed", "gpt4o": "detailed", "with_cot_gpt4o": "detailed",
                "popular-100": "popular-100", "popular-500": "popular-500", "popular-1000": "popular-1000",
-               "unpopular": "unpopular"}
+               "unpopular": "unpopular", "high": "high", "low": "low", "gsm8k-r1": "gsm8k-r1", "s1-r1": "s1-r1"}
 WIKI_STYLES = ("popular-100", "popular-500", "popular-1000", "unpopular")
+QUALITY_STYLES = ("high", "low")  # the follow-up's high- and low-quality subsets
+TRACE_STYLES = ("gsm8k-r1", "s1-r1")  # its R1 reasoning traces
 COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "effect", "ci_low", "ci_high",
            "effect_kind", "a", "b", "p", "p_holm", "n", "caveats"]
 ALL = "all modules"
@@ -44,6 +46,7 @@ class Controls:
     lengths: dict
     separability: pd.DataFrame | None = None
     increment: pd.DataFrame | None = None
+    reinit: pd.DataFrame | None = None  # the claims table under random weights (--reinit)
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Claim:
     id: str
     statement: str
     definition: str
-    family: str  # the tasks it applies to: 'reasoning' (CoT styles) or 'wiki'
+    family: str | tuple  # the tasks it applies to: 'reasoning' (CoT styles), 'wiki', 'quality', 'traces' (or several)
     needs: tuple[str, ...]  # styles of the task it needs
     direction: int  # the sign of the effect the claim predicts (0: two-sided, a difference either way)
     compares: tuple[str, str]  # the two styles a row compares
@@ -67,6 +70,13 @@ class Claim:
     caveat: Callable = None  # (row, controls, found) -> str; None: the length caveat of the compared pair
     needs_reasoning: bool = False  # also a reasoning task elsewhere in the run
     between_runs: bool = False  # compares a base and an instruct run (H4, H6: model_claims)
+    margin: float | None = None  # an equivalence claim: holds when the effect lies within ±margin (TOST)
+    metric: str = "nuclear_norm"  # what a between-runs claim reads (its modules come from it)
+    modules: Callable | None = None  # (ctx, found) -> the row labels (default: modules with nuclear norms in both)
+
+    def applies(self, task_family: str) -> bool:
+        """``family`` is one family or a tuple of them."""
+        return task_family in (self.family if isinstance(self.family, tuple) else (self.family,))
 
     def caveats(self, row, controls: Controls, found: dict) -> str:
         if self.caveat is not None:
@@ -86,10 +96,10 @@ def register_claim(claim: Claim) -> Claim:
 def parse_group(name: str) -> tuple[str, str, bool] | None:
     """'gsm8k/detailed@irrelevant' -> ('gsm8k', 'detailed', True); None when no style is recognised."""
     base, irrelevant = (name[: -len("@irrelevant")], True) if name.endswith("@irrelevant") else (name, False)
-    match = re.fullmatch(r"(.*?)[-/_:]?(" + "|".join(sorted(STYLE_NAMES, key=len, reverse=True)) + ")", base)
+    match = re.fullmatch(r"(?:(.*)[-/_:])?(" + "|".join(sorted(STYLE_NAMES, key=len, reverse=True)) + ")", base)
     if not match:
         return None
-    return match.group(1), STYLE_NAMES[match.group(2)], irrelevant
+    return match.group(1) or "", STYLE_NAMES[match.group(2)], irrelevant
 
 
 def tasks_of(groups: list[str]) -> dict[str, dict[str, str]]:
@@ -111,19 +121,29 @@ def style_label(style: str) -> str:
 
 
 def family(found: dict) -> str:
-    return "wiki" if any(s.split("@")[0] in WIKI_STYLES for s in found) else "reasoning"
+    """'wiki', 'quality' (high/low subsets), 'traces' (R1 reasoning traces) or 'reasoning' (CoT styles)."""
+    styles = {s.split("@")[0] for s in found}
+    for name, members in (("wiki", WIKI_STYLES), ("quality", QUALITY_STYLES), ("traces", TRACE_STYLES)):
+        if styles & set(members):
+            return name
+    return "reasoning"
 
 
 # ----------------------------------------------------------------------------- statistics
 
 @dataclass
 class Context:
-    """What every statistic needs: per-sample matrices, prompts, resampling."""
+    """What every statistic needs: per-sample matrices of the nuclear norm (``matrices``) and of any
+    other metric (``metrics``), prompts, resampling."""
 
     matrices: dict
     prompts: dict
     n_boot: int
     rng: np.random.Generator
+    metrics: dict = field(default_factory=dict)  # metric -> {(group, module): samples x layers}
+
+    def of(self, metric: str) -> dict:
+        return self.matrices if metric == "nuclear_norm" and metric not in self.metrics else self.metrics.get(metric, {})
 
     def pair(self, a: str, b: str, module: str):
         """(rows of a, rows of b, paired) for a module, or None when either is missing."""
@@ -269,22 +289,25 @@ def separation_vs_thinking(ctx: Context, found: dict, reasoning: dict, module: s
 # ----------------------------------------------------------------------------- the table
 
 def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str], n_boot: int, seed: int, *,
-                 separability: pd.DataFrame | None = None, increment: pd.DataFrame | None = None) -> pd.DataFrame:
+                 separability: pd.DataFrame | None = None, increment: pd.DataFrame | None = None,
+                 metrics: dict | None = None, control: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every registered claim of each task's family, Holm-corrected, plus one 'all modules' row per
     (claim, task).
 
-    ``matrices``: {(group, module): samples x layers} of the nuclear norm; ``prompts`` and
-    ``lengths``: {group: Series by sample_id} of prompt text and response tokens.
+    ``matrices``: {(group, module): samples x layers} of the nuclear norm; ``metrics``: the same of
+    other metrics (effective_rank, cosine_pair, cosine_next, ...); ``prompts`` and ``lengths``: {group:
+    Series by sample_id} of prompt text and response tokens; ``control``: the claims table of the same
+    data under random weights (``--reinit``), quoted in the caveats of the claims that ask for it.
     """
-    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed))
+    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed), metrics or {})
     tasks = tasks_of(groups)
     reasoning = {t: f for t, f in tasks.items() if family(f) == "reasoning" and {"none", "detailed"} <= set(f)}
     rows = []
     for task, found in tasks.items():
         for claim in REGISTRY.values():
-            if claim.family == family(found) and not claim.between_runs:
+            if claim.applies(family(found)) and not claim.between_runs:
                 rows += claim_rows(claim, ctx, task, found, reasoning)
-    controls = Controls(prompts, lengths, separability, increment)
+    controls = Controls(prompts, lengths, separability, increment, control)
     return judged(pd.DataFrame(rows, columns=COLUMNS),
                   lambda r: REGISTRY[r.claim].caveats(r, controls, tasks.get(r.task, {})))
 
@@ -297,13 +320,17 @@ def claim_rows(claim: Claim, ctx: Context, task: str, found: dict, reasoning: di
     if missing:
         return [not_applicable(claim, task, f"needs {' and '.join(map(style_label, missing))}, which the run does "
                                "not have")]
-    a, b = (found[s] for s in claim.compares)
+    a, b = (found[s] for s in claim.compares) if claim.compares else ("", "")
     rows = []
-    for module in [m for (g, m) in ctx.matrices if g == a and (b, m) in ctx.matrices]:
+    modules = claim.modules(ctx, found) if claim.modules else [m for (g, m) in ctx.matrices if g == a
+                                                               and (b, m) in ctx.matrices]
+    for module in modules:
         stat = claim.statistic(ctx, found, reasoning, module)
         if stat:
             rows.append({"claim": claim.id, "task": task, "module": module, "statement": claim.statement,
                          "definition": claim.definition, "a": a, "b": b, **stat})
+    if not rows and claim.modules:
+        return [not_applicable(claim, task, "the run holds no values it reads (e.g. computed without --cosine)")]
     return rows
 
 
@@ -332,6 +359,11 @@ def judge(table: pd.DataFrame) -> pd.DataFrame:
     two_sided = direction.to_numpy() == 0
     verdict = np.where(significant & ((sign > 0) | two_sided), "holds",
                        np.where(significant & (sign < 0), "fails", "inconclusive"))
+    margin = table.claim.map(lambda c: REGISTRY[c].margin if REGISTRY[c].margin is not None else np.nan)
+    margin = margin.to_numpy(dtype=float)
+    outside = (table.ci_low.to_numpy(dtype=float) > margin) | (table.ci_high.to_numpy(dtype=float) < -margin)
+    verdict = np.where(np.isfinite(margin), np.where(significant, "holds", np.where(outside, "fails", "inconclusive")),
+                       verdict)
     table.loc[rows, "verdict"] = verdict[rows]
     return table
 
@@ -396,21 +428,23 @@ def no_caveat(row, controls: Controls, found: dict) -> str:
 # ----------------------------------------------------------------------------- base vs instruct
 
 def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct_groups: list[str], n_boot: int,
-                 seed: int) -> pd.DataFrame:
-    """The between-runs claims (H4, H6) per task and module, a base run's groups against an instruct run's."""
-    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed))
+                 seed: int, *, metrics: dict | None = None, ids: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """The between-runs claims per task and module, a first run's groups against a second's (for H4 and
+    H6 a base and an instruct run); ``ids``: only those claims."""
+    ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed), metrics or {})
     base, instruct = tasks_of(base_groups), tasks_of(instruct_groups)
     strip = lambda t: t.split(":", 1)[1] if ":" in t else t  # noqa: E731  (the run label)
     instruct = {strip(t): f for t, f in instruct.items()}
     rows = []
     for task, fb in base.items():
         fi, name = instruct.get(strip(task)), strip(task)
-        for claim in (c for c in REGISTRY.values() if c.between_runs and c.family == family(fb)):
+        for claim in (c for c in REGISTRY.values() if c.between_runs and c.applies(family(fb))
+                      and (ids is None or c.id in ids)):
             missing = [s for s in claim.needs if s not in fb or fi is None or s not in fi]
             if missing:
                 rows.append(not_applicable(claim, name, f"needs {' and '.join(map(style_label, missing))} in both runs"))
                 continue
-            for module in [m for (g, m) in matrices if g == fb[claim.needs[0]]]:
+            for module in [m for (g, m) in ctx.of(claim.metric) if g == fb[claim.needs[0]]]:
                 stat = claim.statistic(ctx, fb, fi, module)
                 if stat:
                     rows.append({"claim": claim.id, "task": name, "module": module, "statement": claim.statement,

@@ -27,7 +27,7 @@ MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4",
                   "gate_proj": "#9467bd", "up_proj": "#ff7f0e", "down_proj": "#8c564b"}
 PALETTE = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
            "#1f78b4", "#b2df8a"]
-OTHER_LABELS = {"cosine_next": "cosine(G_l, G_l+1)"}  # the statistics' own labels are in their registry
+OTHER_LABELS = {"cosine_next": "cosine(G_l, G_l+1)", "cosine_pair": "cosine(G_q, G_o) / (G_k, G_v)"}  # the statistics' own labels are in their registry
 
 
 PNG_DPI = 80

@@ -23,6 +23,8 @@ from layergrad.engine import solvers, spectra
 from layergrad.engine.projections import Target
 from layergrad.engine.threads import Jobs
 
+SAME_LAYER_PAIRS = {"q_proj": "o_proj", "k_proj": "v_proj"}  # the follow-up's same-layer cosines (q×o, k×v)
+
 
 @dataclass(frozen=True)
 class Span:
@@ -105,6 +107,8 @@ class GradientCapture:
         self.results: list[Captured] = []
         self.inner: dict[tuple[str, int], list[torch.Tensor]] = {}  # (kind, layer) -> <G_l, G_l+1> per span
         self._previous: dict[str, tuple[int, list]] = {}  # kind -> (layer, [(X, Δ) per span])
+        self.pair_inner: dict[tuple[str, int], list[torch.Tensor]] = {}  # (q_proj|k_proj, layer) -> <G_q, G_o> ...
+        self._waiting: dict[tuple[str, int], tuple[Target, list]] = {}  # the first of a same-layer pair
         self._inputs: dict[int, SharedInput] = {}
         self._handles: list = []
         self._saved_requires_grad: list[tuple[nn.Parameter, bool]] = []
@@ -155,7 +159,7 @@ class GradientCapture:
     def reset(self) -> None:
         self.jobs.cancel()  # an abandoned batch (e.g. out of memory): its work is dropped
         self.results, self._inputs, self.mask = [], {}, None
-        self.inner, self._previous = {}, {}
+        self.inner, self._previous, self.pair_inner, self._waiting = {}, {}, {}, {}
 
     def collect(self) -> list[Captured]:
         """Wait for this batch's jobs (re-raising their first error); the complete results."""
@@ -195,6 +199,7 @@ class GradientCapture:
             self.jobs.submit(lambda c=captured, s=shared, d=delta: self._solve(c, s, d))
             if self.cosine:
                 self._adjacent_inner(target, shared, delta)
+                self._same_layer_inner(target, shared, delta)
 
     # -- the job -------------------------------------------------------------------------
     def _solve(self, captured: Captured, shared: SharedInput, delta: torch.Tensor) -> None:
@@ -229,6 +234,29 @@ class GradientCapture:
         def job():
             self.inner[key] = [((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double()).sum((-1, -2))
                                for (xa, da), (xb, db) in pairs]
+
+        self.jobs.submit(job)
+
+    def _same_layer_inner(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> None:
+        """<G_q, G_o>_F and <G_k, G_v>_F of one layer from the factors (the follow-up's same-layer cosines of
+        the row-major flattened gradients), where the two weights have the same shape; the two arrive in
+        either order."""
+        first = next((a for a, b in SAME_LAYER_PAIRS.items() if target.kind in (a, b)), None)
+        if first is None:
+            return
+        key = (first, target.layer)
+        here = [(span.cut(shared.x), span.cut(delta)) for span in self.spans]
+        other = self._waiting.pop(key, None)
+        if other is None:
+            self._waiting[key] = (target, here)
+            return
+        if (other[0].p, other[0].d) != (target.p, target.d):
+            return  # e.g. q 2048x2304 and o 2304x2048: flattened elements of different shapes, not an inner product
+        pairs = list(zip(here, other[1]))
+
+        def job():
+            self.pair_inner[key] = [((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double())
+                                    .sum((-1, -2)) for (xa, da), (xb, db) in pairs]
 
         self.jobs.submit(job)
 

@@ -226,6 +226,7 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     stat_rows = spectra_rows(results, batch, opts)
     if opts.cosine:
         add_adjacent_cosines(stat_rows, cap.inner, cap.spans, batch)
+        add_same_layer_cosines(stat_rows, cap.pair_inner, cap.spans, batch)
     cap.reset()
     sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
                    for it, loss in zip(batch, losses.detach().cpu())]
@@ -282,14 +283,34 @@ def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, fi
     return row
 
 
-def add_adjacent_cosines(rows: list[dict], inner_products: dict, spans: list, batch: list[Item]) -> None:
-    """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
-    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
-    inner = {}
+def per_sample(inner_products: dict, spans: list, batch: list[Item]) -> dict:
+    """{(sample_id, kind, layer): value} of per-span inner products."""
+    out = {}
     for (kind, layer), per_span in inner_products.items():
         for span, values in zip(spans, per_span):
             for item, value in zip(batch[span.start:span.stop], values.tolist()):
-                inner[(item.sample.sample_id, kind, layer)] = value
+                out[(item.sample.sample_id, kind, layer)] = value
+    return out
+
+
+def add_same_layer_cosines(rows: list[dict], inner_products: dict, spans: list, batch: list[Item]) -> None:
+    """cosine_pair = cos(G_q, G_o) on the q_proj rows and cos(G_k, G_v) on the k_proj rows (NaN elsewhere
+    and where the two shapes differ)."""
+    from layergrad.engine.capture import SAME_LAYER_PAIRS
+
+    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
+    inner = per_sample(inner_products, spans, batch)
+    for r in rows:
+        key = (r["sample_id"], r["module"], r["layer"])
+        partner = SAME_LAYER_PAIRS.get(r["module"])
+        norms = fro[key] * fro.get((r["sample_id"], partner, r["layer"]), math.nan) if partner else math.nan
+        r["cosine_pair"] = inner[key] / norms if key in inner and norms > 0 else math.nan
+
+
+def add_adjacent_cosines(rows: list[dict], inner_products: dict, spans: list, batch: list[Item]) -> None:
+    """cosine_next = <G_l, G_l+1> / (‖G_l‖ ‖G_l+1‖) for each row (NaN for the last layer)."""
+    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
+    inner = per_sample(inner_products, spans, batch)
     for r in rows:
         key = (r["sample_id"], r["module"], r["layer"])
         value = inner.get(key, math.nan)
@@ -323,7 +344,7 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
 def stats_frame(rows) -> pd.DataFrame:
     """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
     frame = pd.DataFrame(rows)
-    columns = list(stats_columns()) + [c for c in ("cosine_next", "spectrum") if c in frame.columns]
+    columns = list(stats_columns()) + [c for c in ("cosine_next", "cosine_pair", "spectrum") if c in frame.columns]
     frame = frame.reindex(columns=columns)
     if frame.empty:
         return frame

@@ -100,7 +100,7 @@ def test_analyze_writes_every_output(tiny_run, tmp_path):
         assert (out / f"{name}.csv").stat().st_size > 0
     curve_rows = pd.read_csv(out / "curves.csv")
     assert (curve_rows.ci_low <= curve_rows["mean"] + 1e-12).all() and (curve_rows["mean"] <= curve_rows.ci_high + 1e-12).all()
-    assert set(curve_rows.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank", "cosine_next"}
+    assert set(curve_rows.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank", "cosine_next", "cosine_pair"}
     cosine = curve_rows[curve_rows.metric == "cosine_next"]
     assert cosine.layer.max() == curve_rows.layer.max() - 1 and cosine["mean"].abs().max() <= 1
     test_rows = pd.read_csv(out / "tests.csv")

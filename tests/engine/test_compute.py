@@ -149,3 +149,19 @@ def test_short_answers_keep_at_least_the_minimum_of_logits(tiny):
     assert logits_to_keep(m.model, scored) == MIN_KEPT_LOGITS
     short = torch.tensor([[False, False, True]])  # 4 positions in all: all of them, no more
     assert logits_to_keep(m.model, short) == 4
+
+
+def test_same_layer_cosines_match_autograd(tiny):
+    """cosine_pair: cos(G_q, G_o) and cos(G_k, G_v) of the row-major flattened gradients, from the factors."""
+    m = tiny("tiny-random-llama")  # q and o are 64x64; k and v 32x64
+    samples = layergrad.load_samples("builtin:arith/simplified?n=2")
+    frame = layergrad.compute(m, samples, cosine=True)
+    s = samples[1]
+    grads = autograd_gradients(m, Item("default", s, make_formatter(m, ComputeOptions()).encode(s)))
+    rows = frame[frame.sample_id == s.sample_id].set_index(["module", "layer"])
+    for a, b in (("q_proj", "o_proj"), ("k_proj", "v_proj")):
+        for layer in range(4):
+            ga, gb = grads[(a, layer)].flatten(), grads[(b, layer)].flatten()
+            want = float(ga @ gb / (ga.norm() * gb.norm()))
+            assert abs(rows.loc[(a, layer), "cosine_pair"] - want) < 1e-5, (a, layer)
+    assert rows.loc[[("o_proj", 0), ("up_proj", 0)], "cosine_pair"].isna().all()

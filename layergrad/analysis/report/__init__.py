@@ -21,8 +21,8 @@ def write_analysis_report(path: Path, analysis, figure_paths: dict) -> Path:
 
 
 def write_replication_report(path: Path, table: pd.DataFrame, figure_paths: list[Path], tasks: list[str], *,
-                             model: str, limit, paper: bool, command: str, seconds: float) -> Path:
+                             model: str, limit, paper: bool, command: str, seconds: float, notes=()) -> Path:
     """The claims x tasks table (a coloured verdict with its numbers per cell), definitions, figures."""
-    return render("replication.html.j2", path, model=model, limit=limit, paper=paper, minutes=seconds / 60,
+    return render("replication.html.j2", path, model=model, limit=limit, paper=paper, minutes=seconds / 60, notes=notes,
                   command=command, tasks=tasks, rows=[claim_cells(table, c, tasks) for c in claim_order(table)],
                   figures=[embed(p) for p in figure_paths])

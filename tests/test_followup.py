@@ -1,0 +1,86 @@
+"""`layergrad reproduce --study followup`: every (metric, pool) pair of a data folder found by its
+layout (an unknown metric folder too), a missing file named in one line, claims F1-F4 and F6 per
+cell with their controls, the random-weights control, and the first study unchanged."""
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from layergrad.cli import main
+
+FAST = ["--model", "tiny-random-llama", "--bootstrap", "30", "--metrics", "nuclear_norm,effective_rank", "--quiet",
+        "--no-task-reports"]
+WORDS = "the model answers each question with care and a few words of reasoning before the end".split()
+
+
+def records(n: int, long: bool, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        words = rng.randint(30, 60) if long else rng.randint(3, 12)
+        out.append({"instruction": f"Question {seed}-{i}: explain item {i}.",
+                    "output": " ".join(rng.choice(WORDS) for _ in range(words)),
+                    "reward": str(rng.uniform(-3, 3)), "instag": str(rng.randint(1, 9))})
+    return out
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A follow-up data folder of the real layout: two known metrics, one the code has never heard of,
+    a pair with its low file missing, and the two reasoning sets (short, so a tiny model fits them)."""
+    root = tmp_path_factory.mktemp("followup")
+    for k, (metric, pool) in enumerate([("reward", "wiz"), ("instag", "mag"), ("newscore", "her"),
+                                        ("reward", "her")]):
+        (root / metric).mkdir(exist_ok=True)
+        (root / metric / f"{pool}_10k_highest_200.json").write_text(json.dumps(records(6, True, 2 * k)))
+        if (metric, pool) != ("reward", "her"):
+            (root / metric / f"{pool}_10k_lowest_200.json").write_text(json.dumps(records(6, False, 2 * k + 1)))
+    (root / "reasoning").mkdir()
+    for name, seed in (("gsm8k_R1.json", 10), ("s1_R1.json", 11)):
+        rows = [{"instruction": r["instruction"], "output": r["output"] * 3} for r in records(6, True, seed)]
+        (root / "reasoning" / name).write_text(json.dumps(rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(folder, paper_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "fu"
+    assert main(["reproduce", "--study", "followup", *FAST, "--followup-data", str(folder), "--paper-data", paper_data,
+                 "--limit", "4", "--out", str(out)]) == 0
+    return out
+
+
+def test_every_pair_of_the_layout_gets_its_claims(study):
+    claims = pd.read_csv(study / "claims.csv")
+    summary = claims[claims.module == "all modules"]
+    cells = {"reward/wiz", "instag/mag", "newscore/her"}
+    assert cells | {"reasoning", "gsm8k"} == set(summary.task)
+    for cell in cells:
+        assert {"F1", "F2", "F3", "F6"} <= set(summary[summary.task == cell].claim), cell
+    assert set(summary[summary.task == "reasoning"].claim) >= {"F4", "F6"}
+    assert {"H1", "H2"} <= set(summary[summary.task == "gsm8k"].claim)  # the carry-over
+    assert (claims.verdict.isin(["holds", "fails", "inconclusive", "not-applicable"])).all()
+    md = (study / "claims.md").read_text()
+    assert "reward/her_10k_lowest_200.json is missing" in md.splitlines()[0]
+
+
+def test_every_quality_cell_carries_its_controls(study):
+    claims = pd.read_csv(study / "claims.csv")
+    rows = claims[claims.claim.isin(["F1", "F2"]) & (claims.module != "all modules")]
+    for caveat in rows.caveats:
+        assert "length" in caveat and "AUROC length" in caveat and "IFD" in caveat and "random weights:" in caveat
+    assert (study / "run-reinit" / "stats.parquet").exists()
+    assert json.loads((study / "run-reinit" / "run.json").read_text())["config"]["compute"]["reinit"] == 0
+    samples = pd.read_parquet(study / "run" / "samples.parquet")
+    assert samples.ifd.notna().any() and "meta.reward" in samples.columns
+    stats = pd.read_parquet(study / "run" / "stats.parquet")
+    assert stats.cosine_pair.notna().any() and stats.cosine_next.notna().any()
+    assert (study / "report.html").exists() and (study / "figures" / "followup_effective_rank.png").exists()
+
+
+def test_an_unknown_task_is_one_line(folder, capsys, tmp_path):
+    assert main(["reproduce", "--study", "followup", *FAST, "--followup-data", str(folder), "--tasks", "reward/wis",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown task 'reward/wis'. Did you mean 'reward/wiz'?" in capsys.readouterr().err
