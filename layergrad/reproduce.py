@@ -137,16 +137,7 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
     started = time.perf_counter()
     run(config.run_config(data), log=log)
     control = reinit_control(config, cells, log) if config.study == "followup" and config.reinit_control else None
-    analyses = {}
-    for task, conditions in cells.items():
-        log(f"analysing {task}")
-        analyses[task] = analyze(out / "run", metrics=config.metrics, n_boot=config.bootstrap, seed=config.seed,
-                                 conditions=list(conditions), log=lambda *a: None)
-        if config.task_reports:
-            analyses[task].write(out / "analysis" / task, formats=["png"], log=lambda *a: None)
-        else:
-            analyses[task].write_tables(out / "analysis" / task)
-    table = replication_claims(out / "run", analyses, config, control)
+    analyses, table = analyse_grid(out, cells, config, control, log)
     table.to_csv(out / "claims.csv", index=False)
     (out / "claims.md").write_text("".join(f"> {n}\n" for n in notes) + ("\n" if notes else "")
                                    + report.claims_markdown(table, list(cells)), encoding="utf-8")
@@ -157,6 +148,22 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
                                     seconds=time.perf_counter() - started, notes=notes)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<task>/ for {len(cells)} tasks")
     return out
+
+
+def analyse_grid(out: Path, cells: dict, config: ReproduceConfig, control: pd.DataFrame | None, log=print):
+    """Every task analysed on its own (OUT/analysis/<task>/) from one load of the run, and the claims
+    table of them all."""
+    data = load_runs(out / "run")
+    analyses = {}
+    for task, conditions in cells.items():
+        log(f"analysing {task}")
+        analyses[task] = analyze(data, metrics=config.metrics, n_boot=config.bootstrap, seed=config.seed,
+                                 conditions=list(conditions), log=lambda *a: None)
+        if config.task_reports:
+            analyses[task].write(out / "analysis" / task, formats=["png"], log=lambda *a: None)
+        else:
+            analyses[task].write_tables(out / "analysis" / task)
+    return analyses, claim_table_of(data, config, analyses, control)
 
 
 def followup_grid(config: ReproduceConfig, notes: list[str]) -> dict[str, dict[str, str]]:
@@ -196,12 +203,13 @@ def reinit_control(config: ReproduceConfig, cells: dict, log) -> pd.DataFrame:
     return claim_table_of(root, config)
 
 
-def claim_table_of(run_dir: Path, config: ReproduceConfig, analyses: dict | None = None,
+def claim_table_of(run, config: ReproduceConfig, analyses: dict | None = None,
                    control: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The claims of every task of a run in one table (Holm over all of it), caveats from the tasks' controls."""
+    """The claims of every task of a run (a directory or a Loaded) in one table (Holm over all of it),
+    caveats from the tasks' controls."""
     from layergrad.analysis.analyze import claim_metrics
 
-    data = load_runs(run_dir)
+    data = load_runs(run)
     _, stats, prompts, lengths = computed(data)
     nuclear = curves.sample_matrices(stats, "nuclear_norm")
     analyses = analyses or {}
@@ -218,12 +226,6 @@ def write_yaml(path: Path, values: dict) -> None:
     from layergrad.runs.store import write_atomic
 
     write_atomic(path, yaml.safe_dump(values, sort_keys=False))
-
-
-def replication_claims(run_dir: Path, analyses: dict, config: ReproduceConfig,
-                       control: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The claims of every task in one table (Holm over all of it), caveats from each task's controls."""
-    return claim_table_of(run_dir, config, analyses, control)
 
 
 def group_figures(analyses: dict, cells: dict, config: ReproduceConfig, out: Path) -> list[Path]:

@@ -85,7 +85,7 @@ def test_the_same_numbers_as_compute_and_analyze_by_hand(paper_data, tmp_path):
 def test_compare_of_a_base_and_an_instruct_reproduction_adds_h4_and_h6(paper_data, tmp_path):
     for model in ("tiny-random-llama", "tiny-random-gpt2"):  # ChatML instruct / no template: base
         args = [a if a != "tiny-random-llama" else model for a in FAST]
-        assert main(["reproduce", *args, "--paper-data", paper_data, "--limit", "6", "--tasks", "gsm8k",
+        assert main(["reproduce", *args, "--paper-data", paper_data, "--limit", "4", "--tasks", "gsm8k",
                      "--no-task-reports", "--out", str(tmp_path / model)]) == 0
     out = tmp_path / "h4h6"
     assert main(["compare", str(tmp_path / "tiny-random-gpt2"), str(tmp_path / "tiny-random-llama"), "--out", str(out),

@@ -29,10 +29,19 @@ class Loaded:
     manifests: dict[str, dict]
     runs: dict[str, list[str]] = field(default_factory=dict)  # run label -> its groups
 
+    def only(self, groups: list[str]) -> "Loaded":
+        """The same runs restricted to ``groups`` (e.g. one task of a reproduce grid, loaded once)."""
+        keep = set(groups)
+        return Loaded(self.stats[self.stats.group.isin(keep)], self.samples[self.samples.group.isin(keep)],
+                      [g for g in self.groups if g in keep], self.manifests,
+                      {r: [g for g in gs if g in keep] for r, gs in self.runs.items()})
+
 
 def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
     """Run directories or ``compute`` DataFrames (one or a list) -> one Loaded with group names;
-    ``conditions`` keeps only those conditions of every run."""
+    ``conditions`` keeps only those conditions of every run; an already ``Loaded`` one is restricted."""
+    if isinstance(runs, Loaded):
+        return runs.only(conditions) if conditions is not None else runs
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     labels = run_labels(runs)
     stats, samples, manifests, order_of, groups = [], [], {}, {}, []

@@ -79,11 +79,12 @@ def verdict_pixels(screenshot) -> int:
 
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory):
-    """`layergrad demo` on the real model (3 problems per condition): its report."""
+    """`layergrad demo` (3 problems per condition) on a tiny random model: its report (`make demo`
+    runs it on the real model)."""
     from layergrad.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["demo", "-n", "3", "--out", str(out), "-q"]) == 0
+    assert main(["demo", "-n", "3", "--model", "tiny-random-llama", "--out", str(out), "-q"]) == 0
     return out / "analysis" / "report.html"
 
 
