@@ -31,7 +31,7 @@ def __getattr__(name):  # lazy: `layergrad --help` must not import torch
         from layergrad.callback import LayerGradCallback
         return LayerGradCallback
     if name == "score":
-        from layergrad.score import score
+        from layergrad.scoring import score
         return score
     if name == "register_statistic":
         from layergrad.engine.statistics import register_statistic

@@ -141,7 +141,7 @@ underneath (OUT/run) resumes: rerunning the same command computes only what is m
 @run_options
 def score(data, out, top, bottom, by, **options):
     """Score every record of a dataset and select its top or bottom records as a training file."""
-    from layergrad.score import score as run_score
+    from layergrad.scoring import score as run_score
 
     values = given(options)
     run_score(data, out, top=top, bottom=bottom, by=by, log=_log(values.get("quiet", False)), **values)

@@ -142,6 +142,12 @@ def test_score_selects_in_the_inputs_own_format(tmp_path):
                             by="lg_response_tokens", quiet=True, log=lambda *a: None)
     picked = json.loads((tmp_path / "out" / "bottom-0.25-response_tokens.json").read_text())
     assert picked == rows[:3] and len(table) == 12  # the three shortest, as a JSON list like the input
+    again = layergrad.score(str(tmp_path / "d.json"), tmp_path / "out", model="tiny-random-llama", top=2,
+                            by="lg_response_tokens", quiet=True, log=lambda *a: None)  # still the function
+    longest = set(table.lg_response_tokens.nlargest(2, keep="first").index)
+    picked = json.loads((tmp_path / "out" / "top-2-response_tokens.json").read_text())
+    assert sorted(r["grade"] for r in picked) == sorted(int(table.loc[i, "grade"]) for i in longest)
+    pd.testing.assert_frame_equal(again, table)
 
 
 @pytest.mark.parametrize("args,needle", [
