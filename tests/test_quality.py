@@ -160,3 +160,15 @@ def test_bad_score_options_are_one_line_before_the_model_loads(tmp_path, capsys,
     assert main(["score", str(data), *TINY, "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1 and not (tmp_path / "o" / "run").exists()
+
+
+def test_resample_ranks_are_scipys_average_ranks():
+    import numpy as np
+    import scipy.stats as st
+
+    from layergrad.analysis.correlations import resample_ranks
+
+    rng = np.random.default_rng(1)
+    for v in (rng.normal(size=50), rng.integers(0, 4, 50).astype(float), np.array([1.0, 1, 2, 3, 3, 3])):
+        index = rng.integers(0, len(v), (200, len(v)))
+        np.testing.assert_array_equal(resample_ranks(v, index), st.rankdata(v[index], axis=1))
