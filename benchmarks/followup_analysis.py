@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from layergrad.engine import statistics
 from layergrad.engine.compute import samples_frame, stats_frame
