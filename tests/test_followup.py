@@ -84,3 +84,11 @@ def test_an_unknown_task_is_one_line(folder, capsys, tmp_path):
     assert main(["reproduce", "--study", "followup", *FAST, "--followup-data", str(folder), "--tasks", "reward/wis",
                  "--out", str(tmp_path / "x")]) == 2
     assert "unknown task 'reward/wis'. Did you mean 'reward/wiz'?" in capsys.readouterr().err
+
+
+def test_f3_is_never_more_certain_than_an_exact_rank_test_on_its_counts():
+    from layergrad.analysis.followup_claims import rank_test_floor
+
+    assert rank_test_floor(3, 3) == pytest.approx(0.1)  # 3 vs 3 perfectly separated: p = 0.1, no verdict
+    assert rank_test_floor(4, 4) == pytest.approx(2 / 70)
+    assert rank_test_floor(200, 200) < 1e-100

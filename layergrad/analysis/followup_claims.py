@@ -74,8 +74,18 @@ def separation_gain(ctx: Context, found: dict, reasoning: dict, module: str) -> 
     draws = auroc_rows(labels[index], scores["effective_rank"][index]) - auroc_rows(labels[index],
                                                                                     scores["nuclear_norm"][index])
     a_e, a_n = auroc(labels, scores["effective_rank"]), auroc(labels, scores["nuclear_norm"])
-    return summary(a_e - a_n, draws, f"AUROC effective rank {a_e:.2f} minus nuclear norm {a_n:.2f}, high vs low",
-                   int(min(len(shared[0]), len(shared[1]))))
+    row = summary(a_e - a_n, draws, f"AUROC effective rank {a_e:.2f} minus nuclear norm {a_n:.2f}, high vs low",
+                  int(min(len(shared[0]), len(shared[1]))))
+    row["p"] = max(row["p"], rank_test_floor(len(shared[0]), len(shared[1])))
+    return row
+
+
+def rank_test_floor(n_low: int, n_high: int) -> float:
+    """The smallest two-sided p an exact rank test can reach with these counts, 2 / C(n_low + n_high, n_low):
+    on a few samples a bootstrap of AUROCs (every resample perfectly separated) is not more certain than that."""
+    from math import comb
+
+    return min(1.0, 2.0 / comb(n_low + n_high, n_low))
 
 
 def largest_rank(ctx: Context, found: dict, reasoning: dict, module: str) -> dict | None:
