@@ -261,18 +261,13 @@ def followup_figures(analyses: dict, cells: dict, out: Path) -> list[Path]:
 
 
 def command_line(config: ReproduceConfig) -> str:
-    if config.study == "followup":
-        parts = ["layergrad reproduce --study followup", f"--model {config.model}"]
-        if config.tasks:
-            parts.append(f"--tasks {','.join(config.tasks)}")
-        if config.limit:
-            parts.append(f"--limit {config.limit}")
-        parts += command_words(config.load) + command_words(config.compute)
-        return " ".join(parts + ["--followup-data DIR", f"--out {config.out}"])
-    parts = ["layergrad reproduce", f"--model {config.model}", f"--groups {','.join(config.groups)}"]
+    followup = config.study == "followup"
+    parts = ["layergrad reproduce --study followup" if followup else "layergrad reproduce", f"--model {config.model}"]
+    if not followup:
+        parts.append(f"--groups {','.join(config.groups)}")
     if config.tasks:
         parts.append(f"--tasks {','.join(config.tasks)}")
     if config.limit:
         parts.append(f"--limit {config.limit}")
     parts += command_words(config.load) + command_words(config.compute)
-    return " ".join(parts + ["--paper-data DIR", f"--out {config.out}"])
+    return " ".join(parts + ["--followup-data DIR" if followup else "--paper-data DIR", f"--out {config.out}"])

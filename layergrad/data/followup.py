@@ -11,10 +11,8 @@ checked against the checksums below (every file of the public folder).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,15 +121,6 @@ def fetch(rel: str, root: Path | None) -> Path:
 
 
 def download(rel: str, path: Path) -> None:
-    try:
-        with urllib.request.urlopen(f"{REPO_RAW}/{rel}", timeout=60) as response:
-            payload = response.read()
-    except OSError as exc:
-        raise InputError(f"cannot download follow-up data {rel} ({exc}); pass --followup-data DIR with a local "
-                         "copy") from None
-    if hashlib.sha256(payload).hexdigest() != SHA256[rel]:
-        raise InputError(f"downloaded {rel} does not match its checksum; pass --followup-data DIR with a local copy")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    from layergrad.data.paper import download_checked
+
+    download_checked(f"{REPO_RAW}/{rel}", SHA256[rel], path, f"follow-up data {rel}", "--followup-data")

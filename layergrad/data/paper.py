@@ -127,13 +127,19 @@ def paper_file(name: str, paper_data: str | None = None) -> Path:
 
 def download(rel: str, path: Path) -> None:
     """Fetch one file of the original repository and check its SHA-256."""
+    download_checked(f"{REPO_RAW}/{rel}", SHA256[rel], path, f"paper data {rel}", "--paper-data")
+
+
+def download_checked(url: str, sha256: str, path: Path, what: str, option: str) -> None:
+    """Fetch ``url`` into ``path`` (atomically) if its SHA-256 is ``sha256``; else a one-line error naming
+    ``option``, the way to use a local copy instead."""
     try:
-        with urllib.request.urlopen(f"{REPO_RAW}/{rel}", timeout=60) as response:
+        with urllib.request.urlopen(url, timeout=60) as response:
             payload = response.read()
     except OSError as exc:
-        raise InputError(f"cannot download paper data {rel} ({exc}); pass --paper-data DIR with a local copy") from None
-    if hashlib.sha256(payload).hexdigest() != SHA256[rel]:
-        raise InputError(f"downloaded {rel} does not match its checksum; pass --paper-data DIR with a local copy")
+        raise InputError(f"cannot download {what} ({exc}); pass {option} DIR with a local copy") from None
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise InputError(f"downloaded {what} does not match its checksum; pass {option} DIR with a local copy")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(payload)
