@@ -129,7 +129,9 @@ def test_adjacent_layer_cosine_matches_autograd(tiny, name):
 def test_the_lm_head_keeps_enough_positions_for_its_rows_to_equal_the_full_product():
     """logits_to_keep never below MIN_KEPT_LOGITS: a BLAS may take another kernel for 1-3 rows (MKL
     does, with 20x the rounding over a large vocabulary), while from a few rows on each row of the
-    product equals the full product's. Checked here, on this machine's BLAS, at a real head's shape."""
+    product equals the full product's to float noise. At a real head's shape, to a stated tolerance (row
+    equality is not guaranteed by construction across BLAS kernels; the end-to-end check of 1-3-token
+    answers against autograd is in test_real_model.py)."""
     from layergrad.engine.losses import MIN_KEPT_LOGITS
 
     g = torch.Generator().manual_seed(0)
@@ -137,7 +139,7 @@ def test_the_lm_head_keeps_enough_positions_for_its_rows_to_equal_the_full_produ
     grad_logits = torch.randn(100, 49152, generator=g).softmax(-1)
     full = grad_logits @ head
     kept = grad_logits[-MIN_KEPT_LOGITS:] @ head
-    assert torch.equal(kept, full[-MIN_KEPT_LOGITS:])
+    torch.testing.assert_close(kept, full[-MIN_KEPT_LOGITS:], rtol=1e-5, atol=1e-5 * full.abs().max().item())
 
 
 def test_short_answers_keep_at_least_the_minimum_of_logits(tiny):
