@@ -210,14 +210,14 @@ def claim_table_of(run, config: ReproduceConfig, analyses: dict | None = None,
     from layergrad.analysis.analyze import claim_metrics
 
     data = load_runs(run)
-    _, stats, prompts, lengths = computed(data)
+    ok, stats, prompts, lengths = computed(data)
     nuclear = curves.sample_matrices(stats, "nuclear_norm")
     analyses = analyses or {}
     auroc = pd.concat([a.auroc for a in analyses.values()], ignore_index=True) if analyses else None
     increment = pd.concat([a.increment for a in analyses.values()], ignore_index=True) if analyses else None
     return claims.claims_table(nuclear, prompts, lengths, data.groups, config.bootstrap, config.seed,
                                separability=auroc, increment=increment, metrics=claim_metrics(stats, {"nuclear_norm": nuclear}),
-                               control=control)
+                               control=control, scores=claims.baseline_scores(ok))
 
 
 def write_yaml(path: Path, values: dict) -> None:

@@ -80,6 +80,22 @@ def test_every_quality_cell_carries_its_controls(study):
     assert (study / "report.html").exists() and (study / "figures" / "followup_effective_rank.png").exists()
 
 
+def test_the_trace_and_cosine_cells_carry_their_lengths_too(study):
+    """F4 compares the s1 traces with another condition (of any task): its lengths and the baselines'
+    AUROC of that pair; F6 is about one condition: its response lengths."""
+    claims = pd.read_csv(study / "claims.csv")
+    modules = claims[claims.module != "all modules"]
+    f4 = modules[(modules.claim == "F4") & (modules.verdict != "not-applicable")]
+    assert len(f4)
+    for row in f4.itertuples():
+        assert "length" in row.caveats and f"AUROC {row.b} vs {row.a}: length " in row.caveats, row.caveats
+        assert "loss " in row.caveats and "IFD " in row.caveats, row.caveats
+    f6 = modules[modules.claim == "F6"]
+    assert len(f6) and all(f"{r.a}: responses " in r.caveats and "tokens (median" in r.caveats for r in f6.itertuples())
+    md = (study / "claims.md").read_text()
+    assert "AUROC reasoning/s1-r1 vs " in md and "tokens (median" in md
+
+
 def test_an_unknown_task_is_one_line(folder, capsys, tmp_path):
     assert main(["reproduce", "--study", "followup", *FAST, "--followup-data", str(folder), "--tasks", "reward/wis",
                  "--out", str(tmp_path / "x")]) == 2

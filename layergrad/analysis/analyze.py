@@ -136,7 +136,8 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         nuclear = matrices.get("nuclear_norm", {})
         others = claim_metrics(stats, matrices)
         claim_rows = claims.claims_table(nuclear, prompts, lengths, data.groups, n_boot, seed, separability=auroc,
-                                         increment=increment, metrics=others, control=control)
+                                         increment=increment, metrics=others, control=control,
+                                         scores=claims.baseline_scores(ok))
         if across_runs:
             claim_rows = pd.concat([claim_rows, between_runs(data, nuclear, others, prompts, n_boot, seed, log)],
                                    ignore_index=True)

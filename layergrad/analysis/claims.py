@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import stats
 
 from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds, segment_values
+from layergrad.analysis.separability import auroc
 from layergrad.analysis.significance import compare, holm, paired_index, relative_change_ci
 
 ALPHA = 0.05
@@ -47,6 +48,7 @@ class Controls:
     separability: pd.DataFrame | None = None
     increment: pd.DataFrame | None = None
     reinit: pd.DataFrame | None = None  # the claims table under random weights (--reinit)
+    scores: dict = field(default_factory=dict)  # {baseline name: {group: Series by sample_id}} (loss, IFD)
 
 
 @dataclass(frozen=True)
@@ -290,14 +292,16 @@ def separation_vs_thinking(ctx: Context, found: dict, reasoning: dict, module: s
 
 def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str], n_boot: int, seed: int, *,
                  separability: pd.DataFrame | None = None, increment: pd.DataFrame | None = None,
-                 metrics: dict | None = None, control: pd.DataFrame | None = None) -> pd.DataFrame:
+                 metrics: dict | None = None, control: pd.DataFrame | None = None,
+                 scores: dict | None = None) -> pd.DataFrame:
     """Every registered claim of each task's family, Holm-corrected, plus one 'all modules' row per
     (claim, task).
 
     ``matrices``: {(group, module): samples x layers} of the nuclear norm; ``metrics``: the same of
     other metrics (effective_rank, cosine_pair, cosine_next, ...); ``prompts`` and ``lengths``: {group:
     Series by sample_id} of prompt text and response tokens; ``control``: the claims table of the same
-    data under random weights (``--reinit``), quoted in the caveats of the claims that ask for it.
+    data under random weights (``--reinit``), quoted in the caveats of the claims that ask for it;
+    ``scores``: the per-sample baselines by group (``baseline_scores``), for caveats across tasks.
     """
     ctx = Context(matrices, prompts, n_boot, np.random.default_rng(seed), metrics or {})
     tasks = tasks_of(groups)
@@ -307,7 +311,7 @@ def claims_table(matrices: dict, prompts: dict, lengths: dict, groups: list[str]
         for claim in REGISTRY.values():
             if claim.applies(family(found)) and not claim.between_runs:
                 rows += claim_rows(claim, ctx, task, found, reasoning)
-    controls = Controls(prompts, lengths, separability, increment, control)
+    controls = Controls(prompts, lengths, separability, increment, control, scores or {})
     return judged(pd.DataFrame(rows, columns=COLUMNS),
                   lambda r: REGISTRY[r.claim].caveats(r, controls, tasks.get(r.task, {})))
 
@@ -397,6 +401,33 @@ def length_caveat(a: str, b: str, lengths: dict) -> str:
                 f"{lb.max():.0f}): length alone could produce this difference")
     share = float(((np.r_[la, lb] >= lo) & (np.r_[la, lb] <= hi)).mean())
     return f"{share:.0%} of the samples lie in the length range both conditions share"
+
+
+def baseline_scores(samples: pd.DataFrame) -> dict:
+    """{name: {group: Series by sample_id}} of the cheap per-sample scores a run has: loss, and IFD."""
+    columns = [("loss", "loss")] + ([("IFD", "ifd")] if "ifd" in samples.columns else [])
+    return {name: {g: rows.set_index("sample_id")[col].astype(float) for g, rows in samples.groupby("group")}
+            for name, col in columns}
+
+
+def baseline_auroc_caveat(a: str, b: str, controls: Controls) -> str:
+    """'AUROC length x, loss y, IFD z' of a against b, from the per-group values (any two groups of a run)."""
+    parts = []
+    for name, values in (("length", controls.lengths), *controls.scores.items()):
+        if a in values and b in values:
+            va, vb = values[a].to_numpy(dtype=float), values[b].to_numpy(dtype=float)
+            va, vb = va[np.isfinite(va)], vb[np.isfinite(vb)]
+            if len(va) and len(vb):
+                parts.append(f"{name} {auroc(np.r_[np.zeros(len(va)), np.ones(len(vb))], np.r_[va, vb]):.2f}")
+    return f"AUROC {b} vs {a}: " + ", ".join(parts) if parts else ""
+
+
+def range_caveat(group: str, lengths: dict) -> str:
+    """A one-condition claim's length note: the range and median of its response lengths."""
+    if group not in lengths or not len(lengths[group]):
+        return ""
+    values = lengths[group].to_numpy(dtype=float)
+    return f"{group}: responses {values.min():.0f}–{values.max():.0f} tokens (median {np.median(values):.0f})"
 
 
 def separability_caveat(row, controls: Controls, found: dict) -> str:

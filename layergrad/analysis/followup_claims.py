@@ -17,7 +17,8 @@ pool with the highest / lowest value of a quality metric), ``reasoning/s1-r1`` a
 
 Every F1-F3 cell's caveats say how the two subsets' lengths overlap, the AUROC of length, loss and
 IFD beside the gradient's, what the profile adds beyond them, and for F1/F2 the same contrast under
-random weights (``--reinit``) when the run has that control.
+random weights (``--reinit``) when the run has that control; F4's the lengths and the baselines' AUROC
+of the traces against the condition they are compared with; F6's the condition's response lengths.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from layergrad.analysis.claims import Claim, Context, Controls, boot_p, length_caveat, register_claim, summary
+from layergrad.analysis.claims import (Claim, Context, Controls, baseline_auroc_caveat, boot_p, length_caveat,
+                                       range_caveat, register_claim, summary)
 from layergrad.analysis.curves import interval
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.analysis.significance import compare, relative_change_ci
@@ -189,6 +191,17 @@ def quality_caveat(row, controls: Controls, found: dict) -> str:
     return "; ".join(n for n in notes if n)
 
 
+def traces_caveat(row, controls: Controls, found: dict) -> str:
+    """F4: the lengths of the traces and of the condition they are compared with, the baselines' AUROC."""
+    notes = [length_caveat(row.a, row.b, controls.lengths), baseline_auroc_caveat(row.a, row.b, controls)]
+    return "; ".join(n for n in notes if n)
+
+
+def cosine_caveat(row, controls: Controls, found: dict) -> str:
+    """F6: the condition's response lengths (longer responses average more token gradients)."""
+    return range_caveat(row.a, controls.lengths)
+
+
 def family_caveat(row, controls: Controls, found: dict) -> str:
     return "compares two runs: the claim is about models of one family (different sizes); across families it " \
            "predicts disagreement"
@@ -213,7 +226,7 @@ register_claim(Claim(
     "F4", "Reasoning data (s1.1 R1 traces) gives the largest effective ranks of all the data",
     "Relative difference of the s1.1 traces' mean effective rank (all layers) to that of the run's condition with "
     "the next largest (positive = holds); bootstrap.", "traces", ("s1-r1",), 1, ("s1-r1", "s1-r1"), largest_rank,
-    "bootstrap", lambda row, controls, found: length_caveat(row.a, row.b, controls.lengths),
+    "bootstrap", traces_caveat,
     modules=lambda ctx, found: [m for (g, m) in ctx.of("effective_rank") if g == found["s1-r1"]]))
 register_claim(Claim(
     "F5", "Within a model family the layer-wise patterns agree across sizes; across families they differ",
@@ -224,4 +237,4 @@ register_claim(Claim(
     "F6", "Same-layer (q×o, k×v) and adjacent-layer gradient cosines stay near zero for every kind of data",
     f"Mean cosine of the flattened gradients (per sample over layers, then over samples) within ±{MARGIN}: two "
     "one-sided tests (holds), the CI outside ±0.1 (fails).", ("quality", "traces"), (), 0, (), near_zero,
-    "two one-sided tests (equivalence)", lambda row, controls, found: "", margin=MARGIN, modules=cosine_rows))
+    "two one-sided tests (equivalence)", cosine_caveat, margin=MARGIN, modules=cosine_rows))
