@@ -254,7 +254,10 @@ def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.Data
     ax.set(xlabel="layer", ylabel="nuclear norm ‖G‖* (mean over modules)",
            title="Gradient nuclear norm per layer (95% CI)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, frameon=False)
+    if ax.lines:
+        ax.legend(fontsize=8, frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no computed samples", transform=ax.transAxes, ha="center", va="center")
     if show_auroc:
         auroc_bars(axes[0][1], separability, pairs)
     fixed_layout(fig, top=0.4, bottom=0.75 if show_auroc else 0.55, wspace=1.0)
