@@ -172,3 +172,17 @@ def test_resample_ranks_are_scipys_average_ranks():
     for v in (rng.normal(size=50), rng.integers(0, 4, 50).astype(float), np.array([1.0, 1, 2, 3, 3, 3])):
         index = rng.integers(0, len(v), (200, len(v)))
         np.testing.assert_array_equal(resample_ranks(v, index), st.rankdata(v[index], axis=1))
+
+
+def test_the_correlation_figure_of_two_runs_shows_the_first_runs_pool():
+    """compare of two runs has one pooled scope per run: the figure draws the first (it failed on the
+    duplicate scores before)."""
+    from layergrad.analysis.figures import correlations
+
+    rows = [{"scope": f"{run}:a+{run}:b", "field": "reward", "score": score, "n": 8, "spearman": rho,
+             "ci_low": rho - 0.2, "ci_high": rho + 0.2, "p": 0.1, "partial_spearman": rho / 2,
+             "partial_ci_low": rho / 2 - 0.2, "partial_ci_high": rho / 2 + 0.2}
+            for run, rho in (("one", 0.5), ("two", -0.5)) for score in ("loss", "mean effective_rank")]
+    fig = correlations(pd.DataFrame(rows))
+    points = fig.axes[0].lines[0].get_xdata()
+    assert list(points) == [0.5, 0.5] and "one:a+one:b" in fig._suptitle.get_text()

@@ -320,9 +320,9 @@ def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[st
 
 def correlations(table: pd.DataFrame) -> Figure:
     """Spearman ρ (circles) and ρ given log length (triangles) with 95% CIs: a panel per record field,
-    a row per score, pooled over the run's conditions (else the first scope)."""
-    pooled = table[table.scope.str.contains("+", regex=False)]
-    data = pooled if len(pooled) else table[table.scope == table.scope.iloc[0]]
+    a row per score, pooled over the first run's conditions (else the first scope)."""
+    pooled = table.scope[table.scope.str.contains("+", regex=False)]
+    data = table[table.scope == (pooled.iloc[0] if len(pooled) else table.scope.iloc[0])]  # one run's pool
     fields = list(dict.fromkeys(data.field))
     scores = list(dict.fromkeys(data.score))
     fig, axes = grid(len(fields), width=3.6, height=0.35 * len(scores) + 1.2, cols=min(len(fields), 3))
