@@ -481,7 +481,8 @@ def model_claims(matrices: dict, prompts: dict, base_groups: list[str], instruct
                     rows.append({"claim": claim.id, "task": name, "module": module, "statement": claim.statement,
                                  "definition": claim.definition, "a": fb[claim.compares[1]],
                                  "b": fi[claim.compares[1]], **stat})
-    return judged(pd.DataFrame(rows, columns=COLUMNS), lambda r: "")
+    controls = Controls(prompts, {})  # no lengths: the between-runs caveats are about the models
+    return judged(pd.DataFrame(rows, columns=COLUMNS), lambda r: REGISTRY[r.claim].caveats(r, controls, {}))
 
 
 def gap_base_vs_instruct(ctx: Context, fb: dict, fi: dict, module: str) -> dict | None:

@@ -132,3 +132,27 @@ def test_bootstrap_p_is_not_floored_at_one_over_the_draws():
     near = rng.normal(0.05, 0.1, 1000)  # many draws beyond zero: the percentile p
     assert boot_p(near, 0.05) == pytest.approx(2 * (near <= 0).mean())
     assert boot_p(np.zeros(5), 0.0) == 1.0
+
+
+def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
+    """F5 between two runs: Spearman ρ of the mean effective-rank curves over relative depth (the same
+    rising shape on 6 and 9 layers agrees, ρ = 1), with its caveat on the module rows."""
+    from layergrad.analysis import claims
+    import layergrad.analysis.followup_claims  # noqa: F401  (registers F1-F6)
+
+    rng = np.random.default_rng(0)
+    metrics, prompts = {"effective_rank": {}}, {}
+    for run, layers in (("small", 6), ("large", 9)):
+        for side in ("high", "low"):
+            group = f"{run}:instag/mag/{side}"
+            curve = np.linspace(1, 3, layers) * (2 if side == "high" else 1)
+            ids = [f"{run}{side}{i}" for i in range(5)]
+            metrics["effective_rank"][(group, "q_proj")] = pd.DataFrame(
+                curve + rng.normal(0, 0.01, (5, layers)), index=ids)
+            prompts[group] = pd.Series([f"p{i}" for i in range(5)], index=ids)
+    groups_a = [g for g in prompts if g.startswith("small:")]
+    groups_b = [g for g in prompts if g.startswith("large:")]
+    table = claims.model_claims({}, prompts, groups_a, groups_b, 50, 0, metrics=metrics, ids=("F5",))
+    row = table[(table.claim == "F5") & (table.module == "q_proj")].iloc[0]
+    assert row.effect == pytest.approx(1.0) and row.verdict == "holds"
+    assert "one family" in row.caveats
