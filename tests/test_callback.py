@@ -47,6 +47,8 @@ def test_probing_changes_nothing_of_the_training(tmp_path):
     plain, _ = train(tmp_path / "plain")
     callback = LayerGradCallback(probe_set(), every=2, out=tmp_path / "probes")
     probed, _ = train(tmp_path / "probed", callback)
+    # Equal by construction: both trainings make the same calls in the same order in this process, on the
+    # same threads (the probe leaves torch's thread setting, RNG and the model's weights and mode as they were).
     for (name, a), (_, b) in zip(plain.model.named_parameters(), probed.model.named_parameters()):
         assert torch.equal(a, b), name
         assert a.grad is None and b.grad is None or torch.equal(a.grad, b.grad)

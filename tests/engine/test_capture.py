@@ -84,6 +84,7 @@ def test_an_error_in_a_job_is_raised_and_the_next_run_works(tiny, monkeypatch, n
     with pytest.raises(ValueError, match="injected job failure"):
         layergrad.compute(m, SAMPLES["short"], route="core")
     monkeypatch.setattr(spectra, "core_matrix", real)
+    # the same computation as ``want`` in the same process (same kernels, same plan): equal by construction
     pd.testing.assert_frame_equal(layergrad.compute(m, SAMPLES["short"]), want, check_exact=True)
 
 

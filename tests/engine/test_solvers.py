@@ -24,7 +24,8 @@ def test_every_cpu_backend_gives_the_eigenvalues(n):
     stack = torch.from_numpy(a @ a.transpose(0, 2, 1))
     want = np.sort(np.linalg.eigvalsh(stack.numpy()), axis=-1)[..., ::-1]
     for name in ("torch", "numpy", "host", "auto"):
-        np.testing.assert_allclose(solvers.eigenvalues(stack, name).numpy(), want, rtol=1e-10, atol=1e-9)
+        # fp64 eigenvalues to a few ulps of the largest (backward stable solvers): absolute at that scale
+        np.testing.assert_allclose(solvers.eigenvalues(stack, name).numpy(), want, rtol=0, atol=1e-11 * want.max())
 
 
 def test_torch_and_numpy_solvers_agree_to_1e7(tiny):
@@ -55,8 +56,9 @@ def test_spectra_uses_the_solver_backend():
     x = torch.randn(1, 30, 48)
     delta = torch.randn(1, 30, 40)
     m = spectra.core_matrix(spectra.input_factor(x), delta)
-    np.testing.assert_allclose(spectra.squared_singular_values(m, "numpy"), spectra.squared_singular_values(m, "torch"),
-                               rtol=1e-12)
+    a, b = spectra.squared_singular_values(m, "numpy"), spectra.squared_singular_values(m, "torch")
+    # two LAPACKs on the same fp64 matrix: each eigenvalue to a few ulps of the largest (backward stability)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * float(b.max()))
 
 
 def test_cupy_for_a_model_on_the_cpu_is_refused_before_any_forward_pass(tiny):

@@ -65,7 +65,9 @@ def test_padded_rows_do_not_change_the_spectrum(method):
     dp = torch.cat([delta, torch.zeros(1, 6, 12)], 1)
     a = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(x, "qr"), delta))
     b = spectra.squared_singular_values(spectra.core_matrix(spectra.input_factor(xp, method), dp))
-    assert torch.allclose(a.sum(), b.sum(), rtol=1e-7)
+    # fp32 QR / Cholesky factors of different matrices: the same value to fp32 rounding times a small
+    # growth factor (1e-5 relative, as every fp32 route here; a positive sum, so relative is right)
+    assert torch.allclose(a.sum(), b.sum(), rtol=1e-5, atol=0)
     if method == "cholesky":
         assert spectra.cholesky_factor(xp) is not None  # padding alone does not force the QR fallback
 
