@@ -347,6 +347,35 @@ def import_(sources, out):
     click.echo(f"imported into {root} (stats.parquet, samples.parquet, run.json)")
 
 
+# ----------------------------------------------------------------------------- kernel plan
+
+@cli.command(epilog="""
+\b
+Example:
+  layergrad tune --model smollm2-135m-instruct --lengths 64,256,1024
+The plan is cached per machine (~/.cache/layergrad/plan.json); every run reads it and times only what
+is missing, before its first sample. LAYERGRAD_PLAN=rules runs without timing.""")
+@click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model whose shapes to time.")
+@click.option("--modules", default="all", show_default=True, help="all | attn | mlp | q_proj,k_proj,...")
+@click.option("--lengths", default="64,128,256,512,1024,2048", show_default=True,
+              help="Sample lengths (tokens) to plan for, comma-separated.")
+@click.option("--retime", is_flag=True, help="Forget this machine's plan and time everything again.")
+def tune(model, modules, lengths, retime):
+    """Time the kernel plan of this CPU for a model's shapes and print it."""
+    from layergrad.engine.plan import tune_model
+    from layergrad.models import load_model
+
+    try:
+        sizes = sorted({int(n) for n in split(lengths)})
+    except ValueError:
+        raise InputError(f"--lengths takes whole numbers of tokens, e.g. 64,256,1024 (got {lengths!r})") from None
+    if not sizes or min(sizes) < 1:
+        raise InputError("--lengths takes positive numbers of tokens, e.g. 64,256,1024")
+    m = load_model(model, device="cpu", log=lambda msg: click.echo(msg, err=True))
+    for line in tune_model(m, sizes, modules, retime=retime):
+        click.echo(line)
+
+
 # ----------------------------------------------------------------------------- models
 
 @cli.group()

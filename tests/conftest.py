@@ -12,7 +12,11 @@ FOLLOWUP_DATA = Path(os.environ.get("LAYERGRAD_FOLLOWUP_DATA") or SHARED / "foll
 
 def pytest_configure(config):
     """Under pytest-xdist (``-n N``) each worker gets its share of the cores: OMP_NUM_THREADS, which
-    torch, layergrad's thread budget and the test's subprocesses all honour."""
+    torch, layergrad's thread budget and the test's subprocesses all honour. The kernel plan the tests
+    time (beside each other, on busy cores) goes to a file of their own, never a user's plan.json."""
+    import tempfile
+
+    os.environ.setdefault("LAYERGRAD_PLAN_FILE", str(Path(tempfile.gettempdir()) / f"layergrad-test-plan-{os.getuid()}.json"))
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
         import torch

@@ -25,9 +25,10 @@ EXACT_LIMIT = {"none": 2, "simplified": 1, "detailed": 1}  # benchmarks/exactnes
 def test_exact_all_seven_kinds_against_fp64(smollm2, paper_data, style, monkeypatch):
     """Every (layer, module) within 1e-4; with the jobs on worker threads (the default on a multi-core
     CPU, inline in a one-thread test worker), while the paper-mode tests below run them inline."""
-    from layergrad.engine import threads
+    from layergrad.engine import plan, threads
 
     monkeypatch.setattr(threads, "workers", lambda: 2)
+    monkeypatch.setattr(plan, "executor", lambda budget: "workers")
     samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=EXACT_LIMIT[style], paper_data=paper_data)
     frame = layergrad.compute(smollm2, samples)
     assert frame.module.nunique() == 7 and frame.layer.nunique() == 30

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from layergrad.engine import solvers, spectra
+from layergrad.engine import plan, solvers, spectra
 from layergrad.engine.projections import Target
 from layergrad.engine.threads import Jobs
 
@@ -63,12 +63,12 @@ class SharedInput:
     _factors: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def factor(self, span: Span) -> torch.Tensor:
-        """QR factor of this input over one span, computed once for all its users."""
+    def factor(self, span: Span, method: str | None = None) -> torch.Tensor:
+        """The triangular factor of this input over one span, computed once for all its users."""
         with self._lock:
-            if span.samples not in self._factors:
-                self._factors[span.samples] = spectra.input_factor(span.cut(self.x))
-            return self._factors[span.samples]
+            if (span.samples, method) not in self._factors:
+                self._factors[(span.samples, method)] = spectra.input_factor(span.cut(self.x), method)
+            return self._factors[(span.samples, method)]
 
 
 @dataclass
@@ -92,8 +92,8 @@ class Captured:
 class GradientCapture:
     """Context manager: freeze weights, hook ``targets``, compute per-sample squared singular values.
 
-    ``route``: 'auto' (cost rule per target), 'core', 'dense', or 'reference' (G materialised per
-    sample in fp64, exact SVD); ``solve_per``: see ``spans_for``; ``solver``: solvers.py. Call
+    ``route``: 'auto' (the kernel plan's choice per target and length, plan.py), 'core', 'dense', or
+    'reference' (G materialised per sample in fp64, exact SVD); ``solve_per``: see ``spans_for``; ``solver``: solvers.py. Call
     ``start_batch`` before a batch's forward pass and ``collect`` after its backward.
     """
 
@@ -207,19 +207,17 @@ class GradientCapture:
 
     def _part(self, target: Target, shared: SharedInput, delta: torch.Tensor, span: Span) -> Part:
         x, delta = span.cut(shared.x), span.cut(delta)
-        route = self._route(target, shared, span.length)
-        if route == "reference":
+        if self.route == "reference":
             sq = torch.stack([spectra.reference_singular_values(x[i], delta[i]) ** 2 for i in range(x.shape[0])])
             finite = torch.isfinite(sq).all(1)
-            return Part(span, route, finite.cpu(), torch.nan_to_num(sq))
-        if route == "core":
-            matrices = spectra.core_matrix(shared.factor(span), delta)
-        else:
-            matrices = spectra.dense_matrix(x, delta)
+            return Part(span, "reference", finite.cpu(), torch.nan_to_num(sq))
+        recipe = self._recipe(target, shared, span.length)
+        matrices = spectra.gram_matrix(x, delta, recipe, x_factor=lambda: shared.factor(span, recipe.method))
         finite = torch.isfinite(matrices).flatten(1).all(1)
         if not bool(finite.all()):  # flag the sample, keep the batch: NaN/Inf never reach the eigensolver
             matrices = torch.where(finite.view(-1, 1, 1), matrices, torch.zeros_like(matrices))
-        return Part(span, route, finite.cpu(), solvers.eigenvalues(matrices, self.solver))
+        solver, cpu = plan.eigensolver(self.solver if self.solver != "auto" else recipe.solver, matrices)
+        return Part(span, recipe.route, finite.cpu(), solvers.eigenvalues(matrices, solver, cpu))
 
     def _adjacent_inner(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> None:
         """<G_l, G_l+1>_F per sample for adjacent layers of one kind, from the factors only:
@@ -260,7 +258,10 @@ class GradientCapture:
 
         self.jobs.submit(job)
 
-    def _route(self, target: Target, shared: SharedInput, t: int) -> str:
-        if self.route != "auto":
-            return self.route
-        return spectra.choose_route(t, target.p, target.d, sharing=max(shared.users, 1), device=shared.x.device.type)
+    def _recipe(self, target: Target, shared: SharedInput, t: int) -> spectra.Recipe:
+        """The plan's recipe for this target and length (cells are timed before the run, plan.prepare);
+        a route forced by ``route`` keeps the plan's other choices where they apply."""
+        chosen = plan.recipe(t, target.p, target.d, sharing=shared.users, device=shared.x.device.type, timing=False)
+        if self.route in ("auto", chosen.route):
+            return chosen
+        return replace(chosen, route=self.route, factor="x") if self.route == "core" else replace(chosen, route="dense")

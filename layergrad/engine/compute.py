@@ -18,14 +18,14 @@ import torch
 
 from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
 from layergrad.data.samples import META_PREFIX, Sample, meta_columns, reason_kind
-from layergrad.engine import solvers, statistics
+from layergrad.engine import plan, solvers, statistics, threads
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture
 from layergrad.engine.ifd import ifd_columns, ifd_input
 from layergrad.engine.losses import logits_to_keep, response_losses
 from layergrad.declare import build_options
 from layergrad.engine.options import ComputeOptions
-from layergrad.engine.projections import KINDS, select_targets
+from layergrad.engine.projections import KINDS, input_sharing, select_targets
 from layergrad.engine.threads import numpy_single_threaded, set_budget
 from layergrad.errors import InputError
 
@@ -69,8 +69,9 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
         stats.extend(records.stats)
         rows.extend(records.samples)
 
-    run_all(m, conditions, opts, collect)
+    used = run_all(m, conditions, opts, collect)
     frame = stats_frame(stats)
+    frame.attrs["plan"] = used
     frame.attrs["samples"] = samples_frame(rows)
     frame.attrs["conditions"] = list(conditions)
     frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {}),
@@ -79,16 +80,18 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
 
 
 def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle: Callable, *,
-            skip_ids: set | None = None) -> None:
+            skip_ids: set | None = None) -> dict:
     """Compute every sample not in ``skip_ids`` ((condition, id) pairs); ``handle`` receives each
-    batch's records in order, the skipped samples' first."""
+    batch's records in order, the skipped samples' first. Returns the kernel plan used (plan.used)."""
     opts = opts.resolved()
     if opts.threads:
         set_budget(opts.threads)
     if opts.reinit is not None and m.identity.get("reinit") != opts.reinit:
         m = reinitialised_copy(m, opts.reinit)
-    for records in iter_records(m, conditions, opts, skip_ids or set()):
+    used: dict = {}
+    for records in iter_records(m, conditions, opts, skip_ids or set(), used):
         handle(records)
+    return used
 
 
 def reinitialised_copy(m, seed: int):
@@ -101,8 +104,10 @@ def reinitialised_copy(m, seed: int):
     return reinitialise(clone, seed)
 
 
-def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set) -> Iterator:
-    """The skipped samples' records first, then each batch's after its forward and backward."""
+def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, skip_ids: set,
+                 used_plan: dict | None = None) -> Iterator:
+    """The skipped samples' records first, then each batch's after its forward and backward;
+    ``used_plan`` receives the kernel plan of the run."""
     formatter = make_formatter(m, opts)
     items, skipped = prepare_items(formatter, conditions, skip_ids, ifd=opts.ifd)
     if skipped:
@@ -114,19 +119,23 @@ def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, s
     if batch_size is None and batch_tokens is None and device.type != "cuda":
         batch_size = 1  # measured: on a CPU, padding costs more than batching saves
     batches = plan_batches(items, batch_size=batch_size, batch_tokens=batch_tokens)
-    if opts.solver in ("auto", "host"):
-        solvers.calibrate(device, problem_sizes(targets, [it.encoded.n_tokens for it in items]))
+    size = threads.workers()  # worker threads of the jobs, unless the plan timed them inline as faster
+    if size and device.type == "cpu" and plan.executor(size) == "inline":
+        size = 0
+    used = plan.prepare(device, plan_cells(targets, [it.encoded.n_tokens for it in items]))  # timed once per machine
+    if used_plan is not None:
+        used_plan.update(used)
     m.model.eval()
     with numpy_single_threaded(), GradientCapture(m.model, targets, route=opts.route, cosine=opts.cosine,
-                                                  solve_per=opts.solve_per, solver=opts.solver) as cap:
+                                                  solve_per=opts.solve_per, solver=opts.solver, workers=size) as cap:
         for batch in batches:
             yield from run_with_backoff(m, cap, batch, opts)
 
 
-def problem_sizes(targets, lengths: list[int]) -> set[int]:
-    """Every eigenproblem size a run may meet: min(T, p, d) (core route) and min(p, d) (dense)."""
-    shapes = {(t.p, t.d) for t in targets}
-    return {n for p, d in shapes for t in set(lengths) for n in (min(t, p, d), min(p, d))}
+def plan_cells(targets, lengths: list[int]) -> set[tuple[int, int, int, int]]:
+    """Every (T, p, d, sharing) cell of the kernel plan a run may meet: each target shape, with the
+    number of targets reading its input, at each sample length."""
+    return {(t, target.p, target.d, sharing) for target, sharing in input_sharing(targets) for t in set(lengths)}
 
 
 def make_formatter(m, opts: ComputeOptions) -> Formatter:

@@ -139,3 +139,19 @@ def parse_kinds(modules, available) -> set[str]:
             raise InputError(f"unknown module kind '{name}'.{hint} Available: {', '.join(available)}, "
                              "or all/attn/mlp, or re:<regex>")
     return kinds
+
+
+READ_TOGETHER = {"q_proj": "attention input", "k_proj": "attention input", "v_proj": "attention input",
+                 "gate_proj": "MLP input", "up_proj": "MLP input"}  # kinds that read the same tensor of a layer
+
+
+def input_sharing(targets: list[Target]) -> list[tuple[Target, int]]:
+    """Each target with the number of chosen targets that read its input (q/k/v share the attention
+    input, gate/up the MLP input, the blocks of a fused module their module's): the inputs factored once."""
+    def group(t: Target):
+        return (t.layer, READ_TOGETHER.get(t.kind, t.param))
+
+    counts: dict = {}
+    for t in targets:
+        counts[group(t)] = counts.get(group(t), 0) + 1
+    return [(t, counts[group(t)]) for t in targets]

@@ -124,7 +124,8 @@ def numpy_single_threaded():
 
 def workers() -> int:
     """Worker threads of the executor: the budget, or 0 (jobs inline) with a budget of one or without
-    MKL's thread-local setting (a job could not keep to one thread)."""
+    MKL's thread-local setting (a job could not keep to one thread). The kernel plan may still run the
+    jobs inline where that timed faster (compute.py)."""
     n = budget()
     return n if n > 1 and mkl_local_setter() is not None else 0
 

@@ -88,10 +88,10 @@ def compute_pending(config: RunConfig, m, conditions: dict, store: RunStore, wor
         progress.update(records)
 
     try:
-        run_all(m, conditions, config.compute, commit, skip_ids=done)
+        used = run_all(m, conditions, config.compute, commit, skip_ids=done)
     finally:
         progress.close()
-    return {"started": started, "elapsed": time.perf_counter() - clock, "tokens": progress.tokens}
+    return {"started": started, "elapsed": time.perf_counter() - clock, "tokens": progress.tokens, "plan": used}
 
 
 def rank_device(device: str | None, world) -> str:
@@ -113,7 +113,8 @@ def my_share(conditions: dict, work: dict, world) -> tuple[dict, dict]:
             {key: work[key] for key in mine})
 
 
-def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: float, tokens: int) -> dict:
+def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: float, tokens: int,
+             plan: dict | None = None) -> dict:
     import torch
     import transformers
 
@@ -128,6 +129,7 @@ def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: f
         "this_session": {"seconds": round(elapsed, 2), "tokens": tokens,
                          "tokens_per_second": round(tokens / elapsed, 1) if elapsed > 0 else None},
         "samples": {c: {k: int(v) for k, v in row.items()} for c, row in counts.iterrows()},
+        "plan": plan or {},  # the kernel plan this session used (engine/plan.py)
     }
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import layergrad
 from layergrad.data.samples import Sample
-from layergrad.engine import solvers, spectra, threads
+from layergrad.engine import plan, solvers, spectra, threads
 
 SAMPLES = {"short": [Sample(f"What is {i}+{i}?", str(2 * i), i) for i in range(4)],
            "long": [Sample(f"Explain step {i}.", "First we add the numbers. " * (3 + 2 * i), i) for i in range(4)]}
@@ -19,7 +19,9 @@ STATS = ["nuclear_norm", "sigma_max", "frobenius_norm", "effective_rank"]
 
 
 def with_workers(monkeypatch, n: int) -> None:
+    """n worker threads for the jobs (0: inline), whatever the kernel plan would time as faster."""
     monkeypatch.setattr(threads, "workers", lambda: n)
+    monkeypatch.setattr(plan, "executor", lambda budget: "workers")
 
 
 @pytest.mark.parametrize("cosine", [False, True])
@@ -40,8 +42,9 @@ def test_inline_equals_pooled_under_every_thread_setting(omp, tmp_path):
     """The same check in a fresh process under OMP_NUM_THREADS=1, =2 and unset (as a user runs it)."""
     code = """
 import pandas as pd, layergrad
-from layergrad.engine import threads
+from layergrad.engine import plan, threads
 from layergrad.data.samples import Sample
+plan.executor = lambda budget: "workers"
 m = layergrad.load_model("tiny-random-llama")
 s = [Sample(f"Explain step {i}.", "First we add the numbers. " * (2 + 3 * i), i) for i in range(3)]
 threads.workers = lambda: 0

@@ -1,6 +1,5 @@
 """Eigensolver backends and the per-machine choice between them."""
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -35,21 +34,6 @@ def test_torch_and_numpy_solvers_agree_to_1e7(tiny):
     a = layergrad.compute(m, SAMPLES, solver="numpy")
     b = layergrad.compute(m, SAMPLES, solver="torch")
     pd.testing.assert_frame_equal(a[STATS], b[STATS], rtol=1e-7, atol=0)
-
-
-def test_auto_times_the_cpu_backends_once_and_caches_the_winner(tmp_path, monkeypatch):
-    monkeypatch.setenv("LAYERGRAD_CACHE", str(tmp_path))
-    monkeypatch.setattr(solvers, "_memo", {})
-    timed = []
-    real = solvers.fastest
-    monkeypatch.setattr(solvers, "fastest", lambda device, size: timed.append(size) or real(device, size))
-    choice = solvers.choose(torch.zeros(2, 100, 100, dtype=torch.float64), "auto")
-    assert choice in ("torch", "numpy") and timed == [128]
-    table = json.loads((tmp_path / "solver-calibration.json").read_text())
-    assert list(table.values()) == [{"128": choice}]
-    monkeypatch.setattr(solvers, "_memo", {})  # a new process: read from the file, not timed again
-    assert solvers.choose(torch.zeros(1, 120, 120, dtype=torch.float64), "auto") == choice and timed == [128]
-    assert solvers.choose(torch.zeros(1, 20, 20, dtype=torch.float64), "auto") == "torch"  # small: never timed
 
 
 def test_spectra_uses_the_solver_backend():
