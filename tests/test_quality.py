@@ -103,6 +103,7 @@ def score_cmd(data, out, *extra):
     return [sys.executable, "-m", "layergrad", "score", str(data), *TINY, "--out", str(out), *extra]
 
 
+@pytest.mark.slow  # processes killed and resumed: not numerics, so not rerun under other kernels
 def test_score_writes_every_record_and_the_selection_and_resumes_after_kill(tmp_path):
     import datasets
 

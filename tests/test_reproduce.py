@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from layergrad.analysis.claims import REGISTRY
 from layergrad.cli import main
@@ -35,6 +36,7 @@ def tables(out: Path) -> dict[str, pd.DataFrame]:
     return found
 
 
+@pytest.mark.slow  # processes killed and resumed: not numerics, so not rerun under other kernels
 def test_every_claim_of_every_task_and_resume_after_kill(paper_data, tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(reproduce_cmd(clean, paper_data), check=True, timeout=900)

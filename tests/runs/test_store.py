@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from layergrad.cli import main
@@ -37,6 +38,7 @@ def _compute_cmd(out):
             "--data", "a=builtin:arith/detailed?n=30", "--data", "b=builtin:arith/none?n=30"]
 
 
+@pytest.mark.slow  # processes killed and resumed: not numerics, so not rerun under other kernels
 def test_sigkill_at_several_points_then_resume_equals_uninterrupted(tmp_path):
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     subprocess.run(_compute_cmd(clean), check=True, timeout=600)
