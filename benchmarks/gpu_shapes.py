@@ -212,8 +212,7 @@ def run_shape(bench: Bench, shape: str, lengths, args) -> None:
             t, mem = timed(lambda: layergrad.compute(m, samples, batch_tokens=budget, solver=solver), device)
             bench.record(**common, what="layergrad", solver=solver, s_per_sample=t / len(samples), peak_gib=mem)
         auto = layergrad.compute(m, samples[:1], batch_tokens=budget)
-        bench.record(**common, what="auto choice", solvers={str(k): v for k, v in calibration_for(device).items()},
-                     rows=len(auto))
+        bench.record(**common, what="auto choice", plan=auto.attrs.get("plan", {}), rows=len(auto))
         if bench.time_left():
             bench.record(**common, what="max relative error vs fp64", value=max_relative_error(m, samples[0], CHECK_MODULES.get(shape, CHECK_DEFAULT)),
                          modules=CHECK_MODULES.get(shape, CHECK_DEFAULT))
@@ -241,12 +240,6 @@ def precision_checks(bench: Bench, m, samples, budget: int, common: dict, device
     m.model.to(torch.float32)
     bench.record(**common, what="bf16 weights: max relative deviation of nuclear norms", value=deviation(bf16, base),
                  s_per_sample=t / len(samples), peak_gib=mem)
-
-
-def calibration_for(device: str) -> dict:
-    if not device.startswith("cuda"):
-        return solvers.load_calibration().get(solvers.device_key(torch.device("cpu")), {})
-    return solvers.load_calibration().get(solvers.device_key(torch.device(device)), {})
 
 
 def gpu_name(device: str) -> str:

@@ -42,7 +42,7 @@ import torch
 
 from layergrad.engine.spectra import CORE_DTYPE, Recipe, input_factor, rule_recipe, short_gram, triangular_product
 
-FORMAT = 3  # of the cached entries; part of the machine key, so an older cache is never misread
+FORMAT = 4  # of the cached entries; part of the machine key, so an older cache is never misread
 SMALL = 32  # below this size candidates do not differ: the defaults, never timed
 MARGIN = 0.9  # a candidate replaces the default only when it takes at most 90% of its time
 SOLVER_MARGIN = 0.95  # numpy replaces torch as eigensolver on a CPU when at least 5% faster
@@ -128,7 +128,8 @@ def choose(t: int, p: int, d: int, sharing: int, timing: bool = True) -> tuple[R
     w = math.log(t / lo) / math.log(hi / lo) if hi > lo else 0.0
     names = [n for n in VARIANTS if all(n in e["variants"] for e in entries)]
     ms = {n: (1 - w) * entries[0]["variants"][n]["ms"] + w * entries[1]["variants"][n]["ms"] for n in names}
-    chosen = pick(ms, variant_of(rule_recipe(t, p, d, sharing=sharing)))
+    default = variant_of(rule_recipe(t, p, d, sharing=sharing))
+    chosen = pick(ms, default if default in ms else min(ms, key=ms.get))
     nearer = entries[0] if w < 0.5 else entries[1]
     return Recipe(**nearer["variants"][chosen]["recipe"]), chosen, ms
 
@@ -453,10 +454,9 @@ def time_cell(t: int, p: int, d: int, sharing: int) -> dict:
     gram, ms = gram_step(kd, d)
     add("core R_Δ·X", fd[md] + pd_[prod_d] + ms + eig[min(kd, d)][1], method=md, product=prod_d, gram=gram,
         solver=eig[min(kd, d)][0])
-    if mx == md:  # one method for both factors
-        gram, ms = gram_step(kd, kx)
-        add("core R_Δ·R_Xᵀ", fx[mx] / sharing + fd[md] + step("small", kd, t, kx)["plain"] + ms + eig[min(kd, kx)][1],
-            method=mx, gram=gram, solver=eig[min(kd, kx)][0])
+    gram, ms = gram_step(kd, kx)  # one method for both factors: X's (Cholesky falls back to QR where it cannot)
+    add("core R_Δ·R_Xᵀ", fx[mx] / sharing + fd.get(mx, fd["qr"]) + step("small", kd, t, kx)["plain"] + ms
+        + eig[min(kd, kx)][1], method=mx, gram=gram, solver=eig[min(kd, kx)][0])
     gram, ms = gram_step(p, d)
     add("dense G", step("dense", t, p, d)["plain"] + ms + eig[min(p, d)][1], gram=gram, solver=eig[min(p, d)][0])
     return {"timed_at": t, "variants": variants}
