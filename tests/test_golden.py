@@ -15,6 +15,9 @@ tests/golden/reproduce-1e103d3/: ``reproduce --limit 3 --tasks gsm8k,wiki`` on t
 is 1e103d3's run (its prompts and responses replaced by their SHA-1, so no data is stored; the analysis pairs
 samples by prompt equality only) and ``claims.csv`` 1e103d3's claims of it (both written by 1e103d3 on an
 AMD EPYC, 2026-12-06).
+tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
+on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own
+fields left out) and the claims 1cf225c (the code before studies were data) wrote of them.
 """
 
 import shutil
@@ -32,6 +35,10 @@ KEYS = {"stats": ["condition", "sample_id", "param"], "samples": ["condition", "
 ADDED = {"cosine_pair"}  # columns and metrics added since 1e103d3 (same-layer cosines, with --cosine)
 ANALYZE = ["--bootstrap", "50", "--formats", "png", "-q",
            "--metrics", "nuclear_norm,sigma1_ratio,effective_rank,cosine_next"]  # 1e103d3's choice
+FOLLOWUP = Path(__file__).parent / "golden" / "followup-1cf225c"
+FOLLOWUP_ARGS = ["--study", "followup", "--model", "tiny-random-llama", "--bootstrap", "20", "--metrics",
+                 "nuclear_norm,effective_rank", "--quiet", "--no-task-reports", "--limit", "3",
+                 "--tasks", "instag/mag,reward/wiz,reasoning,gsm8k"]
 REPRODUCE_ARGS = ["--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm", "--quiet",
                   "--limit", "3", "--tasks", "gsm8k,wiki", "--no-task-reports"]
 
@@ -68,15 +75,28 @@ def test_analysis_tables_equal_the_earlier_code(analysis_of_the_stored_run, name
     assert_analysis_close(got, pd.read_csv(GOLDEN / "analysis" / f"{name}.csv"), name)
 
 
+def stored_runs(golden: Path, out: Path, runs=("run",)) -> Path:
+    """The stored tables of a golden as the runs' one committed chunk each: a resume finds every sample done."""
+    for run in runs:
+        (out / run / "chunks").mkdir(parents=True)
+        for name in KEYS:
+            shutil.copy(golden / run / f"{name}.parquet", out / run / "chunks" / f"00000.{name}.parquet")
+    return out
+
+
 def test_reproduce_analysis_of_the_stored_run_gives_the_earlier_claims(paper_data, tmp_path):
     """`layergrad reproduce` without --study on 1e103d3's run: it computes nothing and writes its claims."""
-    out = tmp_path / "repro"
-    shutil.copytree(REPRODUCE / "run", out / "run")
-    (out / "run" / "chunks").mkdir()
-    for name in KEYS:  # the stored tables as the run's one committed chunk: resume finds every sample done
-        shutil.copy(REPRODUCE / "run" / f"{name}.parquet", out / "run" / "chunks" / f"00000.{name}.parquet")
+    out = stored_runs(REPRODUCE, tmp_path / "repro")
     assert main(["reproduce", *REPRODUCE_ARGS, "--paper-data", paper_data, "--out", str(out)]) == 0
     assert_analysis_close(pd.read_csv(out / "claims.csv"), pd.read_csv(REPRODUCE / "claims.csv"), "claims")
+
+
+def test_followup_analysis_of_the_stored_runs_gives_the_earlier_claims(paper_data, followup_data, tmp_path):
+    """`reproduce --study followup` on the stored run and its random-weights control: the same claims."""
+    out = stored_runs(FOLLOWUP, tmp_path / "fu", ("run", "run-reinit"))
+    assert main(["reproduce", *FOLLOWUP_ARGS, "--followup-data", str(followup_data), "--paper-data", paper_data,
+                 "--out", str(out)]) == 0
+    assert_analysis_close(pd.read_csv(out / "claims.csv"), pd.read_csv(FOLLOWUP / "claims.csv"), "claims")
 
 
 def test_reproduce_computes_the_earlier_run(paper_data, tmp_path):
