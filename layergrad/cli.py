@@ -80,6 +80,13 @@ def run_options(command):
     return declared_options(RunConfig, skip=("out", "data"))(command)
 
 
+def reproduce_options(command):
+    """reproduce's own declared options, then a run's."""
+    from layergrad.runs.config import ReproduceConfig
+
+    return declared_options(ReproduceConfig, skip=("run",))(run_options(command))
+
+
 def given(options: dict) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
@@ -274,39 +281,27 @@ Examples:
   layergrad reproduce --config runs/repro/reproduce.yaml     # replay (rerunning resumes)
   layergrad compare runs/repro-base runs/repro-instruct --out runs/h4h6   # adds H4 and H6
 \b
-Writes OUT/run (the run directory), OUT/analysis/<task>/ (each task's tables, figures and
-report), OUT/claims.csv (every claim per task and module: verdict, effect, CI, Holm p, n) and
-OUT/report.html (the claims x tasks table first, then figures in the paper's layout).""")
-@click.option("--out", type=click.Path(), help="Output folder.  [default: runs/reproduce]")
-@click.option("--study", type=click.Choice(["paper", "followup"]),
-              help="paper: the first paper's grid; followup: the data-quality paper's (arXiv 2504.10766).  "
-                   "[default: paper]")
-@click.option("--followup-data", type=click.Path(),
-              help="The follow-up's data folder (<metric>/<pool>_10k_{highest,lowest}_200.json, reasoning/); "
-                   "else $LAYERGRAD_FOLLOWUP_DATA, else downloaded once.")
-@click.option("--reinit-control/--no-reinit-control", default=None,
-              help="followup: the quality pairs also under random weights (--reinit 0), quoted in F1/F2.  "
-                   "[default: on]")
-@click.option("--groups", help="cot, math, wiki (comma-separated).  [default: all three]")
-@click.option("--tasks", help="Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki (followup: ifd_gpt2/wiz,reasoning).")
-@click.option("--metrics", help="Metrics each task's analysis covers.  [default: nuclear_norm,sigma1_ratio,effective_rank]")
-@click.option("--bootstrap", type=click.IntRange(min=10), help="Bootstrap resamples.  [default: 1000]")
-@click.option("--seed", type=int, help="Seed of the resampling.  [default: 0]")
-@click.option("--task-reports/--no-task-reports", default=None,
-              help="Figures and report.html for every task too (the CSVs are always written).  [default: on]")
+  layergrad reproduce --study my-study.yaml --model smollm2-135m-instruct --out runs/mine
+\b
+Writes OUT/run (the run directory), OUT/analysis/<cell>/ (each task's tables, figures and
+report), OUT/claims.csv (every claim per cell and module: verdict, effect, CI, Holm p, n, and for an
+inconclusive row the samples per side that would decide it) and OUT/report.html (the claims x cells
+table first, then figures in the paper's layout). A study file declares conditions (source and
+attributes) and claims (statistic, layers, compare, direction); see the README.""")
 @click.option("--config", "config_file", type=click.Path(), help="reproduce.yaml of an earlier run; options here win.")
-@run_options
+@reproduce_options
 def reproduce(config_file, **options):
-    """The paper's whole grid on one model: every task's claims in one table and one report."""
-    from layergrad.reproduce import ReproduceConfig
+    """A study's whole grid on one model (the paper's, the follow-up's, or your own study file): every
+    claim in one table and one report."""
     from layergrad.reproduce import reproduce as run_reproduce
+    from layergrad.runs.config import ReproduceConfig
 
     values = given(options)
     for key in ("groups", "tasks", "metrics"):
         if key in values:
             values[key] = tuple(split(values[key]))
     config = ReproduceConfig.from_file(config_file, values) if config_file else ReproduceConfig.build(**values)
-    out = run_reproduce(config, log=_log(config.quiet))
+    out = run_reproduce(config, log=_log(config.run.quiet))
     click.echo(f"claims: {out / 'claims.csv'}  report: {out / 'report.html'}")
 
 

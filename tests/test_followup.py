@@ -103,7 +103,7 @@ def test_an_unknown_task_is_one_line(folder, capsys, tmp_path):
 
 
 def test_f3_is_never_more_certain_than_an_exact_rank_test_on_its_counts():
-    from layergrad.analysis.followup_claims import rank_test_floor
+    from layergrad.analysis.claims.kinds import rank_test_floor
 
     assert rank_test_floor(3, 3) == pytest.approx(0.1)  # 3 vs 3 perfectly separated: p = 0.1, no verdict
     assert rank_test_floor(4, 4) == pytest.approx(2 / 70)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from layergrad.analysis.claims import REGISTRY
+from layergrad.studies.paper import CLAIMS
 from layergrad.cli import main
 from layergrad.reproduce import GROUPS, grid
 
@@ -46,7 +46,8 @@ def test_every_claim_of_every_task_and_resume_after_kill(paper_data, tmp_path):
     assert set(summary.task) == set(SOME_TASKS.values())
     for group, task in SOME_TASKS.items():
         family = "wiki" if group == "wiki" else "reasoning"
-        assert set(summary[summary.task == task].claim) == {c for c, s in REGISTRY.items() if s.applies(family) and not s.between_runs}
+        assert set(summary[summary.task == task].claim) == {c.id for c in CLAIMS if c.where["family"] == family
+                                                             and not c.between_runs}
     math = summary[summary.task == "math-algebra"].set_index("claim").verdict
     assert math["H1"] == math["H2"] == math["H5"] == "not-applicable"  # MATH has no None CoT
     assert (claims[claims.module != "all modules"].verdict.isin(VERDICTS - {"not-applicable"})).all()

@@ -2,8 +2,8 @@
 
 The data flow of one analysis: the runs' groups (loading.py); per metric the per-sample layer
 matrices and their curves, MAD and RD (curves.py), tests (significance.py) and length control
-(length.py); separability with the loss and length baselines (separability.py); the registered
-claims (claims.py). ``Analysis`` holds the tables as DataFrames, draws any figure (figures.py)
+(length.py); separability with the loss and length baselines (separability.py); the two papers'
+claims (studies/, checked by analysis/claims/) wherever the conditions' attributes fit them. ``Analysis`` holds the tables as DataFrames, draws any figure (figures.py)
 and writes the output folder: CSVs, the paper's tables (tables.py) and the report (report/).
 """
 
@@ -17,12 +17,11 @@ import pandas as pd
 
 from layergrad.analysis import (claims, correlations, curves, figures, length, report, separability, significance,
                                 tables)
-from layergrad.analysis import followup_claims  # noqa: F401  (registers the follow-up's claims)
 from layergrad.analysis.derived import DERIVED_METRICS
 from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
+from layergrad.runs.config import DEFAULT_METRICS
 
-DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")
 FIGURE_FORMATS = ("png", "svg", "pdf")
 TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims", "correlations")
 FIGURES = ("headline", "correlations", "panels", "conditions", "irrelevant", "mad", "heatmap")
@@ -53,7 +52,9 @@ class Analysis:
 
     @property
     def irrelevant_pairs(self) -> list[tuple[str, str]]:
-        return [(a, b) for a, b in self.pairs if b == f"{a}@irrelevant"]
+        """(correct, irrelevant) pairs of the same condition (by their attributes)."""
+        partner_of = self.data.partners()
+        return [(a, b) for a, b in self.pairs if partner_of.get(b) == a]
 
     def figure(self, name: str = "headline", metric: str = "nuclear_norm"):
         """A matplotlib Figure: headline | correlations | panels | conditions | irrelevant | mad | heatmap."""
@@ -64,11 +65,12 @@ class Analysis:
         if name != "headline" and metric not in self.metrics:
             raise InputError(f"metric {metric!r} was not analysed; analysed: {', '.join(self.metrics)}")
         if name == "headline":
-            return figures.headline(self.mean_curves, self.groups, self.auroc, self.irrelevant_pairs)
+            return figures.headline(self.mean_curves, self.groups, self.auroc, self.irrelevant_pairs,
+                                    self.data.partners())
         if name == "panels":
             return figures.panels(self.curves, metric, self.groups)
         if name == "conditions":
-            return figures.overlays(self.curves, metric, self.groups,
+            return figures.overlays(self.curves, metric, self.groups, self.data.partners(),
                                     title=f"{figures.label(metric)} per layer, mean with 95% bootstrap CI")
         if name == "irrelevant":
             return figures.pair_overlays(self.curves, metric, self.irrelevant_pairs, title=(
@@ -134,12 +136,10 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         log(f"separability: loss, length and gradient scores ({len(pairs)} comparisons)")
         auroc, increment = separability.separability_tables(stats, ok, pairs, analysed, min(n_boot, 500), seed)
         nuclear = matrices.get("nuclear_norm", {})
-        others = claim_metrics(stats, matrices)
-        claim_rows = claims.claims_table(nuclear, prompts, lengths, data.groups, n_boot, seed, separability=auroc,
-                                         increment=increment, metrics=others, control=control,
-                                         scores=claims.baseline_scores(ok))
+        claim_rows = study_claims(data, stats, matrices, prompts, lengths, n_boot, seed, separability=auroc,
+                                  increment=increment, control=control, scores=claims.baseline_scores(ok))
         if across_runs:
-            claim_rows = pd.concat([claim_rows, between_runs(data, nuclear, others, prompts, n_boot, seed, log)],
+            claim_rows = pd.concat([claim_rows, between_runs(data, stats, matrices, prompts, n_boot, seed, log)],
                                    ignore_index=True)
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
@@ -151,30 +151,49 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     return result
 
 
-CLAIM_METRICS = ("effective_rank", "cosine_next", "cosine_pair")  # what the claims read besides the nuclear norm
+CLAIM_METRICS = ("nuclear_norm", "effective_rank", "cosine_next", "cosine_pair")  # what the built-in claims read
 
 
-def claim_metrics(stats: pd.DataFrame, matrices: dict) -> dict:
-    """{metric: per-sample matrices} of CLAIM_METRICS, reusing those the analysis made."""
+def claim_metrics(stats: pd.DataFrame, matrices: dict, specs=()) -> dict:
+    """{metric: per-sample matrices} of what the claims read (CLAIM_METRICS and the claims' own statistics),
+    reusing those the analysis made."""
+    wanted = list(CLAIM_METRICS) + [s.statistic for s in specs] + [m for s in specs
+                                                                    for m, _ in s.options.get("statistics", ())]
     return {m: matrices[m] if m in matrices else curves.sample_matrices(stats, m)
-            for m in CLAIM_METRICS if m in stats.columns}
+            for m in dict.fromkeys(wanted) if m in stats.columns}
 
 
-def between_runs(data: Loaded, nuclear: dict, metrics: dict, prompts: dict, n_boot: int, seed: int,
-                 log) -> pd.DataFrame:
+def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, seed: int, *, study=None,
+                 **controls) -> pd.DataFrame:
+    """The claims of ``study`` (default: the two papers' built-in claims) on the data's conditions."""
+    from layergrad.studies import builtin_claims, builtin_labels
+
+    specs = study.claims if study is not None else builtin_claims()
+    labels = study.labels if study is not None else builtin_labels()
+    attributes = {g: data.attributes.get(g, {}) for g in data.groups}
+    return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
+                               seed, labels=labels, **controls)
+
+
+def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
     """Two runs: F5 (layer-wise patterns, in run order); and H4, H6 when one is a base and the other an
     instruct model (by their chat template)."""
+    from layergrad.studies import builtin_claims, builtin_labels
+
     if len(data.runs) != 2:
         log("the between-runs claims need exactly two runs; skipped")
         return pd.DataFrame(columns=claims.COLUMNS)
-    first, second = data.runs.values()
-    parts = [claims.model_claims(nuclear, prompts, first, second, n_boot, seed, metrics=metrics, ids=("F5",))]
+    specs, labels = builtin_claims(), builtin_labels()
+    metrics = claim_metrics(stats, matrices, specs)
+    first, second = data.runs
+    parts = [claims.between_runs_table(specs, data.of_run(first), data.of_run(second), metrics, prompts, n_boot, seed,
+                                       labels=labels, ids=("F5",))]
     chat = {label: m.get("model", {}).get("chat") for label, m in data.manifests.items()}
     base = [r for r, c in chat.items() if c is False]
     instruct = [r for r, c in chat.items() if c is True]
     if len(base) == 1 and len(instruct) == 1:
-        parts.append(claims.model_claims(nuclear, prompts, data.runs[base[0]], data.runs[instruct[0]], n_boot, seed,
-                                         metrics=metrics, ids=("H4", "H6")))
+        parts.append(claims.between_runs_table(specs, data.of_run(base[0]), data.of_run(instruct[0]), metrics, prompts,
+                                               n_boot, seed, labels=labels, ids=("H4", "H6")))
     else:
         log("H4/H6 need one base and one instruct run; skipped")
     parts = [p for p in parts if len(p)]

@@ -37,12 +37,13 @@ def label(metric: str) -> str:
     return OTHER_LABELS.get(metric) or statistics.label(metric)
 
 
-def group_colours(groups: list[str]) -> dict[str, str]:
-    """A palette colour per condition; 'X@irrelevant' shares X's colour (it is drawn dashed)."""
-    bases = list(dict.fromkeys(g.removesuffix("@irrelevant") if g.removesuffix("@irrelevant") in groups else g
-                               for g in groups))
+def group_colours(groups: list[str], partner_of: dict | None = None) -> dict[str, str]:
+    """A palette colour per condition; a condition with irrelevant responses shares its correct partner's
+    colour (``partner_of``: irrelevant group -> correct group; it is drawn dashed)."""
+    partner_of = {g: c for g, c in (partner_of or {}).items() if c in groups}
+    bases = list(dict.fromkeys(partner_of.get(g, g) for g in groups))
     colour = {b: PALETTE[i % len(PALETTE)] for i, b in enumerate(bases)}
-    return {g: colour.get(g.removesuffix("@irrelevant"), colour.get(g)) for g in groups}
+    return {g: colour[partner_of.get(g, g)] for g in groups}
 
 
 def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = None):
@@ -121,18 +122,20 @@ def save_png(fig: Figure, path: Path) -> None:
     image.save(path, optimize=True)
 
 
-def overlays(curves: pd.DataFrame, metric: str, groups: list[str], *, title: str) -> Figure:
-    """One panel per module, one line per condition with its 95% CI band."""
+def overlays(curves: pd.DataFrame, metric: str, groups: list[str], partner_of: dict | None = None, *,
+             title: str) -> Figure:
+    """One panel per module, one line per condition with its 95% CI band (irrelevant responses dashed)."""
     data = curves[(curves.metric == metric) & curves.group.isin(groups)]
     modules = list(dict.fromkeys(data.module))
-    colours = group_colours(groups)
+    partner_of = partner_of or {}
+    colours = group_colours(groups, partner_of)
     fig, axes = grid(len(modules))
     for ax, module in zip(axes, modules):
         for group in groups:
             rows = data[(data.module == module) & (data.group == group)]
             if rows.empty:
                 continue
-            dashed = "irrelevant" in group
+            dashed = group in partner_of
             ax.plot(rows.layer, rows["mean"], color=colours[group], ls="--" if dashed else "-", lw=1.4, label=group)
             ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colours[group], alpha=0.18, lw=0)
         ax.set_title(module, fontsize=10)
@@ -235,19 +238,20 @@ HEADLINE_SCORES = {"loss": "loss", "response length (tokens)": "length",
 
 
 def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.DataFrame,
-             pairs: list[tuple[str, str]]) -> Figure:
+             pairs: list[tuple[str, str]], partner_of: dict | None = None) -> Figure:
     """The answer in one figure: the nuclear-norm curve of every condition (mean over modules,
     log scale, 95% CI) and, when there are correct/irrelevant pairs, how well the loss, the
     length and the gradient tell them apart (AUROC, 95% CI)."""
     show_auroc = bool(pairs) and not separability.empty
     fig, axes = plt.subplots(1, 2 if show_auroc else 1, figsize=(13 if show_auroc else 7, 4.2), squeeze=False)
     ax = axes[0][0]
-    colours = group_colours(groups)
+    partner_of = partner_of or {}
+    colours = group_colours(groups, partner_of)
     for group in groups:
         rows = mean_curves[mean_curves.group == group]
         if rows.empty:
             continue
-        ax.plot(rows.layer, rows["mean"], color=colours[group], ls="--" if "irrelevant" in group else "-", lw=1.6,
+        ax.plot(rows.layer, rows["mean"], color=colours[group], ls="--" if group in partner_of else "-", lw=1.6,
                 label=group)
         ax.fill_between(rows.layer, rows.ci_low, rows.ci_high, color=colours[group], alpha=0.18, lw=0)
     ax.set_yscale("log")
@@ -259,12 +263,12 @@ def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.Data
     else:
         ax.text(0.5, 0.5, "no computed samples", transform=ax.transAxes, ha="center", va="center")
     if show_auroc:
-        auroc_bars(axes[0][1], separability, pairs)
+        auroc_bars(axes[0][1], separability, pairs, partner_of)
     fixed_layout(fig, top=0.4, bottom=0.75 if show_auroc else 0.55, wspace=1.0)
     return fig
 
 
-def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]]) -> None:
+def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]], partner_of: dict | None = None) -> None:
     """Grouped bars: per pair, the AUROC of each baseline and gradient score with its CI."""
     width = 0.8 / len(HEADLINE_SCORES)
     for k, (score, short) in enumerate(HEADLINE_SCORES.items()):
@@ -278,7 +282,7 @@ def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]]) -> 
         ax.bar(x, values, width, yerr=np.clip(np.array(errors).T, 0, None), capsize=2, label=short,
                color=SCORE_COLOURS[k], error_kw={"lw": 0.8})
     ax.axhline(0.5, color="#444", lw=0.8, ls=":")
-    ax.set_xticks(range(len(pairs)), [f"{a}\nvs irrelevant" if b == f"{a}@irrelevant" else f"{a}\nvs {b}"
+    ax.set_xticks(range(len(pairs)), [f"{a}\nvs irrelevant" if (partner_of or {}).get(b) == a else f"{a}\nvs {b}"
                                       for a, b in pairs], fontsize=8)
     ax.set(ylim=(0, 1.18), yticks=np.arange(0, 1.01, 0.2), ylabel="AUROC (single scores oriented, ≥ 0.5)",
            title="Correct vs irrelevant: loss and length against the gradient")

@@ -2,7 +2,9 @@
 metrics added (derived.py), and the pairs to compare.
 
 A *group* is one condition of one run (named ``condition``, or ``run:condition`` when several
-runs are analysed). ``analyze`` compares the conditions of each run with each other
+runs are analysed), with its *attributes* — what the condition is (task, style, variant; metric,
+pool, quality; or a study's own): from run.json, else from the run's sources (data/attributes.py), or
+from a ``compute`` DataFrame's attrs. ``analyze`` compares the conditions of each run with each other
 (``within_run_pairs``); ``compare`` the same condition across runs (``across_run_pairs``).
 """
 
@@ -28,13 +30,33 @@ class Loaded:
     groups: list[str]
     manifests: dict[str, dict]
     runs: dict[str, list[str]] = field(default_factory=dict)  # run label -> its groups
+    attributes: dict[str, dict] = field(default_factory=dict)  # group -> what its condition is
 
     def only(self, groups: list[str]) -> "Loaded":
         """The same runs restricted to ``groups`` (e.g. one task of a reproduce grid, loaded once)."""
         keep = set(groups)
         return Loaded(self.stats[self.stats.group.isin(keep)], self.samples[self.samples.group.isin(keep)],
                       [g for g in self.groups if g in keep], self.manifests,
-                      {r: [g for g in gs if g in keep] for r, gs in self.runs.items()})
+                      {r: [g for g in gs if g in keep] for r, gs in self.runs.items()},
+                      {g: a for g, a in self.attributes.items() if g in keep})
+
+    def of_run(self, label: str) -> dict[str, dict]:
+        """{group: attributes} of one run's groups, in run order."""
+        return {g: self.attributes.get(g, {}) for g in self.runs.get(label, [])}
+
+    def partners(self) -> dict[str, str]:
+        """{group with irrelevant responses: the group with the correct ones}: the same condition in every
+        attribute but ``variant`` (the paper's correct vs irrelevant), within one run."""
+        out = {}
+        for groups in self.runs.values():
+            for g in groups:
+                attrs = self.attributes.get(g, {})
+                if attrs.get("variant") == "irrelevant":
+                    want = {**attrs, "variant": "correct"}
+                    match = [h for h in groups if self.attributes.get(h) == want]
+                    if match:
+                        out[g] = match[0]
+        return out
 
 
 def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
@@ -44,9 +66,10 @@ def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
         return runs.only(conditions) if conditions is not None else runs
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     labels = run_labels(runs)
-    stats, samples, manifests, order_of, groups = [], [], {}, {}, []
+    stats, samples, manifests, order_of, groups, attributes = [], [], {}, {}, [], {}
     for run, run_label in zip(runs, labels):
         s, m, manifest = frame_run(run) if isinstance(run, pd.DataFrame) else load_run(run_directory(run))
+        known = condition_attributes(manifest)
         if conditions is not None:
             s, m = s[s.condition.isin(conditions)], m[m.condition.isin(conditions)]
         order = list(manifest.get("config", {}).get("data", {})) or list(dict.fromkeys(m.condition))
@@ -59,10 +82,20 @@ def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
         manifests[run_label] = manifest
         order_of[run_label] = [name(c) for c in order]
         groups += order_of[run_label]
+        attributes.update({name(c): known.get(c, {}) for c in order})
     stats = pd.concat(stats, ignore_index=True)
     if stats.empty:
         raise InputError(f"no statistics in {', '.join(map(str, labels))}: nothing was computed")
-    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of)
+    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of, attributes)
+
+
+def condition_attributes(manifest: dict) -> dict[str, dict]:
+    """{condition: attributes}: as the run recorded them, else as its sources imply (runs before attributes)."""
+    from layergrad.data.attributes import attributes_of
+
+    recorded = manifest.get("attributes") or {}
+    sources = manifest.get("config", {}).get("data", {}) or {}
+    return {c: dict(recorded.get(c) or attributes_of(str(src))) for c, src in {**sources, **recorded}.items()}
 
 
 def run_directory(path) -> Path:
@@ -82,7 +115,8 @@ def frame_run(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         samples = frame[["sample_id", "condition"]].drop_duplicates().assign(
             status="ok", loss=float("nan"), n_response_tokens=0, prompt=None, response=None)
     conditions = frame.attrs.get("conditions") or list(dict.fromkeys(frame.condition))
-    manifest = {"model": frame.attrs.get("model", {}), "config": {"data": {c: "" for c in conditions}}}
+    manifest = {"model": frame.attrs.get("model", {}), "config": {"data": {c: "" for c in conditions}},
+                "attributes": frame.attrs.get("attributes", {})}
     return frame, samples, manifest
 
 
@@ -102,11 +136,14 @@ def computed(data: Loaded) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
 
 
 def within_run_pairs(data: Loaded) -> list[tuple[str, str]]:
-    """X vs X@irrelevant first (the paper's correct vs irrelevant), then every other pair in run order."""
+    """Correct vs irrelevant responses of the same condition first (Loaded.partners), then every other pair
+    in run order."""
+    partner_of = data.partners()
     pairs = []
     for groups in data.runs.values():
-        irrelevant = [(g, f"{g}@irrelevant") for g in groups if f"{g}@irrelevant" in groups]
-        rest = [p for p in combinations(groups, 2) if p not in irrelevant]
+        irrelevant = [(partner_of[g], g) for g in groups if g in partner_of]
+        irrelevant.sort(key=lambda p: groups.index(p[0]))
+        rest = [p for p in combinations(groups, 2) if p not in irrelevant and p[::-1] not in irrelevant]
         pairs += irrelevant + rest
     return pairs
 

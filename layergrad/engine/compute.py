@@ -54,14 +54,21 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
             batch_tokens: int | None = None, **options) -> pd.DataFrame:
     """Per-sample, per-layer, per-module gradient spectra as a tidy DataFrame.
 
-    ``m``: a loaded model (``.model``, ``.tokenizer``); ``samples``: a list of Sample or a
-    dict {condition: samples}; ``modules``: None (all kinds; q/k/v/o with ``paper=True``),
-    'all', 'attn', 'mlp', kinds or 're:<regex>'. The samples table is ``df.attrs['samples']``.
-    A condition none of whose samples can be computed is an InputError before any forward pass.
+    ``m``: a loaded model (``.model``, ``.tokenizer``); ``samples``: a list of Sample, a source, or a
+    dict {condition: samples or source} (a source's attributes — task, style, variant, ... — go to
+    ``df.attrs['attributes']``, where ``analyze`` finds the conditions its claims compare); ``modules``:
+    None (all kinds; q/k/v/o with ``paper=True``), 'all', 'attn', 'mlp', kinds or 're:<regex>'. The
+    samples table is ``df.attrs['samples']``. A condition none of whose samples can be computed is an
+    InputError before any forward pass.
     """
+    from layergrad.data.attributes import attributes_of
+    from layergrad.data.samples import load_samples
+
     opts = build_options(ComputeOptions, modules=modules, paper=paper, batch_size=batch_size,
                          batch_tokens=batch_tokens, **options)
-    conditions = samples if isinstance(samples, dict) else {"default": list(samples)}
+    given = samples if isinstance(samples, dict) else {"default": samples}
+    conditions = {name: load_samples(v) if isinstance(v, str) else list(v) for name, v in given.items()}
+    attributes = {name: attributes_of(v) if isinstance(v, str) else {} for name, v in given.items()}
     check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)
     stats, rows = [], []
 
@@ -74,6 +81,7 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     frame.attrs["plan"] = used
     frame.attrs["samples"] = samples_frame(rows)
     frame.attrs["conditions"] = list(conditions)
+    frame.attrs["attributes"] = attributes
     frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {}),
                             **({"reinit": opts.reinit} if opts.reinit is not None else {})}
     return frame
@@ -189,17 +197,24 @@ def skip_reason(sample: Sample, encode: Callable | None = None) -> str:
     return ""
 
 
-def check_usable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), encode: Callable | None = None) -> None:
-    """Raise an InputError naming the first condition none of whose pending samples can be
-    computed (data problems; with ``encode`` also samples without response tokens)."""
+def unusable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), encode: Callable | None = None) -> dict[str, str]:
+    """{condition: why} of every condition none of whose pending samples can be computed (data problems;
+    with ``encode`` also samples without response tokens)."""
+    out = {}
     for condition, samples in conditions.items():
         pending = [s for s in samples if (condition, s.sample_id) not in skip_ids]
         reasons = [skip_reason(s, encode) for s in pending]
         if pending and all(reasons):
             common = Counter(map(reason_kind, reasons)).most_common(2)
             listed = "; ".join(f"{n}x {r}" for r, n in common)
-            raise InputError(f"condition '{condition}': none of its {len(pending)} samples can be computed "
-                             f"({listed}; first: {reasons[0]}); fix the data or leave the condition out")
+            out[condition] = f"none of its {len(pending)} samples can be computed ({listed}; first: {reasons[0]})"
+    return out
+
+
+def check_usable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), encode: Callable | None = None) -> None:
+    """Raise an InputError naming the first condition none of whose pending samples can be computed."""
+    for condition, why in unusable(conditions, skip_ids, encode).items():
+        raise InputError(f"condition '{condition}': {why}; fix the data or leave the condition out")
 
 
 def run_with_backoff(m, cap: GradientCapture, batch: list[Item], opts) -> Iterator[BatchRecords]:

@@ -1,4 +1,5 @@
-"""One configuration object for Python, YAML and the CLI (CLI > file > defaults).
+"""One configuration object for Python, YAML and the CLI (CLI > file > defaults): ``RunConfig`` for a run,
+``ReproduceConfig`` for a study (``layergrad reproduce``), which holds a RunConfig.
 
 ``RunConfig`` holds the run's own settings and, rather than copies of them, the two declared option
 objects: ``load`` (models.LoadOptions) and ``compute`` (engine.options.ComputeOptions). In YAML and
@@ -8,7 +9,7 @@ true}``), as older run directories wrote them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from layergrad.declare import check_fields, fingerprint, option
@@ -16,6 +17,8 @@ from layergrad.engine.options import ComputeOptions
 from layergrad.errors import InputError, did_you_mean
 from layergrad.models import LoadOptions
 
+DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")  # what an analysis covers unless told
+FOLLOWUP_MAX_LENGTH = 2048  # the follow-up's scripts (its README runs 4096)
 RENAMED = {"segments": "solve_per"}  # keys older run directories wrote
 RETIRED = ("overlap",)  # keys that no longer mean anything: read and ignored
 PARTS = {"load": LoadOptions, "compute": ComputeOptions}
@@ -69,6 +72,62 @@ class RunConfig:
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
         """Read a YAML file; ``overrides`` (from the CLI, flat or nested) win over its values."""
         return cls.build(**{**flatten(read_yaml(path)), **flatten(overrides or {})})
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """Everything ``reproduce`` needs; written to ``OUT/reproduce.yaml``. Its own options are declared here
+    once (Python, YAML and CLI); ``run`` holds a run's (model, limit, data folders, load and compute options)."""
+
+    study: str = option("paper", "paper | followup | a study file (.yaml) of your own.")
+    out: str = option("runs/reproduce", "Output folder.", neutral=True)
+    followup_data: str | None = option(None, "The follow-up's data folder (<metric>/<pool>_10k_{highest,lowest}_200"
+                                       ".json, reasoning/); else $LAYERGRAD_FOLLOWUP_DATA, else downloaded once.")
+    reinit_control: bool | None = option(None, "The claims also under random weights (--reinit 0), quoted in their "
+                                         "caveats.  [default: on for followup (its quality pairs), off otherwise]",
+                                         flag="--reinit-control/--no-reinit-control")
+    groups: tuple = option(("cot", "math", "wiki"), "paper: cot, math, wiki (comma-separated).")
+    tasks: tuple | None = option(None, "Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki (followup: "
+                                 "ifd_gpt2/wiz,reasoning).")
+    metrics: tuple = option(DEFAULT_METRICS, "Metrics each cell's analysis covers.")
+    bootstrap: int = option(1000, "Bootstrap resamples (at least 10).", positive=True)
+    seed: int = option(0, "Seed of the resampling.")
+    task_reports: bool = option(True, "Figures and report.html for every cell too (the CSVs are always written).",
+                                flag="--task-reports/--no-task-reports")
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.bootstrap < 10:
+            raise InputError(f"bootstrap must be at least 10, got {self.bootstrap}")
+
+    @classmethod
+    def build(cls, **values) -> "ReproduceConfig":
+        """From flat keys (as on the CLI and in older reproduce.yaml files) or nested ``run``/``load``/``compute``."""
+        values = flatten({**values.pop("run", {}), **values})
+        own = {f.name for f in fields(cls)} - {"run"}
+        mine = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in own}
+        return cls(**mine, run=RunConfig.build(**{k: v for k, v in values.items() if k not in own}))
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict) -> "ReproduceConfig":
+        return cls.build(**{**flatten(read_yaml(path)), **flatten(overrides)})
+
+    def to_dict(self) -> dict:
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "run"}
+        own = {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
+        return {**own, **{k: v for k, v in self.run.to_dict().items() if k not in ("out", "data")}}
+
+    @property
+    def reinit(self) -> bool:
+        return self.reinit_control if self.reinit_control is not None else self.study == "followup"
+
+    def run_config(self, data: dict, folder: str = "run", **compute) -> RunConfig:
+        options = self.run.compute
+        if self.study == "followup":  # the follow-up's choices, unless given
+            length = options.max_length or (FOLLOWUP_MAX_LENGTH if options.paper else None)  # else 2048 or the model's
+            options = replace(options, ifd=True, cosine=True, max_length=length)
+        return replace(self.run, data=data, out=str(Path(self.out) / folder), compute=replace(options, **compute))
 
 
 def flatten(values: dict) -> dict:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import check_usable, make_formatter, run_all, samples_frame, stats_frame
+from layergrad.engine.compute import check_usable, make_formatter, run_all, samples_frame, stats_frame, unusable
 from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
@@ -25,7 +25,7 @@ from layergrad.runs.store import RunStore
 
 
 def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = None, extra: dict | None = None,
-        thread_budget: bool = True) -> Path:
+        thread_budget: bool = True, keep_going: bool = False) -> Path:
     """Compute ``config`` into ``config.out`` and return that directory.
 
     Under torchrun every rank computes its share of the samples into its own shard and rank 0
@@ -45,7 +45,12 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     if thread_budget:
         set_budget(config.compute.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     previous = set() if config.overwrite else store.done_ids()
-    check_usable(conditions, previous, encode=make_formatter(m, config.compute.resolved()).encode)  # before any forward
+    encode = make_formatter(m, config.compute.resolved()).encode
+    if keep_going:
+        for condition, why in unusable(conditions, previous, encode).items():
+            log(f"condition '{condition}': {why}; recorded as skipped")
+    else:
+        check_usable(conditions, previous, encode=encode)  # before any forward
     created_group = sharding.init(world, device)
     try:
         store.prepare(config, write=world.main)
@@ -54,7 +59,8 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
         sharding.barrier(world)
         if world.main:
             stats, samples = store.finalize(stats_frame, samples_frame)
-            store.write_manifest({**manifest(config, m, samples, **info), "world_size": world.size, **(extra or {})})
+            store.write_manifest({**manifest(config, m, samples, **info), "world_size": world.size,
+                                  "attributes": condition_attributes(config), **(extra or {})})
         sharding.barrier(world)
     finally:
         sharding.leave(world, created_group)
@@ -69,6 +75,13 @@ def load_conditions(config: RunConfig) -> dict:
                   for name, src in config.data.items()}
     check_usable(conditions)
     return conditions
+
+
+def condition_attributes(config: RunConfig) -> dict[str, dict]:
+    """{condition: attributes} its sources imply (data/attributes.py), for run.json."""
+    from layergrad.data.attributes import attributes_of
+
+    return {name: attributes_of(src) for name, src in config.data.items()}
 
 
 def compute_pending(config: RunConfig, m, conditions: dict, store: RunStore, world, log) -> dict:

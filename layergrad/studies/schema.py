@@ -13,7 +13,8 @@ A claim compares conditions selected by their attributes, never by their names::
 More keys: ``kind`` (the claim kinds of analysis/claims/kinds.py; default ``difference``), ``where``
 (attributes every compared condition has), ``per`` (an attribute whose values make separate cells,
 e.g. ``task``), ``paired`` (auto | yes | no: auto pairs conditions that share prompts), ``definition``,
-``caveat`` and ``options`` (kind-specific parameters).
+``caveat`` (default ``controls``: the length overlap, the AUROC of length, loss and IFD for the pair, what the
+gradient profile adds beyond them, and the contrast under random weights) and ``options`` (kind-specific).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ CLAIM_KINDS = {
     "pattern_agreement": ("one value", "Spearman ρ of two runs' curves over relative depth"),
 }
 BETWEEN_RUNS = ("gap_between_runs", "rd_between_runs", "pattern_agreement")
-CAVEATS = ("length", "separability", "quality", "traces", "cosine", "family", "none")
+CAVEATS = ("controls", "length", "separability", "traces", "cosine", "family", "none")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Study:
     claims: tuple[ClaimSpec, ...]
     labels: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    origins: dict = field(default_factory=dict)  # condition -> where a study file declares it (for messages)
 
     @property
     def data(self) -> dict[str, str]:
@@ -209,7 +211,7 @@ def claim_from_dict(values, path: tuple, conditions: list[Condition], fail, stat
     where = values.get("where") or {}
     if not isinstance(where, dict):
         fail(path + ("where",), "where maps attributes to a value or a list of values")
-    caveat = values.get("caveat", "length")
+    caveat = values.get("caveat", "controls")  # lengths, baselines' AUROC, the increment, random weights
     if caveat not in CAVEATS:
         fail(path + ("caveat",), f"unknown caveat '{caveat}'; use {', '.join(CAVEATS)}")
     return ClaimSpec(id=str(values["id"]), statement=str(values["statement"]), kind=kind, statistic=statistic,

@@ -89,10 +89,11 @@ def test_baseline_model_by_hand():
 
 
 def test_derived_metrics_and_python_api(tiny, tmp_path):
-    samples = {s: layergrad.load_samples(f"builtin:arith/{s}?n=6") for s in ("none", "detailed")}
-    samples.update({f"{s}@irrelevant": layergrad.load_samples(f"builtin:arith/{s}@irrelevant?n=6")
-                    for s in ("none", "detailed")})
+    samples = {s: f"builtin:arith/{s}?n=6" for s in ("none", "detailed")}  # sources: their attributes come along
+    samples.update({f"{s}@irrelevant": f"builtin:arith/{s}@irrelevant?n=6" for s in ("none", "detailed")})
     frame = layergrad.compute(tiny(), samples)
+    assert frame.attrs["attributes"]["detailed@irrelevant"] == {"style": "detailed", "variant": "irrelevant",
+                                                                "family": "reasoning"}
     result = layergrad.analyze(frame, metrics=["nuclear_norm", "nuclear_norm_per_loss", "nuclear_norm_summed"],
                                n_boot=100, log=lambda *a: None)
     info = frame.attrs["samples"].set_index("sample_id")
@@ -124,7 +125,7 @@ def test_analyze_accepts_a_directory_and_a_list(tiny_run, tmp_path):
 
 def test_bootstrap_p_is_not_floored_at_one_over_the_draws():
     """A large effect whose draws never reach zero must survive Holm over hundreds of rows."""
-    from layergrad.analysis.claims import boot_p
+    from layergrad.analysis.claims.testing import boot_p
 
     rng = np.random.default_rng(0)
     far = rng.normal(-0.9, 0.02, 1000)
@@ -138,7 +139,7 @@ def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
     """F5 between two runs: Spearman ρ of the mean effective-rank curves over relative depth (the same
     rising shape on 6 and 9 layers agrees, ρ = 1), with its caveat on the module rows."""
     from layergrad.analysis import claims
-    import layergrad.analysis.followup_claims  # noqa: F401  (registers F1-F6)
+    from layergrad.studies import builtin_claims
 
     rng = np.random.default_rng(0)
     metrics, prompts = {"effective_rank": {}}, {}
@@ -150,9 +151,10 @@ def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
             metrics["effective_rank"][(group, "q_proj")] = pd.DataFrame(
                 curve + rng.normal(0, 0.01, (5, layers)), index=ids)
             prompts[group] = pd.Series([f"p{i}" for i in range(5)], index=ids)
-    groups_a = [g for g in prompts if g.startswith("small:")]
-    groups_b = [g for g in prompts if g.startswith("large:")]
-    table = claims.model_claims({}, prompts, groups_a, groups_b, 50, 0, metrics=metrics, ids=("F5",))
+    attributes = {g: {"task": "instag/mag", "quality": g.rsplit("/", 1)[1], "family": "quality"} for g in prompts}
+    first = {g: a for g, a in attributes.items() if g.startswith("small:")}
+    second = {g: a for g, a in attributes.items() if g.startswith("large:")}
+    table = claims.between_runs_table(builtin_claims(), first, second, metrics, prompts, 50, 0, ids=("F5",))
     row = table[(table.claim == "F5") & (table.module == "q_proj")].iloc[0]
     assert row.effect == pytest.approx(1.0) and row.verdict == "holds"
     assert "one family" in row.caveats

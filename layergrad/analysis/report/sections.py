@@ -164,16 +164,13 @@ SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "not-ap
 
 
 def claim_order(table: pd.DataFrame) -> list[str]:
-    """The table's claims in registry order."""
-    from layergrad.analysis.claims import REGISTRY
-
-    present = set(table.claim)
-    return [c for c in REGISTRY if c in present]
+    """The table's claims in the order of their first row (the study's order)."""
+    return list(dict.fromkeys(table.claim))
 
 
 def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
     """One row of the replication table: the claim and, per task, its verdict and numbers."""
-    from layergrad.analysis.claims import ALL, REGISTRY
+    from layergrad.analysis.claims import ALL
 
     cells = []
     for task in tasks:
@@ -185,15 +182,13 @@ def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
         modules = table[(table.claim == claim) & (table.task == task) & (table.module != ALL)]
         caveat = "" if pd.isna(s.caveats) else str(s.caveats)
         cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": caveat})
-    spec = REGISTRY[claim]
-    return {"claim": claim, "statement": spec.statement, "definition": spec.definition, "cells": cells}
+    first = table[table.claim == claim].iloc[0]
+    return {"claim": claim, "statement": first.statement, "definition": first.definition, "cells": cells}
 
 
 def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
     """Markdown: the verdict grid (claims x tasks), then one line per applicable (claim, task) with
     its numbers and caveats."""
-    from layergrad.analysis.claims import REGISTRY
-
     order = claim_order(table)
     rows = {c: claim_cells(table, c, tasks) for c in order}
     lines = ["| claim | " + " | ".join(tasks) + " |", "|---|" + ":---:|" * len(tasks)]
@@ -207,5 +202,5 @@ def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
                 continue
             caveat = cell["title"].replace("|", "/")
             lines.append(f"| {claim} | {task} | {cell['verdict']} | {cell['text']} | {caveat} |")
-    statements = [f"- **{c}** {REGISTRY[c].statement}" for c in order]
+    statements = [f"- **{c}** {rows[c]['statement']}" for c in order]
     return "\n".join(statements + [""] + lines) + "\n"

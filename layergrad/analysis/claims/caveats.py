@@ -1,0 +1,143 @@
+"""What the reader of a claim row must keep in mind, in words: how the two conditions' lengths overlap,
+whether length, loss or IFD separate them as well as the gradient, what the gradient profile adds beyond
+them, and the same contrast under random weights. A claim names its caveat (studies/schema.py CAVEATS)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from layergrad.analysis.separability import auroc
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the caveats read: prompts and response lengths per group, the separability tables."""
+
+    prompts: dict
+    lengths: dict
+    separability: pd.DataFrame | None = None
+    increment: pd.DataFrame | None = None
+    reinit: pd.DataFrame | None = None  # the claims table under random weights (--reinit)
+    scores: dict = field(default_factory=dict)  # {baseline name: {group: Series by sample_id}} (loss, IFD)
+
+
+def length_caveat(a: str, b: str, lengths: dict) -> str:
+    """Response lengths of the two conditions: disjoint ranges make length a rival explanation."""
+    if a not in lengths or b not in lengths:
+        return ""
+    la, lb = lengths[a].to_numpy(dtype=float), lengths[b].to_numpy(dtype=float)
+    lo, hi = max(la.min(), lb.min()), min(la.max(), lb.max())
+    if lo > hi:
+        return (f"response lengths do not overlap ({a} {la.min():.0f}–{la.max():.0f} tokens, {b} {lb.min():.0f}–"
+                f"{lb.max():.0f}): length alone could produce this difference")
+    share = float(((np.r_[la, lb] >= lo) & (np.r_[la, lb] <= hi)).mean())
+    return f"{share:.0%} of the samples lie in the length range both conditions share"
+
+
+def baseline_scores(samples: pd.DataFrame) -> dict:
+    """{name: {group: Series by sample_id}} of the cheap per-sample scores a run has: loss, and IFD."""
+    columns = [("loss", "loss")] + ([("IFD", "ifd")] if "ifd" in samples.columns else [])
+    return {name: {g: rows.set_index("sample_id")[col].astype(float) for g, rows in samples.groupby("group")}
+            for name, col in columns}
+
+
+def baseline_auroc_caveat(a: str, b: str, controls: Controls) -> str:
+    """'AUROC length x, loss y, IFD z' of a against b, from the per-group values (any two groups of a run)."""
+    parts = []
+    for name, values in (("length", controls.lengths), *controls.scores.items()):
+        if a in values and b in values:
+            va, vb = values[a].to_numpy(dtype=float), values[b].to_numpy(dtype=float)
+            va, vb = va[np.isfinite(va)], vb[np.isfinite(vb)]
+            if len(va) and len(vb):
+                parts.append(f"{name} {auroc(np.r_[np.zeros(len(va)), np.ones(len(vb))], np.r_[va, vb]):.2f}")
+    return f"AUROC {b} vs {a}: " + ", ".join(parts) if parts else ""
+
+
+def range_caveat(group: str, lengths: dict) -> str:
+    """A one-condition claim's length note: the range and median of its response lengths."""
+    if group not in lengths or not len(lengths[group]):
+        return ""
+    values = lengths[group].to_numpy(dtype=float)
+    return f"{group}: responses {values.min():.0f}–{values.max():.0f} tokens (median {np.median(values):.0f})"
+
+
+def separability_caveat(row, controls: Controls, pairs: list[tuple[str, str, str]]) -> str:
+    """Does the loss separate each (name, correct, irrelevant) pair as well as the gradient? Beyond-loss value."""
+    separability, increment = controls.separability, controls.increment
+    if separability is None or separability.empty:
+        return ""
+    notes = []
+    for name, a, b in pairs:
+        rows = separability[(separability.a == a) & (separability.b == b)].set_index("score")
+        grad = rows[(rows.kind == "gradient") & (rows.metric == "nuclear_norm")]
+        if "loss" not in rows.index or grad.empty:
+            continue
+        loss, best = rows.loc["loss", "auroc"], grad.auroc.max()
+        note = f"{name}: AUROC loss {loss:.2f} {'≥' if loss >= best else '<'} gradient {best:.2f}"
+        inc = increment[(increment.a == a) & (increment.b == b)] if increment is not None and len(increment) else []
+        if len(inc):
+            r = inc.iloc[0]
+            note += f", profile adds {r.gain:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] beyond loss and length"
+        notes.append(note)
+    return "; ".join(notes)
+
+
+def controls_caveat(row, controls: Controls, reinit: bool) -> str:
+    """Lengths, the baselines' AUROC against the gradient's, the profile's increment, and (``reinit``)
+    the same claim under random weights."""
+    notes = [length_caveat(row.a, row.b, controls.lengths)]
+    sep = controls.separability
+    if sep is not None and len(sep):
+        rows = sep[((sep.a == row.a) & (sep.b == row.b)) | ((sep.a == row.b) & (sep.b == row.a))].set_index("score")
+        base = [f"{name} {rows.loc[score, 'auroc']:.2f}" for score, name in
+                (("response length (tokens)", "length"), ("loss", "loss"), ("IFD", "IFD")) if score in rows.index]
+        grad = rows[(rows.kind == "gradient") & rows.index.str.startswith("mean ")]
+        if base:
+            text = "AUROC " + ", ".join(base)
+            if len(grad):
+                text += "; gradient " + ", ".join(f"{s[5:].replace('_', ' ')} {a:.2f}" for s, a in grad.auroc.items())
+            notes.append(text)
+    inc = controls.increment
+    if inc is not None and len(inc):
+        match = inc[((inc.a == row.a) & (inc.b == row.b)) | ((inc.a == row.b) & (inc.b == row.a))]
+        if len(match):
+            notes.append(str(match.verdict.iloc[0]))
+    control = controls.reinit
+    if reinit and control is not None and len(control):
+        same = control[(control.claim == row.claim) & (control.task == row.task) & (control.module == row.module)]
+        if len(same):
+            r = same.iloc[0]
+            notes.append(f"random weights: {r.verdict} ({r.effect * 100:+.0f}% [{r.ci_low * 100:+.0f}%, "
+                         f"{r.ci_high * 100:+.0f}%])" + (" — the pattern does not need what the model learned"
+                                                         if r.verdict == "holds" else ""))
+    return "; ".join(n for n in notes if n)
+
+
+def traces_caveat(row, controls: Controls) -> str:
+    """The lengths of the two conditions and the baselines' AUROC of one against the other."""
+    notes = [length_caveat(row.a, row.b, controls.lengths), baseline_auroc_caveat(row.a, row.b, controls)]
+    return "; ".join(n for n in notes if n)
+
+
+FAMILY = ("compares two runs: the claim is about models of one family (different sizes); across families it "
+          "predicts disagreement")
+
+
+def caveat_of(spec, row, controls: Controls, separability_pairs) -> str:
+    """The caveat the claim names, for one row."""
+    if spec.caveat == "length":
+        return length_caveat(row.a, row.b, controls.lengths)
+    if spec.caveat == "controls":
+        return controls_caveat(row, controls, spec.options.get("reinit", True))
+    if spec.caveat == "separability":
+        return separability_caveat(row, controls, separability_pairs)
+    if spec.caveat == "traces":
+        return traces_caveat(row, controls)
+    if spec.caveat == "cosine":
+        return range_caveat(row.a, controls.lengths)
+    if spec.caveat == "family":
+        return FAMILY
+    return ""

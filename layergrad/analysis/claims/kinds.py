@@ -1,0 +1,431 @@
+"""The claim kinds: the vocabulary a study's claims are built from (studies/schema.py names them).
+
+Each kind says which conditions it needs (selectors of attributes, for the 'n/a: needs ...' rows), which
+two groups a row compares (``a``, the reference, and ``b``), which rows it has (modules, or its own
+labels) and its statistic for one row: effect, 95% bootstrap CI, p, the effect's wording and n. Every
+statistic draws from the context's generator in table order, so a table is reproducible from its seed.
+
+- ``difference``: relative change of the per-sample mean of a statistic over a layer scope, first vs
+  second; Wilcoxon on shared prompts, else Mann-Whitney; an equivalence claim: two one-sided tests
+  on the bootstrap draws against the relative margin;
+- ``mad_change``: relative change of the MAD of the mean curve over the scope; bootstrap p;
+- ``rd_difference``: RD(first, its partner) minus RD(second, its partner), the partners chosen by
+  ``options.within`` (e.g. correct vs irrelevant responses) — a difference of differences;
+- ``thinking_vs_length`` / ``separation_vs_length``: |log-ratio| (of the early-layer mean or of the
+  MAD) / RD gain of a reference pair in the run's reference cells (``options.reference``) against the
+  same of this pair;
+- ``auroc_difference``: AUROC of one statistic minus that of another for separating the two, on the
+  same stratified resamples (``options.statistics``);
+- ``largest``: a condition's mean against the largest of every other condition in the run;
+- ``near_zero``: the mean cosine within ±margin (two one-sided tests), a row per cosine the run has;
+- between two runs: ``gap_between_runs`` (|log-ratio| of a pair, second run minus first),
+  ``rd_between_runs`` (RD of a pair), ``pattern_agreement`` (Spearman ρ of the curves over relative depth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from layergrad.analysis.claims.context import Cell, Context
+from layergrad.analysis.claims.testing import boot_p, equivalence_p, summary
+from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds
+from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
+from layergrad.analysis.significance import compare
+
+DEPTH_POINTS = 20  # relative-depth grid on which two models' curves are compared (pattern_agreement)
+
+
+@dataclass(frozen=True)
+class Kind:
+    needs: Callable  # spec -> [selector] the cell must have
+    statistic: Callable  # (ctx, spec, cell, module, reference) -> dict | None
+    rows: Callable | None = None  # (ctx, spec, cell) -> row labels (default: modules of a and b)
+    test: str = "bootstrap"
+
+
+# ----------------------------------------------------------------------------- selectors
+
+def sides(spec) -> list[dict]:
+    """[second, first] selectors of ``compare`` (a = the reference, b = the compared), with ``where``."""
+    attribute, first, second = spec.first_second()
+    return [{**spec.where, attribute: second}, {**spec.where, attribute: first}]
+
+
+def partners(spec, selector: dict) -> tuple[dict, dict]:
+    """(the selector's condition, its partner) by the claim's ``options.within``."""
+    return within_pair(spec.options["within"], selector)
+
+
+def within_pair(within: dict, selector: dict) -> tuple[dict, dict]:
+    """{attribute: [own value, partner value]} applied to a selector: (its condition, its partner)."""
+    (attribute, (own, other)), = within.items()
+    return {**selector, attribute: own}, {**selector, attribute: other}
+
+
+def pair_needs(spec) -> list[dict]:
+    return sides(spec)
+
+
+def partner_needs(spec) -> list[dict]:
+    second, first = sides(spec)
+    return [partners(spec, second)[0], partners(spec, first)[0], partners(spec, second)[1], partners(spec, first)[1]]
+
+
+def first_needs(spec) -> list[dict]:
+    return [sides(spec)[1]]
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def layer_mean(matrix: pd.DataFrame, layers) -> np.ndarray:
+    """Per sample: the mean over a scope ('all', 'early', 'middle', 'late', or layer indices)."""
+    values = matrix.to_numpy()
+    if isinstance(layers, str):
+        lo, hi = segment_bounds(values.shape[1])[layers]
+        return values[:, lo:hi].mean(1)
+    columns = [list(matrix.columns).index(i) for i in layers if i in matrix.columns]
+    return values[:, columns].mean(1) if columns else np.full(len(values), np.nan)
+
+
+def relative_change_draws(x: np.ndarray, y: np.ndarray, paired: bool, ctx: Context) -> tuple[float, np.ndarray]:
+    """mean(y) / mean(x) - 1 and its bootstrap draws (pairs resampled together when paired)."""
+    point = y.mean() / x.mean() - 1 if x.mean() else np.nan
+    if paired:
+        idx = ctx.rng.integers(0, len(x), (ctx.n_boot, len(x)))
+        draws = y[idx].mean(1) / x[idx].mean(1) - 1
+    else:
+        draws = y[ctx.rng.integers(0, len(y), (ctx.n_boot, len(y)))].mean(1) / \
+            x[ctx.rng.integers(0, len(x), (ctx.n_boot, len(x)))].mean(1) - 1
+    return float(point), draws
+
+
+def resampled(ctx: Context, a: str, b: str, module: str, fn, metric: str = "nuclear_norm"):
+    """(point, draws, n) of ``fn(mean curve of a, mean curve of b)`` for the data and each bootstrap
+    resample (prompt pairs resampled together), or None."""
+    pair = ctx.pair(a, b, module, metric)
+    if pair is None:
+        return None
+    ma, mb, paired = pair
+    va, vb = ma.to_numpy(), mb.to_numpy()
+    ia, ib = ctx.resample(len(va), len(vb), paired)
+    return fn(va.mean(0), vb.mean(0)), fn(va[ia].mean(1), vb[ib].mean(1)), min(len(va), len(vb))
+
+
+def scope(curve: np.ndarray, layers) -> np.ndarray:
+    if isinstance(layers, str):
+        lo, hi = segment_bounds(curve.shape[-1])[layers]
+        return curve[..., lo:hi]
+    return curve[..., list(layers)]
+
+
+def early_mean(curve: np.ndarray) -> np.ndarray:
+    return scope(curve, "early").mean(-1)
+
+
+def log_ratio(ctx: Context, a: str, b: str, module: str, measure: str):
+    """(point, draws) of log(stat(b) / stat(a)); stat = early-layer mean or MAD of the mean curve."""
+    stat = early_mean if measure == "early" else (lambda c: mad(c, axis=-1))
+    got = resampled(ctx, a, b, module, lambda ca, cb: np.log(stat(cb) / stat(ca)))
+    return got[:2] if got else None
+
+
+def rd_of(ctx: Context, correct: str, other: str, module: str):
+    """(point, draws) of RD(correct, other) of the mean curves."""
+    got = resampled(ctx, correct, other, module, lambda cc, ci: relative_difference(cc, ci, axis=-1))
+    return got[:2] if got else None
+
+
+def rd_gain(ctx: Context, cell: Cell, within: dict, second: dict, first: dict, module: str):
+    """(point, draws, [RD second, RD first]) of RD(first, partner) - RD(second, partner)."""
+    got = []
+    for selector in (second, first):
+        own, partner = within_pair(within, selector)
+        a, b = cell.one(own), cell.one(partner)
+        got.append(rd_of(ctx, a, b, module) if a and b else None)
+    if None in got:
+        return None
+    return got[1][0] - got[0][0], got[1][1] - got[0][1], [got[0][0], got[1][0]]
+
+
+def per_sample_mean(ctx: Context, metric: str, group: str, module: str) -> pd.Series | None:
+    matrix = ctx.of(metric).get((group, module))
+    return None if matrix is None or not len(matrix) else matrix.mean(axis=1)
+
+
+def words(spec, key: str, default: str) -> str:
+    return str(spec.options.get(key, default))
+
+
+# ----------------------------------------------------------------------------- the kinds
+
+def difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    a, b = (cell.one(s) for s in sides(spec))
+    pair = ctx.pair(a, b, module, spec.statistic, spec.paired)
+    if pair is None:
+        return None
+    ma, mb, paired = pair
+    x, y = layer_mean(ma, spec.layers), layer_mean(mb, spec.layers)
+    if spec.paired == "no" and (len(x) < 2 or len(y) < 2):
+        return None
+    effect, draws = relative_change_draws(x, y, paired, ctx)
+    lo, hi = interval(draws)
+    p = equivalence_p(draws, effect, spec.margin) if spec.direction == "equivalent" else compare(x, y, paired)["p"]
+    attribute, first, second = spec.first_second()
+    scope_words = "all layers" if spec.layers == "all" else (
+        f"the {spec.layers} layers" if isinstance(spec.layers, str) else f"layers {', '.join(map(str, spec.layers))}")
+    kind = words(spec, "effect_kind", f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
+                 f"{scope_words}, {first} vs {second}")
+    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "p": p, "effect_kind": kind,
+            "n": min(len(x), len(y))}
+
+
+def mad_change(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    a, b = (cell.one(s) for s in sides(spec))
+    got = resampled(ctx, a, b, module,
+                    lambda ca, cb: mad(scope(cb, spec.layers), axis=-1) / mad(scope(ca, spec.layers), axis=-1) - 1,
+                    spec.statistic)
+    layers = spec.layers if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
+    return summary(*got[:2], f"relative change of MAD ({layers} layers)" if layers == "all" else
+                   f"relative change of MAD ({layers})", got[2]) if got else None
+
+
+def rd_difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    second, first = sides(spec)
+    got = rd_gain(ctx, cell, spec.options["within"], second, first, module)
+    if got is None:
+        return None
+    effect, draws, (rd_second, rd_first) = got
+    n = min(len(ctx.of(spec.statistic)[(cell.one(s), module)]) for s in (second, first))
+    name_first, name_second = spec.options.get("names", spec.first_second()[1:])
+    return summary(effect, draws, f"RD {name_first} {rd_first:.3f} minus RD {name_second} {rd_second:.3f}", n)
+
+
+def reference_pairs(spec, reference: list[Cell]) -> list[tuple[Cell, dict, dict]]:
+    """(cell, second, first) of every reference cell that has both of the reference comparison."""
+    ref = spec.options["reference"]
+    (attribute, (first, second)), = ref["compare"].items()
+    out = []
+    for cell in reference:
+        s, f = {**ref.get("where", {}), attribute: second}, {**ref.get("where", {}), attribute: first}
+        if cell.find(s) and cell.find(f):
+            out.append((cell, s, f))
+    return out
+
+
+def thinking_vs_length(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    measure = spec.options.get("measure", "early")
+    a, b = (cell.one(s) for s in sides(spec))
+    this = log_ratio(ctx, a, b, module, measure)
+    refs = [log_ratio(ctx, c.one(s), c.one(f), module, measure) for c, s, f in reference_pairs(spec, reference)]
+    refs = [r for r in refs if r is not None]
+    if this is None or not refs:
+        return None
+    r_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
+    label = "early-layer mean" if measure == "early" else "MAD"
+    kind = (f"|log-ratio| of the {label}: {words(spec, 'reference_words', 'reference')} {r_ref:+.2f} (mean of "
+            f"{len(refs)} tasks) vs {words(spec, 'words', 'this pair')} {this[0]:+.2f}")
+    n = len(ctx.of(spec.statistic)[(a, module)])
+    return summary(abs(r_ref) - abs(this[0]), np.abs(d_ref) - np.abs(this[1]), kind, n)
+
+
+def separation_vs_length(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    second, first = sides(spec)
+    this = rd_gain(ctx, cell, spec.options["within"], second, first, module)
+    within = spec.options["reference"]["within"]
+    refs = [rd_gain(ctx, c, within, s, f, module) for c, s, f in reference_pairs(spec, reference)
+            if all(c.find(within_pair(within, sel)[1]) for sel in (s, f))]
+    refs = [r for r in refs if r is not None]
+    if this is None or not refs:
+        return None
+    g_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
+    kind = (f"RD gain {words(spec, 'reference_words', 'reference')} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
+            f"{words(spec, 'words', 'this pair')} {this[0]:+.3f}")
+    n = len(ctx.of(spec.statistic)[(cell.one(second), module)])
+    return summary(g_ref - this[0], d_ref - this[1], kind, n)
+
+
+def auroc_difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    """AUROC of the first statistic minus that of the second (each in its claimed direction), the same
+    stratified bootstrap resamples for both; p floored at the exact rank test's minimum."""
+    a, b = (cell.one(s) for s in sides(spec))
+    values = {}
+    for metric, sign in spec.options["statistics"]:
+        parts = [per_sample_mean(ctx, metric, g, module) for g in (a, b)]
+        if any(p is None for p in parts):
+            return None
+        values[metric] = parts, float(sign)
+    (first_metric, _), (second_metric, _) = spec.options["statistics"]
+    (low_e, high_e), _ = values[first_metric]
+    shared = [low_e.index.intersection(values[second_metric][0][0].index),
+              high_e.index.intersection(values[second_metric][0][1].index)]
+    if min(map(len, shared)) < 2:
+        return None
+    labels = np.r_[np.zeros(len(shared[0])), np.ones(len(shared[1]))].astype(int)
+    scores = {m: sign * np.r_[low.loc[shared[0]].to_numpy(), high.loc[shared[1]].to_numpy()]
+              for m, ((low, high), sign) in values.items()}
+    index = bootstrap_indices(labels, ctx.n_boot, ctx.rng)
+    draws = auroc_rows(labels[index], scores[first_metric][index]) - auroc_rows(labels[index],
+                                                                                scores[second_metric][index])
+    a_1, a_2 = auroc(labels, scores[first_metric]), auroc(labels, scores[second_metric])
+    attribute, first, second = spec.first_second()
+    row = summary(a_1 - a_2, draws, f"AUROC {first_metric.replace('_', ' ')} {a_1:.2f} minus "
+                  f"{second_metric.replace('_', ' ')} {a_2:.2f}, {first} vs {second}",
+                  int(min(len(shared[0]), len(shared[1]))))
+    row["p"] = max(row["p"], rank_test_floor(len(shared[0]), len(shared[1])))
+    return row
+
+
+def rank_test_floor(n_low: int, n_high: int) -> float:
+    """The smallest two-sided p an exact rank test can reach with these counts, 2 / C(n_low + n_high, n_low):
+    on a few samples a bootstrap of AUROCs (every resample perfectly separated) is not more certain than that."""
+    from math import comb
+
+    return min(1.0, 2.0 / comb(n_low + n_high, n_low))
+
+
+def largest(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+    """The condition's mean statistic against the largest of every other condition's in the run."""
+    matrices = ctx.of(spec.statistic)
+    target = cell.one(sides(spec)[1])
+    mine = per_sample_mean(ctx, spec.statistic, target, module)
+    others = {g: m.mean(axis=1) for (g, mod), m in matrices.items() if mod == module and g != target and len(m)
+              and " + " not in g}
+    if mine is None or not others:
+        return None
+    best = max(others, key=lambda g: others[g].mean())
+    x, y = others[best].to_numpy(), mine.to_numpy()
+    effect, lo, hi = _relative_change_ci(x, y, ctx)
+    draws = y[ctx.rng.integers(0, len(y), (ctx.n_boot, len(y)))].mean(1) / \
+        x[ctx.rng.integers(0, len(x), (ctx.n_boot, len(x)))].mean(1) - 1
+    kind = words(spec, "effect_kind", f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
+                 f"{spec.first_second()[1]} vs the largest other")
+    return {"effect": effect, "ci_low": lo, "ci_high": hi, "p": boot_p(draws, effect), "a": best, "b": target,
+            "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y))}
+
+
+def _relative_change_ci(x, y, ctx) -> tuple[float, float, float]:
+    effect, draws = relative_change_draws(x, y, False, ctx)
+    lo, hi = interval(draws)
+    return effect, float(lo), float(hi)
+
+
+def largest_rows(ctx: Context, spec, cell: Cell) -> list[str]:
+    target = cell.one(sides(spec)[1])
+    return [m for (g, m) in ctx.of(spec.statistic) if g == target]
+
+
+PAIR_LABELS = {"q_proj": "q×o", "k_proj": "k×v"}
+
+
+def style_groups(spec, cell: Cell) -> dict[str, str]:
+    """{the value that names a condition (the first of ``options.label_by`` it has): group} in the cell."""
+    found = {}
+    for group in cell.find(spec.where):
+        attrs = cell.attributes[group]
+        name = next((attrs[k] for k in spec.options.get("label_by", ()) if k in attrs), group)
+        found[name] = group
+    return found
+
+
+def cosine_rows(ctx: Context, spec, cell: Cell) -> list[str]:
+    """A row per cosine the run has: '<pair or kind> · <condition>'."""
+    rows = []
+    for style, group in style_groups(spec, cell).items():
+        for metric, name in (("cosine_pair", lambda m: PAIR_LABELS.get(m, m)), ("cosine_next", lambda m: f"{m} × next layer")):
+            rows += [f"{name(m)} · {style}" for (g, m) in ctx.of(metric) if g == group]
+    return rows
+
+
+def near_zero(ctx: Context, spec, cell: Cell, row: str, reference) -> dict | None:
+    """The mean cosine (per sample over layers, then over samples) within ±margin, two one-sided tests."""
+    label, _, style = row.rpartition(" · ")
+    if label.endswith(" × next layer"):
+        metric, module = "cosine_next", label[:-len(" × next layer")]
+    else:
+        metric, module = "cosine_pair", {v: k for k, v in PAIR_LABELS.items()}.get(label, label)
+    group = style_groups(spec, cell)[style]
+    values = per_sample_mean(ctx, metric, group, module)
+    if values is None or len(values) < 2:
+        return None
+    v = values.to_numpy()
+    draws = v[ctx.rng.integers(0, len(v), (ctx.n_boot, len(v)))].mean(1)
+    lo, hi = interval(draws)
+    effect, se = float(v.mean()), float(draws.std(ddof=1))
+    margin = spec.margin
+    p = max(st.norm.cdf((effect - margin) / se), st.norm.cdf((-margin - effect) / se)) if se > 0 else \
+        float(abs(effect) >= margin)
+    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "p": float(p), "a": group, "b": group,
+            "effect_kind": f"mean {metric.replace('_', ' ')} (equivalence margin ±{margin:g})", "n": len(v)}
+
+
+# ----------------------------------------------------------------------------- between two runs
+
+def gap_between_runs(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+    """|log-ratio| of the early-layer mean of a pair, the second run minus the first."""
+    got = [log_ratio(ctx, c.one(sides(spec)[0]), c.one(sides(spec)[1]), module, "early")
+           for c in (first_cell, second_cell)]
+    if None in got:
+        return None
+    (rb, db), (ri, di) = got
+    return summary(abs(ri) - abs(rb), np.abs(di) - np.abs(db),
+                   f"|log-ratio| {words(spec, 'words', 'of the pair')}: {words(spec, 'second_run', 'second')} "
+                   f"{ri:+.2f}, {words(spec, 'first_run', 'first')} {rb:+.2f}",
+                   len(ctx.of(spec.statistic)[(first_cell.one(sides(spec)[0]), module)]))
+
+
+def rd_between_runs(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+    """RD(condition, its partner) of the mean curves, the second run minus the first."""
+    selector = sides(spec)[1]
+    got = []
+    for c in (first_cell, second_cell):
+        own, partner = partners(spec, selector)
+        got.append(rd_of(ctx, c.one(own), c.one(partner), module))
+    if None in got:
+        return None
+    (pb, db), (pi, di) = got
+    return summary(pi - pb, di - db, f"RD {words(spec, 'words', '')}: {words(spec, 'second_run', 'second')} "
+                   f"{pi:.3f}, {words(spec, 'first_run', 'first')} {pb:.3f}",
+                   len(ctx.of(spec.statistic)[(first_cell.one(partners(spec, selector)[0]), module)]))
+
+
+def relative_depth_curve(matrix: np.ndarray) -> np.ndarray:
+    """(..., L) curve -> (..., DEPTH_POINTS) on relative depth 0..1 (linear interpolation)."""
+    layers = np.linspace(0, 1, matrix.shape[-1])
+    grid = np.linspace(0, 1, DEPTH_POINTS)
+    return np.apply_along_axis(lambda c: np.interp(grid, layers, c), -1, matrix)
+
+
+def pattern_agreement(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+    """Spearman ρ of the two runs' mean curves over relative depth."""
+    selector = sides(spec)[1]
+    ma = ctx.of(spec.statistic).get((first_cell.one(selector), module))
+    mb = ctx.of(spec.statistic).get((second_cell.one(selector), module))
+    if ma is None or mb is None or len(ma) < 2 or len(mb) < 2:
+        return None
+    va, vb = ma.to_numpy(), mb.to_numpy()
+    ia, ib = ctx.resample(len(va), len(vb), False)
+    ca, cb = relative_depth_curve(va[ia].mean(1)), relative_depth_curve(vb[ib].mean(1))
+    draws = np.array([st.spearmanr(x, y).statistic for x, y in zip(ca, cb)])
+    effect = float(st.spearmanr(relative_depth_curve(va.mean(0)), relative_depth_curve(vb.mean(0))).statistic)
+    return summary(effect, draws, words(spec, "effect_kind", "Spearman ρ of the two runs' mean curves over relative "
+                                        "depth"), min(len(va), len(vb)))
+
+
+KINDS = {
+    "difference": Kind(pair_needs, difference, test="paired Wilcoxon (Mann-Whitney when unpaired)"),
+    "mad_change": Kind(pair_needs, mad_change),
+    "rd_difference": Kind(partner_needs, rd_difference),
+    "thinking_vs_length": Kind(pair_needs, thinking_vs_length),
+    "separation_vs_length": Kind(partner_needs, separation_vs_length),
+    "auroc_difference": Kind(pair_needs, auroc_difference, test="paired bootstrap of the AUROC difference"),
+    "largest": Kind(first_needs, largest, largest_rows),
+    "near_zero": Kind(lambda spec: [], near_zero, cosine_rows, test="two one-sided tests (equivalence)"),
+    "gap_between_runs": Kind(pair_needs, gap_between_runs),
+    "rd_between_runs": Kind(lambda spec: list(partners(spec, sides(spec)[1])), rd_between_runs),
+    "pattern_agreement": Kind(first_needs, pattern_agreement),
+}
