@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from layergrad.engine import statistics
-from layergrad.engine.compute import samples_frame, stats_frame
+from layergrad.schema import samples_frame, stats_frame
 from layergrad.engine.projections import KINDS
-from layergrad.reproduce import ReproduceConfig, analyse_grid, claim_table_of
+from layergrad.analysis.loading import load_runs
+from layergrad.data.attributes import attributes_of
+from layergrad.reproduction import ReproduceConfig, analyse_grid, claim_table_of
+from layergrad.studies import Condition, Study
+from layergrad.studies.followup import ALL_CLAIMS, LABELS
 
 METRICS = ("ifd_gpt2", "ifd_qwen7b", "instag", "diff", "reward")
 POOLS = ("wiz", "mag", "her")
@@ -32,6 +36,16 @@ def conditions() -> dict[str, dict[str, str]]:
     cells["reasoning"] = {"reasoning/gsm8k-r1": "", "reasoning/s1-r1": ""}
     cells["gsm8k"] = {"gsm8k/none": "", "gsm8k/detailed": ""}
     return cells
+
+
+def attributes(name: str) -> dict:
+    """What each synthetic condition stands for, as the follow-up study's conditions have it."""
+    if name.startswith("gsm8k/"):
+        return attributes_of(f"paper:{name}")
+    if name.startswith("reasoning/"):
+        return {"task": "reasoning", "trace": name.split("/")[1], "family": "traces"}
+    metric, pool, side = name.split("/")
+    return {"task": f"{metric}/{pool}", "metric": metric, "pool": pool, "quality": side, "family": "quality"}
 
 
 def synthetic_run(root: Path, names: list[str], per_set: int, rng, layers: int = 30) -> Path:
@@ -59,6 +73,7 @@ def synthetic_run(root: Path, names: list[str], per_set: int, rng, layers: int =
     stats_frame(stats).to_parquet(root / "stats.parquet", index=False)
     samples_frame(samples).to_parquet(root / "samples.parquet", index=False)
     (root / "run.json").write_text(json.dumps({"config": {"data": {n: "" for n in names}},
+                                               "attributes": {n: attributes(n) for n in names},
                                                "model": {"alias": "synthetic", "num_layers": layers}}))
     return root
 
@@ -78,9 +93,10 @@ def main() -> None:
         synthetic_run(out / "run-reinit", [n for n in names if n.endswith(("/high", "/low"))], args.per_set, rng)
         made = time.perf_counter() - start
         config = ReproduceConfig(study="followup", out=str(out), task_reports=not args.no_task_reports)
+        study = Study("followup", tuple(Condition(n, "", attributes(n)) for n in names), ALL_CLAIMS, LABELS)
         start = time.perf_counter()
-        control = claim_table_of(out / "run-reinit", config)
-        analyses, table = analyse_grid(out, cells, config, control, log=lambda *a: None)
+        control = claim_table_of(load_runs(out / "run-reinit"), config, study, missing=False)
+        analyses, table = analyse_grid(out, cells, config, study, control, log=lambda *a: None)
         seconds = time.perf_counter() - start
     n = len(names) * args.per_set
     print(f"synthetic follow-up run: {n} samples + {len(names) - 4} x {args.per_set} under random weights "

@@ -11,7 +11,7 @@
 
 __version__ = "0.1.0"
 __all__ = ["load_model", "load_samples", "compute", "analyze", "LayerGradCallback", "Sample", "LayergradError",
-           "register_statistic", "score", "tune", "__version__"]
+           "register_statistic", "score", "tune", "reproduce", "__version__"]
 
 
 def __getattr__(name):  # lazy: `layergrad --help` must not import torch
@@ -33,6 +33,9 @@ def __getattr__(name):  # lazy: `layergrad --help` must not import torch
     if name == "score":
         from layergrad.scoring import score
         return score
+    if name == "reproduce":
+        from layergrad.reproduction import run_study
+        return run_study
     if name == "tune":
         from layergrad.engine.plan import tune_model
         return tune_model

@@ -293,7 +293,7 @@ attributes) and claims (statistic, layers, compare, direction); see the README."
 def reproduce(config_file, **options):
     """A study's whole grid on one model (the paper's, the follow-up's, or your own study file): every
     claim in one table and one report."""
-    from layergrad.reproduce import reproduce as run_reproduce
+    from layergrad.reproduction import reproduce as run_reproduce
     from layergrad.runs.config import ReproduceConfig
 
     values = given(options)

@@ -108,3 +108,19 @@ def test_f3_is_never_more_certain_than_an_exact_rank_test_on_its_counts():
     assert rank_test_floor(3, 3) == pytest.approx(0.1)  # 3 vs 3 perfectly separated: p = 0.1, no verdict
     assert rank_test_floor(4, 4) == pytest.approx(2 / 70)
     assert rank_test_floor(200, 200) < 1e-100
+
+
+def test_a_dead_cell_is_a_row_saying_why_and_the_rest_runs(followup_data, paper_data, tmp_path):
+    """tiny-random-llama has 1,024 positions: the long prompts of ifd_gpt2/mag/low leave no response token.
+    The study runs to the end; the claims that need that condition say why they cannot be checked."""
+    out = tmp_path / "fu"
+    assert main(["reproduce", "--study", "followup", *FAST, "--followup-data", str(followup_data), "--paper-data",
+                 paper_data, "--limit", "2", "--tasks", "ifd_gpt2/mag,instag/mag", "--out", str(out)]) == 0
+    claims = pd.read_csv(out / "claims.csv").set_index(["claim", "task", "module"])
+    dead = claims.loc[("F1", "ifd_gpt2/mag", "all modules")]
+    assert dead.verdict == "not-applicable"
+    assert "needs ifd_gpt2/mag/low, which has no computable sample" in dead.caveats
+    assert "no response tokens after truncation" in dead.caveats
+    samples = pd.read_parquet(out / "run" / "samples.parquet")
+    assert (samples[samples.condition == "ifd_gpt2/mag/low"].status == "skipped").all()
+    assert claims.loc[("F6", "ifd_gpt2/mag", "all modules")].verdict in ("holds", "fails", "inconclusive")

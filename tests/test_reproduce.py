@@ -13,7 +13,7 @@ import pytest
 
 from layergrad.studies.paper import CLAIMS
 from layergrad.cli import main
-from layergrad.reproduce import GROUPS, grid
+from layergrad.reproduction import GROUPS, grid
 
 VERDICTS = {"holds", "fails", "inconclusive", "not-applicable"}
 FAST = ["--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm", "--quiet"]

@@ -172,7 +172,7 @@ def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, s
     labels = study.labels if study is not None else builtin_labels()
     attributes = {g: data.attributes.get(g, {}) for g in data.groups}
     return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
-                               seed, labels=labels, **controls)
+                               seed, labels=labels, whole=study.name if study is not None else "", **controls)
 
 
 def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:

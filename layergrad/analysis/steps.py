@@ -31,8 +31,17 @@ def over_steps(paths: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["condition", "step"], kind="stable").reset_index(drop=True)
 
 
-def steps_figure(table: pd.DataFrame):
-    """Four panels (early, middle, late nuclear norm; MAD) against the step, a line per condition."""
+def irrelevant_conditions(paths: list[str | Path]) -> set[str]:
+    """The probe conditions with irrelevant responses (by their attributes; drawn dashed)."""
+    from layergrad.analysis.loading import condition_attributes
+
+    return {c for path in paths for c, attrs in condition_attributes(load_run(path)[2]).items()
+            if attrs.get("variant") == "irrelevant"}
+
+
+def steps_figure(table: pd.DataFrame, dashed=()):
+    """Four panels (early, middle, late nuclear norm; MAD) against the step, a line per condition
+    (``dashed``: the conditions with irrelevant responses)."""
     from layergrad.analysis.figures import fixed_layout, group_colours, plt
 
     conditions = list(dict.fromkeys(table.condition))
@@ -44,7 +53,7 @@ def steps_figure(table: pd.DataFrame):
         for condition in conditions:
             part = table[table.condition == condition]
             ax.plot(part.step, part[column], marker="o", ms=3, lw=1.5, color=colours[condition],
-                    ls="--" if "irrelevant" in condition else "-", label=condition)
+                    ls="--" if condition in dashed else "-", label=condition)
         ax.set(title=title, xlabel="training step", yscale="log")
         ax.grid(alpha=0.3, which="both")
     axes[0].set_ylabel("nuclear norm (mean over modules)")
@@ -66,7 +75,7 @@ def write_over_steps(paths: list[str | Path], out: str | Path, formats=("png", "
         raise InputError(f"cannot create {out}: {exc.strerror}; choose another --out") from None
     table = over_steps(paths)
     table.to_csv(out / "steps.csv", index=False)
-    save(steps_figure(table), out / "figures", "over_steps", formats)
+    save(steps_figure(table, irrelevant_conditions(paths)), out / "figures", "over_steps", formats)
     log(f"wrote {out}/steps.csv and figures/over_steps ({table.step.nunique()} steps, {table.condition.nunique()} "
         "conditions)")
     return out

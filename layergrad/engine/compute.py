@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
-from layergrad.data.samples import META_PREFIX, Sample, meta_columns, reason_kind
+from layergrad.data.samples import Sample, meta_columns, reason_kind
 from layergrad.engine import plan, solvers, statistics, threads
 from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture
@@ -25,20 +25,12 @@ from layergrad.engine.ifd import ifd_columns, ifd_input
 from layergrad.engine.losses import logits_to_keep, response_losses
 from layergrad.declare import build_options
 from layergrad.engine.options import ComputeOptions
-from layergrad.engine.projections import KINDS, input_sharing, select_targets
+from layergrad.engine.projections import input_sharing, select_targets
 from layergrad.engine.threads import numpy_single_threaded, set_budget
 from layergrad.errors import InputError
+from layergrad.schema import samples_frame, stats_frame
 
-SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
-                  "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
-STAT_KEYS = ("sample_id", "condition", "layer", "module", "param")
-IFD_COLUMNS = ("loss_conditioned", "loss_direct", "ifd", "ifd_note")  # with ifd=True (engine/ifd.py)
 SKIP_NO_RESPONSE = "no response tokens after truncation"
-
-
-def stats_columns() -> tuple[str, ...]:
-    """The columns of the stats table: keys, every registered statistic, bookkeeping."""
-    return STAT_KEYS + statistics.names() + ("rank_bound", "finite", "route")
 
 
 @dataclass
@@ -363,36 +355,3 @@ def sample_row(s: Sample, condition: str, enc, *, loss: float = math.nan, status
             "truncated": bool(enc.truncated) if enc else False, "status": status, "reason": reason,
             "boundary": enc.boundary if enc else "", "prompt": s.prompt, "response": s.response,
             **meta_columns(s)}
-
-
-def stats_frame(rows) -> pd.DataFrame:
-    """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
-    frame = pd.DataFrame(rows)
-    columns = list(stats_columns()) + [c for c in ("cosine_next", "cosine_pair", "spectrum") if c in frame.columns]
-    frame = frame.reindex(columns=columns)
-    if frame.empty:
-        return frame
-    order = {k: i for i, k in enumerate(KINDS)}
-    frame["_k"] = frame["module"].map(lambda k: order.get(k, len(order)))
-    frame = frame.sort_values(["condition", "sample_id", "layer", "_k", "param"]).drop(columns="_k")
-    return frame.reset_index(drop=True)
-
-
-def samples_frame(rows) -> pd.DataFrame:
-    """Rows (or a frame) -> the samples table: layergrad's columns, then the records' own (``meta.*``)."""
-    frame = pd.DataFrame(rows)
-    meta = [c for c in frame.columns if c.startswith(META_PREFIX)]
-    optional = [c for c in IFD_COLUMNS if c in frame.columns]
-    frame = frame.reindex(columns=list(SAMPLE_COLUMNS) + optional + meta)
-    for column in meta:
-        frame[column] = meta_column(frame[column])
-    return frame.sort_values(["condition", "source_index", "sample_id"]).reset_index(drop=True)
-
-
-def meta_column(values: pd.Series) -> pd.Series:
-    """A record field as one type: numbers as float when every value given is a number, else text."""
-    given = values.dropna()
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in given):
-        return values.astype(float)
-    return values.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
-

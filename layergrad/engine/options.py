@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 
 from layergrad.declare import check_fields, fingerprint, option
 
+KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # in table order
 ROUTES = ("auto", "core", "dense", "reference")
 SOLVERS = ("auto", "torch", "numpy", "cupy", "host")
 SPANS = ("auto", "sample", "batch")

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from layergrad.engine.options import KINDS  # declared beside the options, torch-free
 from layergrad.errors import InputError, did_you_mean
 
-KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ATTENTION_KINDS = KINDS[:4]
 MLP_KINDS = KINDS[4:]
 SELECTION_GROUPS = {"all": KINDS, "attn": ATTENTION_KINDS, "mlp": MLP_KINDS}

@@ -79,7 +79,7 @@ class ReproduceConfig:
     """Everything ``reproduce`` needs; written to ``OUT/reproduce.yaml``. Its own options are declared here
     once (Python, YAML and CLI); ``run`` holds a run's (model, limit, data folders, load and compute options)."""
 
-    study: str = option("paper", "paper | followup | a study file (.yaml) of your own.")
+    study: str | dict = option("paper", "paper | followup | a study file (.yaml) of your own (Python: also a dict).")
     out: str = option("runs/reproduce", "Output folder.", neutral=True)
     followup_data: str | None = option(None, "The follow-up's data folder (<metric>/<pool>_10k_{highest,lowest}_200"
                                        ".json, reasoning/); else $LAYERGRAD_FOLLOWUP_DATA, else downloaded once.")

@@ -22,7 +22,7 @@ import torch
 
 from layergrad.data.samples import content_id
 from layergrad.engine import statistics as registry
-from layergrad.engine.compute import SAMPLE_COLUMNS, samples_frame, stats_frame
+from layergrad.schema import SAMPLE_COLUMNS, samples_frame, stats_frame
 from layergrad.engine.projections import KINDS
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run, write_atomic, write_parquet_atomic

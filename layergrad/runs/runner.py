@@ -14,7 +14,7 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import check_usable, make_formatter, run_all, samples_frame, stats_frame, unusable
+from layergrad.engine.compute import check_usable, make_formatter, run_all, unusable
 from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
@@ -22,6 +22,7 @@ from layergrad.runs import sharding
 from layergrad.runs.config import RunConfig
 from layergrad.runs.progress import Progress
 from layergrad.runs.store import RunStore
+from layergrad.schema import samples_frame, stats_frame
 
 
 def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = None, extra: dict | None = None,

@@ -97,12 +97,12 @@ def matches(attributes: dict, selector: dict) -> bool:
     return True
 
 
-def cells_of(attributes: dict, per: str | None, ctx: Context | None = None) -> dict[str, Cell]:
+def cells_of(attributes: dict, per: str | None, ctx: Context | None = None, whole: str = "") -> dict[str, Cell]:
     """{key: Cell} in run order: one cell per value of the ``per`` attribute ('' for groups without it),
-    or one cell of every group when ``per`` is None."""
+    or one cell of every group, named ``whole``, when ``per`` is None."""
     cells: dict[str, dict] = {}
     for group, attrs in attributes.items():
-        key = str(attrs.get(per, "")) if per else ""
+        key = str(attrs.get(per, "")) if per else whole
         cells.setdefault(key, {})[group] = attrs
     return {key: Cell(key, groups, ctx) for key, groups in cells.items()}
 

@@ -20,7 +20,7 @@ from layergrad.analysis.claims.testing import ALL, COLUMNS, judge, module_summar
 def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths: dict, n_boot: int, seed: int, *,
                  labels: dict | None = None, separability: pd.DataFrame | None = None,
                  increment: pd.DataFrame | None = None, control: pd.DataFrame | None = None,
-                 scores: dict | None = None, unavailable: dict | None = None) -> pd.DataFrame:
+                 scores: dict | None = None, unavailable: dict | None = None, whole: str = "") -> pd.DataFrame:
     """Every claim (studies.ClaimSpec, in order) on every cell it applies to, Holm-corrected, plus one 'all
     modules' row per (claim, cell).
 
@@ -28,13 +28,14 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
     layers}}; ``prompts``, ``lengths``: {group: Series by sample_id}; ``labels``: words for attribute values
     (the study's); ``control``: the claims table of the same data under random weights, quoted in the
     caveats that ask for it; ``scores``: the per-sample baselines by group (caveats.baseline_scores);
-    ``unavailable``: {condition: (attributes, why)} of the study's conditions without any computable sample.
+    ``unavailable``: {condition: (attributes, why)} of the study's conditions without any computable sample;
+    ``whole``: the name of the one cell of claims without ``per`` (the study's).
     """
     claims = [c for c in claims if not c.between_runs]
     ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed))
-    by_per = {per: cells_of(attributes, per, ctx) for per in dict.fromkeys(c.per for c in claims)}
+    by_per = {per: cells_of(attributes, per, ctx, whole) for per in dict.fromkeys(c.per for c in claims)}
     order = list(dict.fromkeys((per, key) for group, attrs in attributes.items() for per in by_per
-                               for key in [str(attrs.get(per, "")) if per else ""]))
+                               for key in [str(attrs.get(per, "")) if per else whole]))
     rows = []
     for per, key in order:
         cell, reference = by_per[per][key], list(by_per[per].values())
@@ -68,6 +69,9 @@ def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: di
                          "definition": definition(spec), "a": a, "b": b, **stat})
     if not rows and kind.rows:
         return [not_applicable(spec, cell.key, "the run holds no values it reads (e.g. computed without --cosine)")]
+    if not rows and names:
+        counts = " and ".join(f"{len(ctx.prompts.get(g, []))} in {g}" for g in dict.fromkeys((b, a)))
+        return [not_applicable(spec, cell.key, f"too few computed samples to compare ({counts}; needs 2 a side)")]
     return rows
 
 
@@ -94,14 +98,19 @@ def definition(spec) -> str:
     """The claim's operational definition: its own words, else written from its parameters."""
     if spec.definition:
         return spec.definition
-    kind = KINDS[spec.kind]
+    from layergrad.studies.schema import CLAIM_KINDS
+
     attribute, first, second = spec.first_second() if spec.compare else ("", "", "")
-    scope = spec.layers if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
+    scope = f"the {spec.layers} layers" if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
+    scope = "all layers" if spec.layers == "all" else scope
     direction = {"greater": "positive = holds", "less": "negative = holds", "two-sided": "either sign",
-                 "equivalent": f"holds within ±{spec.margin:g}"}[spec.direction]
-    test = spec.test or (kind.test if spec.direction != "equivalent" else "two one-sided tests on the bootstrap")
-    return (f"{spec.kind.replace('_', ' ')} of {spec.statistic.replace('_', ' ')} over {scope} layers, "
-            f"{attribute} {first} vs {second} ({direction}); {test}.")
+                 "equivalent": f"holds within ±{spec.margin or 0:g}"}[spec.direction]
+    test = spec.test or ("two one-sided tests on the bootstrap draws" if spec.direction == "equivalent"
+                         else "Mann-Whitney" if spec.paired == "no" and spec.kind == "difference" else KINDS[spec.kind].test)
+    what = CLAIM_KINDS[spec.kind][1]
+    what = what[0].upper() + what[1:]
+    return (f"{what} ({spec.statistic.replace('_', ' ')}, {scope}), {first} vs {second} by {attribute} ({direction}); "
+            f"{test}.")
 
 
 def not_applicable(spec, task: str, why: str) -> dict:

@@ -35,7 +35,14 @@ from layergrad.runs.runner import run
 from layergrad.studies import BUILTIN, Study, load_study
 from layergrad.studies.paper import GROUPS, STYLES, grid  # noqa: F401  (the paper's grid, for callers)
 
-__all__ = ["ReproduceConfig", "reproduce", "grid", "GROUPS", "STYLES"]
+__all__ = ["ReproduceConfig", "reproduce", "run_study", "grid", "GROUPS", "STYLES"]
+
+
+def run_study(study="paper", *, out="runs/reproduce", log=print, **options) -> Path:
+    """``layergrad.reproduce``: a study — 'paper', 'followup', the path of a study file or a dict of the same
+    form — computed on a model and judged; ``options`` as on the command line (model, limit, bootstrap,
+    reinit_control, paper_data, ...). Returns the output folder (claims.csv, report.html, run/)."""
+    return reproduce(ReproduceConfig.build(study=study, out=str(out), **options), log=log)
 
 
 def the_study(config: ReproduceConfig) -> Study:
@@ -201,7 +208,8 @@ def followup_figures(analyses: dict, cells: dict, out: Path) -> list[Path]:
 
 
 def command_line(config: ReproduceConfig) -> str:
-    parts = ["layergrad reproduce" + (f" --study {config.study}" if config.study != "paper" else ""),
+    study = config.study if isinstance(config.study, str) else "STUDY.yaml"
+    parts = ["layergrad reproduce" + (f" --study {study}" if study != "paper" else ""),
              f"--model {config.run.model}"]
     if config.study == "paper":
         parts.append(f"--groups {','.join(config.groups)}")
