@@ -125,3 +125,15 @@ def test_a_bad_study_file_is_one_line_naming_the_key_and_line_before_any_model_w
 def test_an_unknown_study_name_is_one_line(capsys, tmp_path):
     assert main(["reproduce", "--study", "papr", "--out", str(tmp_path / "o")]) == 2
     assert "unknown study 'papr': use paper or followup, or the path of a study file" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_the_study_file_on_smollm2(tmp_path):
+    write_data(tmp_path, n=4)
+    (tmp_path / "my-study.yaml").write_text(STUDY)
+    assert main(["reproduce", "--study", str(tmp_path / "my-study.yaml"), "--model", "smollm2-135m-instruct",
+                 "--bootstrap", "50", "--quiet", "--no-task-reports", "--out", str(tmp_path / "out")]) == 0
+    claims = pd.read_csv(tmp_path / "out" / "claims.csv")
+    modules = claims[claims.module != "all modules"]
+    assert set(modules.claim) == {"C1", "C2"} and len(modules) == 14 and modules.verdict.notna().all()
+    assert modules.caveats.str.contains("AUROC length").all()
