@@ -56,38 +56,45 @@ def gram_matrix(x: torch.Tensor, delta: torch.Tensor, recipe: Recipe, x_factor=N
     if recipe.route == "dense":
         return dense_matrix(x, delta, gram=recipe.gram)
     if recipe.factor == "delta":  # σ(ΔᵀX) = σ(XᵀΔ): the roles of X and Δ swap
-        return core_matrix(input_factor(delta, recipe.method), x.float(), product=recipe.product, gram=recipe.gram)
+        return core_matrix(input_factor(delta, recipe.method, zero_rows=False), x.float(), product=recipe.product,
+                           gram=recipe.gram)
     r = x_factor() if x_factor is not None else input_factor(x, recipe.method)
     if recipe.factor == "both":  # Δᵀ = Q₂R₂ too: σ(G) = σ(R₂ Rᵀ), a T×k matrix (§5 QR route)
-        return short_gram((input_factor(delta, recipe.method) @ r.transpose(-1, -2)).to(CORE_DTYPE), recipe.gram)
+        r_delta = input_factor(delta, recipe.method, zero_rows=False)
+        return short_gram((r_delta @ r.transpose(-1, -2)).to(CORE_DTYPE), recipe.gram)
     return core_matrix(r, delta, product=recipe.product, gram=recipe.gram)
 
 
-def input_factor(x: torch.Tensor, method: str | None = None) -> torch.Tensor:
+def input_factor(x: torch.Tensor, method: str | None = None, *, zero_rows: bool = True) -> torch.Tensor:
     """(B, T, w) rows -> (B, k, T) triangular R of Xᵀ = Q R, k = min(w, T), so Rᵀ R = X Xᵀ.
 
     Householder QR in fp32 is backward stable (R is exact for X perturbed at fp32 rounding),
     and unlike an fp32 Gram matrix it does not square the conditioning of X. ``method``
     "cholesky" (the default on a GPU) takes R from the fp64 Cholesky factor of X Xᵀ instead, as
     accurate in fp64 and one batched call where cuSOLVER's QR runs column by column (measured on
-    an H200: 0.33 s of a 0.62 s sample); QR when that Gram is numerically singular.
+    an H200: 0.33 s of a 0.62 s sample); QR when that Gram is numerically singular, and when a row is
+    zero unless ``zero_rows`` (the other factor is zero there too, as at padding: see cholesky_factor).
     """
     if (method or ("cholesky" if x.is_cuda else "qr")) == "cholesky" and x.shape[-2] <= x.shape[-1]:
-        r = cholesky_factor(x)
+        r = cholesky_factor(x, zero_rows)
         if r is not None:
             return r
     return torch.linalg.qr(x.float().transpose(-1, -2), mode="r").R
 
 
-def cholesky_factor(x: torch.Tensor) -> torch.Tensor | None:
+def cholesky_factor(x: torch.Tensor, zero_rows: bool = True) -> torch.Tensor | None:
     """(B, T, d), T ≤ d -> (B, T, T) upper R = Lᵀ with L Lᵀ = X Xᵀ (fp64), or None if singular.
 
     A zero row of X (padding) gets a unit diagonal: that is X with one more column holding a
-    unit vector there, which leaves σ(G) unchanged since Δ is zero at padded positions.
+    unit vector there, which leaves σ(G) unchanged since Δ is zero at padded positions. That holds
+    only where the *other* factor is zero too: Δ is zero at positions that reach no scored token
+    while X is not, so a factor of Δ with a zero row (``zero_rows=False``) returns None (QR instead).
     """
     x64 = x.double()
     gram = x64 @ x64.transpose(-1, -2)
     padded = gram.diagonal(dim1=-2, dim2=-1) == 0
+    if not zero_rows and bool(padded.any()):
+        return None
     gram = gram + torch.diag_embed(padded.double())
     lower, info = torch.linalg.cholesky_ex(gram)
     if bool((info != 0).any()):  # repeated inputs (e.g. repeated tokens at layer 0)
