@@ -143,15 +143,22 @@ underneath (OUT/run) resumes: rerunning the same command computes only what is m
 @click.option("--top", help="Also write the K records (or the fraction, e.g. 0.1) with the highest --by score.")
 @click.option("--bottom", help="Also write the K records (or fraction) with the lowest --by score.")
 @click.option("--by", default="effective_rank", show_default=True,
-              help="The score to select by: nuclear_norm, effective_rank (means over layers and modules), "
-                   "<statistic>_<kind>, <statistic>_early|middle|late, loss, response_tokens, ifd (with --ifd).")
+              help="The score to select by: any statistic (nuclear_norm, effective_rank, sigma1_ratio, ...: means over "
+                   "the measured layers and modules), <statistic>_<kind>, <statistic>_early|middle|late, loss, "
+                   "response_tokens, ifd (with --ifd).")
+@click.option("--residualize", type=click.Choice(["length"]),
+              help="Rank by what --by says beyond length: its residual after a least-squares fit on log response "
+                   "tokens (column lg_<by>_given_length).")
+@click.option("--window", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Records read, computed and committed together (a kill loses at most one window).")
 @run_options
-def score(data, out, top, bottom, by, **options):
+def score(data, out, top, bottom, by, residualize, window, **options):
     """Score every record of a dataset and select its top or bottom records as a training file."""
     from layergrad.scoring import score as run_score
 
     values = given(options)
-    run_score(data, out, top=top, bottom=bottom, by=by, log=_log(values.get("quiet", False)), **values)
+    run_score(data, out, top=top, bottom=bottom, by=by, residualize=residualize, window=window,
+              log=_log(values.get("quiet", False)), **values)
 
 
 # ----------------------------------------------------------------------------- demo

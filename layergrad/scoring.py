@@ -1,48 +1,73 @@
 """``layergrad score``: a dataset back with every record's gradient scores, and its top or bottom K
-as a training file in the input's own format.
+as a training file in the input's own format — streamed, resumable, on one process or many.
 
-    layergrad score data.jsonl --model smollm2-135m-instruct --out scored/ --ifd --top 0.1 --by effective_rank
+    layergrad score data.jsonl --model smollm2-135m-instruct --out scored/ --layers -1 --modules attn --top 0.1
 
-Underneath is a normal run (``OUT/run``: resumable, ``kill -9`` safe, refused if its configuration
-changes). Written: ``OUT/scored.jsonl`` and ``OUT/scored.parquet`` (every input record with all its
-fields, in input order, plus the score columns) and, with ``--top``/``--bottom``, ``OUT/top-<K>-<by>.<ext>``
-(the selected records unchanged, in input order, in the input's format). Score columns (prefix
-``lg_``, so no input field is overwritten): ``lg_nuclear_norm`` and ``lg_effective_rank`` (means over
-layers and modules), the same per module kind (``lg_nuclear_norm_q_proj``) and per depth segment
-(``lg_effective_rank_early|middle|late``), ``lg_loss``, ``lg_response_tokens``, with ``--ifd``
-``lg_ifd`` and ``lg_loss_direct``, and ``lg_status``/``lg_reason`` (a skipped record has no scores
-and is never selected). ``--by`` takes a score's name with or without the prefix; ties are broken by
-input order.
+The input is read in windows of records (JSONL line by line, Parquet by row groups, CSV in chunks, ``hf:``
+streamed; a JSON list is read whole), each window computed and committed as one chunk of the run
+underneath (``OUT/run``: ``kill -9`` loses at most the window in flight, a rerun computes only the rest;
+refused if its configuration changes), so memory does not grow with the file. Under ``torchrun`` the
+ranks take turns at the windows and rank 0 writes one scored file. The backward runs only down to the
+lowest measured layer (``--layers``): the last layer's q/k/v/o cost about a forward pass.
+
+Written: ``OUT/scored.jsonl`` and ``OUT/scored.parquet`` (every input record with all its fields, in input
+order, plus the score columns; the Parquet file takes its columns from the first window) and, with
+``--top``/``--bottom``, ``OUT/top-<K>-<by>.<ext>`` (the selected records unchanged, in input order, in the
+input's format). Score columns (prefix ``lg_``, so no input field is overwritten): every registered
+statistic (``lg_nuclear_norm``, ``lg_effective_rank``, ``lg_sigma1_ratio``, ...) as the mean over the
+measured layers and modules, per module kind (``lg_nuclear_norm_q_proj``) and per depth segment with a
+measured layer (``lg_effective_rank_late``), ``lg_loss``, ``lg_response_tokens``, with ``--ifd`` ``lg_ifd``
+and ``lg_loss_direct``, with ``--residualize length`` ``lg_<by>_given_length``, and ``lg_status`` /
+``lg_reason`` (a skipped record has no scores and is never selected). ``--by`` takes a score's name with or
+without the prefix; ties are broken by input order.
+
+``--residualize length``: the residual of the ``--by`` score after a least-squares fit on the log of the
+response length over the scored records (score = a + b·log(tokens) + residual): what the score says beyond
+length, which decides most quality subsets; the selection then ranks by the residual.
+
+``--recipe oda`` reproduces OpenDataArena's NuclearNormScorer / EffectiveRankScorer (formatting in
+data/formatting.py; the last layer's q/k/v/o unless ``--layers``/``--modules`` say otherwise): its scores
+are ``lg_nuclear_norm_<kind>`` and ``lg_effective_rank_<kind>`` (ODA's Q/K/V/O_NuclearNorm and
+_EffectiveRank), the effective rank with ODA's definition (singular values and shares under 1e-10 left
+out, the shares renormalised).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from layergrad.analysis.curves import segment_bounds
-from layergrad.data.samples import read_records, split_fields
-from layergrad.engine.projections import KINDS
+from layergrad.data.samples import content_id, sample_from_record
+from layergrad.data.streaming import RecordSource, json_line
+from layergrad.engine.layers import segment_bounds
+from layergrad.engine.options import KINDS
 from layergrad.errors import InputError, did_you_mean
 from layergrad.runs.config import RunConfig
-from layergrad.runs.runner import run
-from layergrad.runs.store import load_run, write_atomic
+from layergrad.runs.store import RunStore, write_atomic
 
 PREFIX = "lg_"
-STATISTICS = ("nuclear_norm", "effective_rank")
 SEGMENTS = ("early", "middle", "late")
 CONDITION = "data"
+WINDOW = 256  # records per committed chunk
+RESIDUALIZE = ("length",)
+
+
+def statistic_names() -> list[str]:
+    from layergrad.engine import statistics
+
+    return list(statistics.names())
 
 
 def score_names(ifd: bool) -> list[str]:
     """Every score ``--by`` accepts (without the prefix)."""
-    names = [f"{s}{suffix}" for s in STATISTICS for suffix in ["", *(f"_{k}" for k in KINDS),
-                                                                   *(f"_{g}" for g in SEGMENTS)]]
+    names = [f"{s}{suffix}" for s in statistic_names() for suffix in ["", *(f"_{k}" for k in KINDS),
+                                                                       *(f"_{g}" for g in SEGMENTS)]]
     return names + ["loss", "response_tokens"] + (["ifd", "loss_direct"] if ifd else [])
 
 
@@ -53,7 +78,12 @@ def score_column(by: str, ifd: bool) -> str:
     if name in ("ifd", "loss_direct") and not ifd:
         raise InputError(f"--by {by} needs --ifd (the IFD is computed only when asked)")
     if name not in names:
-        raise InputError(f"unknown score '{by}'.{did_you_mean(name, names)} Scores: {', '.join(names)}")
+        shown = [n for n in names if "_" not in n.replace("nuclear_norm", "").replace("effective_rank", "")
+                 .replace("sigma1_ratio", "").replace("sigma_max", "").replace("frobenius_norm", "")
+                 .replace("stable_rank", "").replace("sigma_min", "").replace("response_tokens", "")
+                 .replace("loss_direct", "")]
+        raise InputError(f"unknown score '{by}'.{did_you_mean(name, names)} Scores: {', '.join(shown)}, each also "
+                         f"_<kind> and _early|middle|late")
     return PREFIX + name
 
 
@@ -79,87 +109,258 @@ class Selection:
         return min(available, max(1, round(self.count * available)) if self.count < 1 else int(self.count))
 
     def file_name(self, suffix: str) -> str:
-        count = f"{self.count:g}"
-        return f"{self.side}-{count}-{self.column[len(PREFIX):]}{suffix}"
+        return f"{self.side}-{self.count:g}-{self.column[len(PREFIX):]}{suffix}"
 
 
 def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", top=None, bottom=None,
-          by: str = "effective_rank", log=print, **options) -> pd.DataFrame:
+          by: str = "effective_rank", residualize: str | None = None, window: int = WINDOW, log=print,
+          **options) -> pd.DataFrame:
     """Score every record of ``data`` into ``out``; select its top/bottom records by ``by`` when asked.
 
-    ``options``: any RunConfig, load or compute option (``ifd=True``, ``limit``, ``max_length``, ...).
-    Returns the scored records (input fields and score columns) as a DataFrame.
-    """
-    config = RunConfig.build(model=model, data={CONDITION: str(data)}, out=str(Path(out) / "run"), **options)
-    column = score_column(by, config.compute.ifd)
-    selections = [Selection.parse(side, value, column) for side, value in (("top", top), ("bottom", bottom))
-                  if value is not None]
-    records, suffix = input_records(str(data), config.paper_data)  # bad input: before the model loads
-    run(config, log=log)
-    stats, samples, manifest = load_run(Path(out) / "run")
-    scored = scored_records(records, score_table(stats, samples), config.limit)
+    ``options``: any RunConfig, load or compute option (``ifd=True``, ``limit``, ``layers='-1'``,
+    ``modules='attn'``, ``recipe='oda'``, ...). Returns the scored records (input fields and score columns)
+    as a DataFrame (read back from ``OUT/scored.parquet``)."""
     out = Path(out)
-    write_records(out / "scored.jsonl", scored)
-    write_records(out / "scored.parquet", scored)
-    for selection in selections:
-        chosen = select(scored, selection)
-        write_records(out / selection.file_name(suffix), [records[i] for i in chosen], like=suffix)
-        log(f"{selection.side} {len(chosen)} by {column}: {out / selection.file_name(suffix)}")
-    log(f"scored {sum(r[PREFIX + 'status'] == 'ok' for r in scored)} of {len(scored)} records: {out / 'scored.jsonl'}")
-    return pd.DataFrame(scored)
+    config = RunConfig.build(model=model, data={CONDITION: str(data)}, out=str(out / "run"), **options)
+    column = score_column(by, config.compute.ifd)
+    if residualize is not None and residualize not in RESIDUALIZE:
+        raise InputError(f"--residualize takes {', '.join(RESIDUALIZE)}, got {residualize!r}")
+    ranked = column + "_given_length" if residualize else column
+    selections = [Selection.parse(side, value, ranked) for side, value in (("top", top), ("bottom", bottom))
+                  if value is not None]
+    source = RecordSource(str(data), config.paper_data)
+    source.check()  # bad input: before the model loads
+    compute_windows(config, source, window, log,
+                    then=lambda: write_outputs(out, config, source, window, column, residualize, selections, log))
+    path = out / "scored.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
-def input_records(source: str, paper_data: str | None) -> tuple[list[dict], str]:
-    """The input's raw records and its file suffix (sources that are not files come back as JSONL)."""
-    path, _ = split_fields(source)
-    file = Path(str(path)).expanduser()
-    if file.is_file():
-        records = read_records(file)
-        return [r if isinstance(r, dict) else {"record": r} for r in records], file.suffix.lower()
-    from layergrad.data.samples import load_samples
+# ----------------------------------------------------------------------------- computing
 
-    samples = load_samples(source, strict=False, paper_data=paper_data)
-    return [{"instruction": s.prompt, "output": s.response} for s in samples], ".jsonl"
+def compute_windows(config: RunConfig, source: RecordSource, window: int, log, then=None) -> None:
+    """Compute every record not yet in the run, a window at a time (one committed chunk each); under
+    torchrun each rank takes every world-size-th window; ``then()`` runs on the main process once every
+    rank is done."""
+    from layergrad.engine.compute import make_formatter, run_all
+    from layergrad.engine.threads import set_budget
+    from layergrad.models import load_model
+    from layergrad.runs import sharding
+    from layergrad.runs.progress import Progress
+    from layergrad.runs.runner import manifest, rank_device
+
+    world = sharding.current_world()
+    log = log if world.main else (lambda *a: None)
+    store = RunStore(config.out, rank=world.rank if world.distributed else None)
+    store.prepare(config, write=False)
+    device = rank_device(config.load.device, world)
+    m = load_model(config.model, **{**config.load.to_dict(), "device": device}, reinit=config.compute.reinit, log=log)
+    set_budget(config.compute.threads)
+    make_formatter(m, config.compute.resolved())  # the model's limits checked before any record
+    created = sharding.init(world, device)
+    try:
+        store.prepare(config, write=world.main)
+        sharding.barrier(world)
+        done = store.done_ids()
+        progress = Progress(total=(source.count() or 0) if config.limit is None else config.limit,
+                            quiet=config.quiet, log=log)
+        tokens, used_plan = 0, {}
+        started, clock = pd.Timestamp.now(tz="UTC"), time.perf_counter()
+        for k, (start, records) in enumerate(source.windows(window)):
+            if config.limit is not None and start >= config.limit:
+                break
+            records = records[:config.limit - start] if config.limit is not None else records
+            if world.distributed and k % world.size != world.rank:
+                continue
+            oda = config.compute.recipe == "oda"
+            samples = [record_sample(r, start + i, source.fields, oda) for i, r in enumerate(records)]
+            pending = [s for s in samples if (CONDITION, s.sample_id) not in done]
+            progress.done += len(samples) - len(pending)
+            if not pending:
+                continue
+            stats, rows = [], []
+
+            def collect(batch) -> None:
+                stats.extend(batch.stats)
+                rows.extend(batch.samples)
+                progress.update(batch)
+
+            used_plan = run_all(m, {CONDITION: pending}, config.compute, collect)
+            store.write_chunk(pd.DataFrame(stats), pd.DataFrame(rows))
+            tokens += sum(r.get("n_tokens", 0) for r in rows)
+        progress.close()
+        sharding.barrier(world)
+        if world.main:
+            samples = store.read_table("samples", columns=["condition", "status"])
+            store.write_manifest({**manifest(config, m, samples, started=started, elapsed=time.perf_counter() - clock,
+                                              tokens=tokens, plan=used_plan), "world_size": world.size})
+            if then is not None:
+                then()
+        sharding.barrier(world)
+    finally:
+        sharding.leave(world, created)
 
 
-def score_table(stats: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
-    """source_index -> every score column of a computed sample (NaN columns for skipped ones)."""
+def record_sample(record, index: int, fields, oda: bool = False):
+    """The Sample of one input record, its id tied to its position (a repeated record is scored again).
+    The ODA recipe joins an Alpaca record as ODA does: instruction.strip() [+ "\n" + input.strip()], and
+    output.strip()."""
+    s = sample_from_record(record, index, fields)
+    if oda and not fields and isinstance(record, dict) and {"instruction", "output"} <= set(record) and not s.problem:
+        prompt = str(record["instruction"]).strip()
+        if str(record.get("input") or "").strip():
+            prompt += "\n" + str(record["input"]).strip()
+        s = replace(s, prompt=prompt, response=str(record["output"]).strip())
+    return replace(s, sample_id=f"{content_id(s.context, s.prompt, s.response)}@{index}")
+
+
+# ----------------------------------------------------------------------------- scores
+
+def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda: bool = False) -> pd.DataFrame:
+    """One chunk's samples -> their score columns, by source_index."""
     stats = stats[stats.condition == CONDITION]
-    samples = samples[samples.condition == CONDITION].set_index("source_index")
-    n_layers = int(stats.layer.max()) + 1 if len(stats) else 0
+    samples = samples[samples.condition == CONDITION].drop_duplicates("source_index").set_index("source_index")
+    if oda and "spectrum" in stats.columns:
+        stats = stats.assign(effective_rank=stats.spectrum.map(oda_effective_rank))
     parts = {}
-    for name in STATISTICS:
-        by_sample = stats.groupby("sample_id")[name]
-        parts[name] = by_sample.mean()
-        kinds = sorted(set(stats.module), key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k))
-        for kind in kinds:
+    layers = set(stats.layer) if len(stats) else set()
+    for name in (n for n in statistic_names() if n in stats.columns):
+        parts[name] = stats.groupby("sample_id")[name].mean()
+        for kind in sorted(set(stats.module), key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)):
             parts[f"{name}_{kind}"] = stats[stats.module == kind].groupby("sample_id")[name].mean()
         for segment in SEGMENTS:
-            lo, hi = segment_bounds(n_layers)[segment] if n_layers else (0, 0)
-            parts[f"{name}_{segment}"] = stats[(stats.layer >= lo) & (stats.layer < hi)].groupby("sample_id")[name].mean()
-    table = pd.DataFrame(parts).add_prefix(PREFIX)
-    table = table.reindex(samples.sample_id.to_numpy())
+            lo, hi = segment_bounds(n_layers)[segment]
+            if any(lo <= layer < hi for layer in layers):
+                parts[f"{name}_{segment}"] = stats[(stats.layer >= lo) & (stats.layer < hi)].groupby("sample_id")[name].mean()
+    table = pd.DataFrame(parts).add_prefix(PREFIX).reindex(samples.sample_id.to_numpy())
     table.index = samples.index
     table[PREFIX + "loss"] = samples.loss.where(samples.status == "ok")
     table[PREFIX + "response_tokens"] = samples.n_response_tokens.where(samples.status != "skipped")
-    for name in ("ifd", "loss_direct"):
+    for name in ("ifd", "loss_direct", "ifd_note"):
         if name in samples.columns:
             table[PREFIX + name] = samples[name]
-    if "ifd_note" in samples.columns:
-        table[PREFIX + "ifd_note"] = samples.ifd_note
     table[PREFIX + "status"] = samples.status
     table[PREFIX + "reason"] = samples.reason
     table[PREFIX + "sample_id"] = samples.sample_id
     return table
 
 
-def scored_records(records: list[dict], table: pd.DataFrame, limit: int | None) -> list[dict]:
-    """Each input record (in order; the first ``limit`` with --limit) with its score columns."""
-    out = []
-    for index, record in enumerate(records[:limit] if limit else records):
-        scores = table.loc[index].to_dict() if index in table.index else {PREFIX + "status": "missing"}
-        out.append({**record, **{k: plain(v) for k, v in scores.items()}})
-    return out
+def oda_effective_rank(sigma) -> float:
+    """ODA-DataScorer's effective rank of one spectrum: σ ≤ 1e-10 and shares ≤ 1e-10 left out, renormalised."""
+    s = np.asarray(sigma, dtype=float)
+    s = s[s > 1e-10]
+    if not len(s) or s.sum() <= 0:
+        return 0.0
+    p = s / s.sum()
+    p = p[p > 1e-10]
+    p = p / p.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+class ScoreIndex:
+    """The scores of every committed chunk of a run (every rank's), read a chunk at a time by source_index."""
+
+    def __init__(self, store: RunStore, n_layers: int, oda: bool):
+        self.store, self.n_layers, self.oda = store, n_layers, oda
+        self.ranges = []  # (lo, hi, folder, chunk index)
+        for folder in store.chunk_dirs():
+            if folder.exists():
+                for i in store.committed(folder):
+                    index = pd.read_parquet(folder / f"{i:05d}.samples.parquet", columns=["source_index"]).source_index
+                    if len(index):
+                        self.ranges.append((int(index.min()), int(index.max()), folder, i))
+        self._cache: dict = {}
+
+    def rows(self, lo: int, hi: int) -> pd.DataFrame:
+        """Score rows of source indices lo..hi-1 (the most recent chunk wins a repeated index)."""
+        parts = [self.chunk(folder, i) for a, b, folder, i in self.ranges if a < hi and b >= lo]
+        if not parts:
+            return pd.DataFrame()
+        table = pd.concat(parts)
+        table = table[(table.index >= lo) & (table.index < hi)]
+        return table[~table.index.duplicated(keep="last")]
+
+    def chunk(self, folder: Path, i: int) -> pd.DataFrame:
+        key = (str(folder), i)
+        if key not in self._cache:
+            if len(self._cache) > 8:
+                self._cache.clear()
+            stats = pd.read_parquet(folder / f"{i:05d}.stats.parquet")
+            samples = pd.read_parquet(folder / f"{i:05d}.samples.parquet")
+            self._cache[key] = chunk_scores(stats, samples, self.n_layers, self.oda)
+        return self._cache[key]
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def write_outputs(out: Path, config: RunConfig, source: RecordSource, window: int, column: str,
+                  residualize: str | None, selections: list[Selection], log) -> None:
+    """scored.jsonl, scored.parquet and the selections, streamed: a window of input records at a time."""
+    store = RunStore(config.out)
+    n_layers = int(json.loads((store.root / "run.json").read_text()).get("model", {}).get("num_layers") or 0) \
+        if (store.root / "run.json").exists() else 0
+    index = ScoreIndex(store, n_layers or 1, config.compute.recipe == "oda")
+    fit = length_fit(index, source, window, column, config.limit) if residualize else None
+    ranked = column + "_given_length" if residualize else column
+    values: list[tuple[float, int]] = []
+    jsonl = out / "scored.jsonl"
+    tmp = jsonl.with_name(jsonl.name + ".tmp")
+    parquet = ParquetAppender(out / "scored.parquet")
+    scored_count = total = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for start, records in limited(source.windows(window), config.limit):
+            rows = index.rows(start, start + len(records))
+            batch = []
+            for i, record in enumerate(records):
+                scores = rows.loc[start + i].to_dict() if start + i in rows.index else {PREFIX + "status": "missing"}
+                scores = {k: plain(v) for k, v in scores.items()}
+                if fit is not None:
+                    scores[ranked] = residual(scores, column, fit)
+                if scores.get(PREFIX + "status") == "ok" and scores.get(ranked) is not None:
+                    values.append((scores[ranked], start + i))
+                    scored_count += 1
+                batch.append({**record, **scores})
+            fh.write("".join(json_line(r) + "\n" for r in batch))
+            parquet.append(batch)
+            total += len(records)
+    tmp.replace(jsonl)
+    parquet.close()
+    for selection in selections:
+        chosen = select(values, selection)
+        path = out / selection.file_name(source.suffix)
+        write_selected(path, source, window, chosen, config.limit)
+        log(f"{selection.side} {len(chosen)} by {selection.column}: {path}")
+    log(f"scored {scored_count} of {total} records: {jsonl}")
+
+
+def limited(windows, limit: int | None):
+    for start, records in windows:
+        if limit is not None and start >= limit:
+            return
+        yield start, records[:limit - start] if limit is not None else records
+
+
+def length_fit(index: ScoreIndex, source: RecordSource, window: int, column: str, limit) -> tuple[float, float]:
+    """(a, b) of the least-squares fit score = a + b·log(response tokens) over the scored records."""
+    xs, ys = [], []
+    for start, records in limited(source.windows(window), limit):
+        rows = index.rows(start, start + len(records))
+        if column not in rows.columns:
+            continue
+        ok = rows[(rows[PREFIX + "status"] == "ok") & rows[column].notna() & (rows[PREFIX + "response_tokens"] > 0)]
+        xs += np.log(ok[PREFIX + "response_tokens"].astype(float)).tolist()
+        ys += ok[column].astype(float).tolist()
+    if len(xs) < 3:
+        raise InputError(f"--residualize length needs at least 3 scored records, got {len(xs)}")
+    b, a = np.polyfit(np.asarray(xs), np.asarray(ys), 1)
+    return float(a), float(b)
+
+
+def residual(scores: dict, column: str, fit: tuple[float, float]):
+    value, tokens = scores.get(column), scores.get(PREFIX + "response_tokens")
+    if value is None or not tokens:
+        return None
+    return float(value - (fit[0] + fit[1] * math.log(tokens)))
 
 
 def plain(value):
@@ -171,12 +372,81 @@ def plain(value):
     return value
 
 
-def select(scored: list[dict], selection: Selection) -> list[int]:
+def select(values: list[tuple[float, int]], selection: Selection) -> list[int]:
     """Indices (input order) of the selected records: best first by the score, ties by input order."""
-    ok = [i for i, r in enumerate(scored) if r.get(PREFIX + "status") == "ok" and r.get(selection.column) is not None]
     sign = -1 if selection.side == "top" else 1
-    ranked = sorted(ok, key=lambda i: (sign * scored[i][selection.column], i))
-    return sorted(ranked[:selection.size(len(ok))])
+    ranked = sorted(values, key=lambda v: (sign * v[0], v[1]))
+    return sorted(i for _, i in ranked[:selection.size(len(values))])
+
+
+def write_selected(path: Path, source: RecordSource, window: int, chosen: list[int], limit) -> None:
+    """The chosen records unchanged, in input order, in the input's format."""
+    wanted = set(chosen)
+    picked = [r for start, records in limited(source.windows(window), limit)
+              for i, r in enumerate(records) if start + i in wanted]
+    write_records(path, picked, like=source.suffix)
+
+
+class ParquetAppender:
+    """Rows appended window by window to one Parquet file (columns: the first window's)."""
+
+    def __init__(self, path: Path):
+        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
+        self.writer = self.schema = None
+
+    def append(self, rows: list[dict]) -> None:
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return
+        table = as_table(rows, self.schema)
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.tmp.replace(self.path)
+
+
+def as_table(rows: list[dict], schema=None):
+    """A pyarrow table of records in ``schema`` when given; nested or mixed-type fields become JSON text (and
+    a later window's values that do not fit the first window's types, text or None)."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass
+    if schema is None:
+        return pa.Table.from_pylist([{k: v if k.startswith(PREFIX) else as_text(v) for k, v in r.items()}
+                                     for r in rows])
+    types = {f.name: f.type for f in schema}
+    return pa.Table.from_pylist([{k: fitted(v, types.get(k)) for k, v in r.items() if k in types} for r in rows],
+                                schema=schema)
+
+
+def as_text(value):
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+def fitted(value, kind):
+    """A value in a Parquet column's type: text as text, numbers as numbers, else None."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return as_text(value)
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        try:
+            number = float(value)
+            return int(number) if pa.types.is_integer(kind) and number == int(number) else number
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return value if isinstance(value, (bool, int, float, str)) else None
 
 
 def write_records(path: Path, records: list[dict], like: str | None = None) -> Path:
@@ -184,20 +454,16 @@ def write_records(path: Path, records: list[dict], like: str | None = None) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = (like or path.suffix).lower()
     if suffix in (".jsonl", ".json"):
-        lines = [json.dumps(r, ensure_ascii=False, default=str) for r in records]
+        lines = [json_line(r) for r in records]
         text = "\n".join(lines) + "\n" if suffix == ".jsonl" else "[\n" + ",\n".join(lines) + "\n]\n"
         write_atomic(path, text if records or suffix == ".jsonl" else "[]\n")
         return path
-    frame = pd.DataFrame(records)
     tmp = path.with_name(path.name + ".tmp")
     if suffix == ".csv":
-        frame.to_csv(tmp, index=False)
+        pd.DataFrame(records).to_csv(tmp, index=False)
     else:
-        try:
-            frame.to_parquet(tmp, index=False)
-        except (ValueError, TypeError, ArithmeticError, ImportError):  # fields of mixed or nested types
-            as_text = {c: frame[c].map(lambda v: v if v is None or isinstance(v, (str, int, float, bool))
-                                       else json.dumps(v, default=str)).astype(object) for c in frame.columns}
-            pd.DataFrame(as_text).to_parquet(tmp, index=False)
+        import pyarrow.parquet as pq
+
+        pq.write_table(as_table(records), tmp)
     tmp.replace(path)
     return path

@@ -16,20 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PAPER_SPLITS = {32: (10, 20), 28: (7, 21), 26: (7, 20), 42: (12, 30)}
-SEGMENTS = ("early", "middle", "late", "all")
+from layergrad.engine.layers import PAPER_SPLITS, SEGMENTS, segment_bounds  # noqa: F401  (re-exported here)
+
 LEVEL = 0.95
-
-
-def segment_bounds(n_layers: int, rule: str = "auto") -> dict[str, tuple[int, int]]:
-    """{segment: (start, stop)}; rule 'paper' (only 26/28/32/42 layers), 'thirds', or 'auto'."""
-    if rule == "paper" or (rule == "auto" and n_layers in PAPER_SPLITS):
-        if n_layers not in PAPER_SPLITS:
-            raise ValueError(f"the paper defines no segments for {n_layers} layers")
-        a, b = PAPER_SPLITS[n_layers]
-    else:
-        a, b = round(n_layers / 3), round(2 * n_layers / 3)
-    return {"early": (0, a), "middle": (a, b), "late": (b, n_layers), "all": (0, n_layers)}
 
 
 def segment_rules(n_layers: int) -> list[str]:

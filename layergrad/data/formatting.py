@@ -10,6 +10,10 @@ end-of-turn token (or EOS for base models) is appended as a target, as SFT train
 Paper mode reproduces the original script: system prompt "You are a helpful assistant."
 (none for model names containing 'gemma'), ``encode()`` with default special tokens,
 boundary = len(encode(text[:text.rfind(response)])), no EOS, max length 1024.
+
+The ODA recipe reproduces OpenDataArena's NuclearNormScorer / EffectiveRankScorer: no template,
+text = prompt.strip() + " " + response.strip() tokenized with default special tokens and truncated,
+the first len(tokenize(prompt.strip() + " ")) tokens masked (its text-prefix quirk kept), no EOS.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ class Encoded:
     input_ids: tuple[int, ...]
     n_prompt: int
     truncated: bool
-    boundary: str  # 'prefix' | 'split' | 'paper'
+    boundary: str  # 'prefix' | 'split' | 'paper' | 'oda'
 
     @property
     def n_tokens(self) -> int:
@@ -47,8 +51,8 @@ class Formatter:
 
     def __init__(self, tokenizer, *, chat: bool, system_prompt: str | None = None,
                  append_eos: bool = True, max_length: int | None = None,
-                 paper: bool = False, model_name: str = ""):
-        self.tok, self.chat, self.paper = tokenizer, chat, paper
+                 paper: bool = False, model_name: str = "", oda: bool = False):
+        self.tok, self.chat, self.paper, self.oda = tokenizer, chat, paper, oda
         self.model_name = model_name
         self.system_prompt = PAPER_SYSTEM_PROMPT if paper and system_prompt is None else system_prompt
         self.append_eos = append_eos and not paper
@@ -57,6 +61,8 @@ class Formatter:
         self._end_of_turn = self._find_end_of_turn() if self.append_eos else ""
 
     def encode(self, sample: Sample) -> Encoded:
+        if self.oda:
+            return self._encode_oda(sample)
         prompt_text = self.render_prompt(sample)
         if self.paper:
             return self._encode_paper(prompt_text, sample.response)
@@ -91,6 +97,13 @@ class Formatter:
         start = text.rfind(response)
         n_prompt = len(self.tok.encode(text[:start]))
         return self._truncate(ids, n_prompt, "paper")
+
+    def _encode_oda(self, sample: Sample) -> Encoded:
+        instruction = sample.prompt.strip()  # instruction [+ "\n" + input], as ODA joins and strips them
+        text = instruction + " " + sample.response.strip()
+        ids = list(self.tok(text)["input_ids"])
+        n_prompt = len(self.tok(instruction + " ", truncation=True, max_length=self.max_length)["input_ids"])
+        return self._truncate(ids, n_prompt, "oda")
 
     def _truncate(self, ids: list[int], n_prompt: int, boundary: str) -> Encoded:
         truncated = len(ids) > self.max_length

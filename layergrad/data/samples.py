@@ -187,7 +187,7 @@ def read_records(path: Path) -> list:
         return frame.to_dict(orient="records")
     text = _read_text(path)
     if suffix == ".jsonl":
-        return [_parse_json_line(line, n, path) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        return [parse_json_line(line, n, path) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -208,7 +208,7 @@ def _read_text(path: Path) -> str:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start}); re-encode it as UTF-8") from None
 
 
-def _parse_json_line(line: str, number: int, path: Path):
+def parse_json_line(line: str, number: int, path: Path):
     try:
         return json.loads(line)
     except json.JSONDecodeError as exc:

@@ -1,9 +1,10 @@
 """Hooks that capture each target's inputs X and output gradients Δ for one batch, and the job
 that turns them into squared singular values.
 
-Inside ``GradientCapture`` every weight is frozen (no ``param.grad`` is ever allocated); the input
-embeddings' output is made to require grad, so the backward pass runs through activations only and
-the output-tensor hooks fire. As soon as a target's Δ exists its job goes to the executor
+Inside ``GradientCapture`` every weight is frozen (no ``param.grad`` is ever allocated); the input of
+the lowest measured decoder layer is made to require grad, so the backward pass runs through
+activations only, from the loss down to that layer and no further (last-layer scoring costs about a
+forward), and the output-tensor hooks fire. As soon as a target's Δ exists its job goes to the executor
 (threads.Jobs): the small symmetric matrix whose eigenvalues are the squared singular values of
 each sample's weight gradient (spectra.py), and its eigensolve (solvers.py), while the backward goes
 on. Inputs shared by several targets (q/k/v, gate/up, the blocks of a fused module) are recognised
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from layergrad.engine import plan, solvers, spectra
-from layergrad.engine.projections import Target
+from layergrad.engine.projections import Target, decoder_layers
 from layergrad.engine.threads import Jobs
 
 SAME_LAYER_PAIRS = {"q_proj": "o_proj", "k_proj": "v_proj"}  # the follow-up's same-layer cosines (q×o, k×v)
@@ -123,8 +124,8 @@ class GradientCapture:
         for param in self.model.parameters():
             self._saved_requires_grad.append((param, param.requires_grad))
             param.requires_grad_(False)
-        emb = self.model.get_input_embeddings()
-        self._handles.append(emb.register_forward_hook(self._embedding_hook))
+        lowest = decoder_layers(self.model)[1][min(t.layer for t in self.targets)]
+        self._handles.append(lowest.register_forward_pre_hook(self._lowest_layer_hook, with_kwargs=True))
         by_module: dict[int, list[Target]] = {}
         for t in self.targets:
             by_module.setdefault(id(t.module), []).append(t)
@@ -167,9 +168,13 @@ class GradientCapture:
         return self.results
 
     # -- hooks ---------------------------------------------------------------------------
-    def _embedding_hook(self, module, inputs, output):
+    def _lowest_layer_hook(self, module, args, kwargs):
+        """The input of the lowest measured layer requires grad: the backward runs from the loss down to
+        it and no further (nothing below is measured, so nothing below needs its gradient)."""
         if self.hooks_on:
-            output.requires_grad_(True)
+            hidden = args[0] if args else kwargs.get("hidden_states")
+            if isinstance(hidden, torch.Tensor) and hidden.is_floating_point() and not hidden.requires_grad:
+                hidden.requires_grad_(True)
 
     def _make_forward_hook(self, group: list[Target]):
         def forward_hook(module, inputs, output):

@@ -112,7 +112,7 @@ def iter_records(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, s
     items, skipped = prepare_items(formatter, conditions, skip_ids, ifd=opts.ifd)
     if skipped:
         yield BatchRecords([], skipped)
-    targets = select_targets(m.model, opts.modules)
+    targets = select_targets(m.model, opts.modules, opts.layers)
     device = m.model.get_input_embeddings().weight.device
     solvers.check(opts.solver, device)  # before any forward pass
     batch_size, batch_tokens = opts.batch_size, opts.batch_tokens
@@ -149,7 +149,7 @@ def make_formatter(m, opts: ComputeOptions) -> Formatter:
         max_length = min(positions, PAPER_MAX_LENGTH if opts.paper else DEFAULT_MAX_LENGTH)
     return Formatter(m.tokenizer, chat=m.is_chat, system_prompt=opts.system_prompt,
                      append_eos=opts.append_eos, max_length=max_length, paper=opts.paper,
-                     model_name=getattr(m, "name", ""))
+                     model_name=getattr(m, "name", ""), oda=opts.recipe == "oda")
 
 
 def model_positions(model) -> int | None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from layergrad.declare import check_fields, fingerprint, option
 
 KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # in table order
+RECIPES = ("layergrad", "oda")
 ROUTES = ("auto", "core", "dense", "reference")
 SOLVERS = ("auto", "torch", "numpy", "cupy", "host")
 SPANS = ("auto", "sample", "batch")
@@ -24,8 +25,15 @@ class ComputeOptions:
     ``modules`` says otherwise, batch of one, its formatting)."""
 
     modules: str | tuple | None = option(
-        None, "all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all; with --paper: attn]")
+        None, "all | attn | mlp | q_proj,k_proj,... | re:<regex>.  [default: all; with --paper: attn; --recipe oda: "
+              "q_proj,k_proj,v_proj,o_proj]")
+    layers: str | None = option(None, "Layers to measure: -1 (the last) | -4: (the last four) | 0,5,10 | 2:8 | "
+                                "early|middle|late | 0.5: (fractions of depth). The backward runs only down to the "
+                                "lowest of them.  [default: all; --recipe oda: -1]")
     paper: bool = option(False, "Reproduce the original script's choices.")
+    recipe: str = option("layergrad", "oda: ODA-DataScorer's NuclearNorm/EffectiveRank recipe (instruction + ' ' + "
+                         "output, no template, no end token, the instruction's tokens masked, the last layer's "
+                         "q/k/v/o, its effective rank).", choices=RECIPES)
     batch_size: int | None = option(None, "Samples per batch.", neutral=True, positive=True)
     batch_tokens: int | None = option(None, "Padded tokens per batch (length-sorted).", neutral=True, positive=True)
     max_length: int | None = option(None, "Truncate samples to N tokens.  [default: 2048; paper 1024]", positive=True)
@@ -50,22 +58,25 @@ class ComputeOptions:
         check_fields(self)
 
     def resolved(self) -> "ComputeOptions":
-        """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default."""
-        modules = default_modules(self.modules, self.paper)
+        """Modules chosen (explicit ones always win); paper mode: batch of one, q/k/v/o by default; the ODA
+        recipe: q/k/v/o of the last layer, no end token, every singular value kept (its effective rank)."""
+        modules = default_modules(self.modules, self.paper, self.recipe)
+        if self.recipe == "oda":
+            return replace(self, modules=modules, layers=self.layers or "-1", append_eos=False, spectrum=True)
         if not self.paper:
             return replace(self, modules=modules)
         return replace(self, modules=modules, batch_size=1, batch_tokens=None)
 
     def fingerprint(self) -> dict:
         """The options that determine the numbers, with the mode's default modules filled in."""
-        return {**fingerprint(self), "modules": default_modules(self.modules, self.paper)}
+        return {**fingerprint(self), "modules": default_modules(self.modules, self.paper, self.recipe)}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def default_modules(modules, paper: bool):
-    """The modules to compute: the given ones, else all kinds (q/k/v/o in paper mode)."""
+def default_modules(modules, paper: bool, recipe: str = "layergrad"):
+    """The modules to compute: the given ones, else all kinds (q/k/v/o in paper mode and the ODA recipe)."""
     if modules is None or modules == "":
-        return "attn" if paper else "all"
+        return "attn" if paper or recipe == "oda" else "all"
     return modules

@@ -110,9 +110,14 @@ def all_targets(model: nn.Module) -> list[Target]:
     return sorted(found, key=lambda t: (t.layer, order.get(t.kind, len(order)), t.param))
 
 
-def select_targets(model: nn.Module, modules="all") -> list[Target]:
-    """Targets chosen by 'all' | 'attn' | 'mlp' | kind list | 're:<regex on param names>'."""
+def select_targets(model: nn.Module, modules="all", layers=None) -> list[Target]:
+    """Targets chosen by 'all' | 'attn' | 'mlp' | kind list | 're:<regex on param names>', in the layers
+    ``layers`` selects (engine/layers.py; None: every layer)."""
+    from layergrad.engine.layers import parse_layers
+
     targets = all_targets(model)
+    keep = set(parse_layers(layers, len(decoder_layers(model)[1])))
+    targets = [t for t in targets if t.layer in keep]
     available = sorted({t.kind for t in targets}, key=lambda k: (k not in KINDS, k))
     if isinstance(modules, str) and modules.startswith("re:"):
         pattern = re.compile(modules[3:])

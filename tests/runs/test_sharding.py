@@ -72,3 +72,28 @@ def test_torchrun_two_ranks_equal_one_process_and_resume_after_a_killed_rank(tmp
     assert not (killed / "stats.parquet").exists()
     assert compute(killed, nproc=2).wait(timeout=300) == 0
     assert_same(tables(single), tables(killed))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_score_one_file_in_input_order_equal_to_one_process(tmp_path):
+    import json
+
+    rows = [{"instruction": f"Say {i} in words.", "output": f"{i} is " + "a number " * (1 + i % 5)} for i in range(23)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def score(out, nproc=None):
+        args = ["-m", "layergrad", "score", str(data), "--model", "tiny-random-llama", "-q", "--window", "4",
+                "--out", str(out)]
+        if nproc:
+            args = ["-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port", str(free_port())] + args
+        return subprocess.run([sys.executable, *args], env=env, timeout=300).returncode
+
+    assert score(tmp_path / "one") == 0 and score(tmp_path / "two", nproc=2) == 0
+    assert (tmp_path / "two" / "run" / "shards" / "rank1").is_dir()
+    one = pd.read_parquet(tmp_path / "one" / "scored.parquet")
+    two = pd.read_parquet(tmp_path / "two" / "scored.parquet")
+    assert list(two.instruction) == [r["instruction"] for r in rows]  # input order
+    numeric = [c for c in one.columns if c.startswith("lg_") and one[c].dtype.kind == "f"]
+    pd.testing.assert_frame_equal(two[numeric], one[numeric], rtol=1e-5, atol=0)

@@ -1,0 +1,129 @@
+"""A data source read in windows of records, never whole: JSONL line by line, Parquet by row groups, CSV by
+chunks, ``hf:`` datasets streamed; a JSON list (which cannot be streamed) and ``paper:``/``builtin:`` sources
+are read whole. Record i of a window starting at ``start`` is record ``start + i`` of the source, as
+``read_records`` numbers them (the blank lines of a JSONL file do not count).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from layergrad.data.samples import parse_json_line, read_records, split_fields
+from layergrad.errors import InputError
+
+FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class RecordSource:
+    """A source string (a file, ``?prompt=..&response=..`` mapped columns, ``paper:``, ``builtin:``, ``hf:``)."""
+
+    source: str
+    paper_data: str | None = None
+
+    @property
+    def path(self) -> Path | None:
+        path, _ = split_fields(self.source)
+        file = Path(str(path)).expanduser()
+        return file if file.suffix.lower() in FILE_SUFFIXES or file.is_file() else None
+
+    @property
+    def fields(self) -> dict | None:
+        return split_fields(self.source)[1]
+
+    @property
+    def suffix(self) -> str:
+        """The format selections are written in: the input file's, else JSONL."""
+        return self.path.suffix.lower() if self.path is not None else ".jsonl"
+
+    def check(self) -> None:
+        """A one-line InputError for a file that is missing or of an unknown format (before any model work)."""
+        if self.path is None:
+            return
+        if not self.path.is_file():
+            raise InputError(f"data file not found: {self.path}")
+        if self.path.suffix.lower() not in FILE_SUFFIXES:
+            raise InputError(f"{self.path}: unknown data format '{self.path.suffix}'; use .json, .jsonl, .csv or .parquet")
+
+    def count(self) -> int | None:
+        """How many records (cheap where the format tells; None where it would mean reading it all)."""
+        path = self.path
+        if path is None:
+            return None
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            with open(path, "rb") as fh:
+                return sum(1 for line in fh if line.strip())
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(path).metadata.num_rows
+        return None
+
+    def windows(self, size: int) -> Iterator[tuple[int, list]]:
+        """(start, records) of consecutive windows of at most ``size`` records."""
+        start, window = 0, []
+        for record in self.records():
+            window.append(record if isinstance(record, dict) else {"record": record})
+            if len(window) == size:
+                yield start, window
+                start, window = start + size, []
+        if window:
+            yield start, window
+
+    def records(self) -> Iterator:
+        path = self.path
+        if path is None:
+            yield from self._other_records()
+            return
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        yield parse_json_line(line, number, path)
+        elif suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+                yield from batch.to_pylist()
+        elif suffix == ".csv":
+            import pandas as pd
+
+            for chunk in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=1024):
+                yield from chunk.to_dict(orient="records")
+        else:
+            yield from read_records(path)
+
+    def _other_records(self) -> Iterator:
+        text = self.source
+        if text.startswith("hf:"):
+            yield from hub_stream(text[3:])
+            return
+        from layergrad.data.samples import load_samples
+
+        for s in load_samples(text, strict=False, paper_data=self.paper_data):
+            yield {"instruction": s.prompt, "output": s.response}
+
+
+def hub_stream(spec: str) -> Iterator[dict]:
+    """'name[:config][@split]' from the Hugging Face hub, streamed (needs network and ``datasets``)."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("hub datasets need the 'datasets' package: pip install 'layergrad[hub]'") from None
+    name, _, split = spec.partition("@")
+    name, _, config = name.partition(":")
+    try:
+        stream = datasets.load_dataset(name, config or None, split=split or "train", streaming=True)
+    except Exception as exc:  # offline, unknown name, ...: one line for the user
+        raise InputError(f"cannot load hub dataset '{spec}': {str(exc).splitlines()[0]}") from None
+    for row in stream:
+        yield dict(row)
+
+
+def json_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, default=str)

@@ -1,0 +1,132 @@
+"""Scoring at a forward pass's cost: the backward only as deep as the lowest measured layer, layer
+selection, every statistic to rank by, the length residual, ODA-DataScorer's recipe, streaming windows."""
+
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import layergrad
+from layergrad.cli import main
+from layergrad.engine.layers import parse_layers
+from layergrad.engine.projections import decoder_layers
+from layergrad.errors import InputError
+
+WORDS = "the answer follows from adding the two numbers and checking the result once more".split()
+
+
+def records(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    return [{"instruction": f"  Question {i}: what is {i} plus {2 * i}? ", "input": "" if i % 3 else f"Note {i}.",
+             "output": " " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 30))) + f" It is {3 * i}.",
+             "grade": i} for i in range(n)]
+
+
+@pytest.mark.parametrize("spec,want", [(None, list(range(30))), ("-1", [29]), ("-4:", [26, 27, 28, 29]),
+                                       ("0,5,10", [0, 5, 10]), ("2:5", [2, 3, 4]), ("late", list(range(20, 30))),
+                                       ("0.5:", list(range(15, 30))), ("early,-1", list(range(10)) + [29])])
+def test_layer_specs(spec, want):
+    assert parse_layers(spec, 30) == want
+
+
+@pytest.mark.parametrize("spec", ["30", "-31", "x", "5:2"])
+def test_a_bad_layer_spec_is_one_line(spec):
+    with pytest.raises(InputError, match="--layers"):
+        parse_layers(spec, 30)
+
+
+@pytest.mark.parametrize("name", ["tiny-random-llama", "tiny-random-gpt2", "tiny-random-phi3"])
+def test_the_backward_stops_at_the_lowest_measured_layer_with_the_same_numbers(tiny, name):
+    """Last-layer scoring: layers below the last never run backward, and its numbers equal those of a full
+    backward to 1e-5 (they are the same calls: equal in fact)."""
+    m = tiny(name)
+    samples = layergrad.load_samples("builtin:arith/detailed?n=3")
+    full = layergrad.compute(m, samples)
+    below = []
+    handle = decoder_layers(m.model)[1][0].register_full_backward_hook(lambda *a: below.append(1))
+    try:
+        last = layergrad.compute(m, samples, layers="-1")
+    finally:
+        handle.remove()
+    assert not below and set(last.layer) == {full.layer.max()}
+    want = full[full.layer == full.layer.max()].reset_index(drop=True)
+    for column in ("nuclear_norm", "sigma_max", "frobenius_norm", "effective_rank"):
+        np.testing.assert_allclose(last[column], want[column], rtol=1e-5, atol=0, err_msg=column)
+
+
+def oda_reference(m, record: dict, max_length: int = 2048) -> dict:
+    """OpenDataArena's NuclearNormScorer / EffectiveRankScorer recipe with plain transformers calls: text
+    instruction[+"\\n"+input] + " " + output, the first len(tokenize(instruction + " ")) tokens masked,
+    full backward, torch SVD of the last layer's q/k/v/o param.grad, its effective rank definition."""
+    model, tok = m.model, m.tokenizer
+    instr = record["instruction"].strip()
+    if record.get("input", "").strip():
+        instr = instr + "\n" + record["input"].strip()
+    text = instr + " " + record["output"].strip()
+    ids = tok(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
+    labels = ids.clone()
+    labels[:, :tok(instr + " ", truncation=True, max_length=max_length, return_tensors="pt")["input_ids"].shape[1]] = -100
+    layer = decoder_layers(model)[1][-1].self_attn
+    weights = {k: getattr(layer, f"{k}_proj").weight for k in "qkvo"}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for w in weights.values():
+        w.requires_grad_(True)
+        w.grad = None
+    model(input_ids=ids, labels=labels).loss.backward()
+    out = {}
+    for k, w in weights.items():
+        s = torch.linalg.svd(w.grad, full_matrices=False).S
+        out[f"nuclear_norm_{k}_proj"] = float(s.sum())
+        s = s[s > 1e-10]
+        p = s / s.sum()
+        p = p[p > 1e-10]
+        p = p / p.sum()
+        out[f"effective_rank_{k}_proj"] = float(torch.exp(-(p * torch.log(p)).sum()))
+        w.requires_grad_(False)
+        w.grad = None
+    return out
+
+
+def test_the_oda_recipe_equals_odas_scorers_on_ten_records(tmp_path, tiny):
+    rows = records(10)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = layergrad.score(str(tmp_path / "d.jsonl"), tmp_path / "out", model="tiny-random-llama", recipe="oda",
+                            quiet=True, log=lambda *a: None)
+    m = tiny("tiny-random-llama")
+    for i, row in enumerate(rows):
+        want = oda_reference(m, row)
+        for key, value in want.items():
+            assert table.loc[i, f"lg_{key}"] == pytest.approx(value, rel=1e-4), (i, key)
+
+
+def test_every_statistic_ranks_and_the_length_residual_removes_length(tmp_path, capsys):
+    rows = records(24, seed=3)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", str(tmp_path / "d.jsonl"), "--model", "tiny-random-llama", "-q", "--out", str(tmp_path / "o"),
+                 "--layers", "-2:", "--by", "sigma1_ratio", "--top", "5", "--residualize", "length"]) == 0
+    scored = pd.read_parquet(tmp_path / "o" / "scored.parquet")
+    for name in layergrad.engine.statistics.names():
+        assert f"lg_{name}" in scored.columns
+    resid = scored.lg_sigma1_ratio_given_length
+    logs = np.log(scored.lg_response_tokens.astype(float))
+    assert abs(np.corrcoef(resid, logs)[0, 1]) < 1e-6  # nothing linear in log length is left
+    top = [json.loads(line) for line in (tmp_path / "o" / "top-5-sigma1_ratio_given_length.jsonl").read_text().splitlines()]
+    best = set(scored.nlargest(5, "lg_sigma1_ratio_given_length").grade)
+    assert {r["grade"] for r in top} == best and [r["grade"] for r in top] == sorted(best)
+    assert main(["score", str(tmp_path / "d.jsonl"), "--model", "tiny-random-llama", "-q", "--out", str(tmp_path / "p"),
+                 "--by", "stable_rnak"]) == 2
+    assert "Did you mean 'stable_rank'" in capsys.readouterr().err
+
+
+def test_windows_stream_the_input_and_keep_its_order(tmp_path):
+    """A Parquet input read in windows of 4: every record back in input order, each window one chunk."""
+    rows = records(10, seed=5)
+    pd.DataFrame(rows).to_parquet(tmp_path / "d.parquet")
+    table = layergrad.score(str(tmp_path / "d.parquet"), tmp_path / "o", model="tiny-random-llama", window=4,
+                            layers="-1", quiet=True, log=lambda *a: None)
+    assert list(table.grade) == list(range(10)) and (table.lg_status == "ok").all()
+    assert len(list((tmp_path / "o" / "run" / "chunks").glob("*.samples.parquet"))) == 3
