@@ -12,16 +12,13 @@ import io
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from layergrad.analysis.curves import table_rule  # noqa: E402
-from layergrad.engine import statistics  # noqa: E402
+from layergrad.analysis.curves import table_rule
+from layergrad.engine import statistics
 
 MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4", "o_proj": "#7f7f7f",
                   "gate_proj": "#9467bd", "up_proj": "#ff7f0e", "down_proj": "#8c564b"}
@@ -46,10 +43,16 @@ def group_colours(groups: list[str], partner_of: dict | None = None) -> dict[str
     return {g: colour[partner_of.get(g, g)] for g in groups}
 
 
+def subplots(rows: int, cols: int, *, figsize, squeeze: bool = True, **kwargs):
+    """A Figure and its axes without pyplot: drawing never touches (or switches) the caller's backend."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze, **kwargs)
+
+
 def grid(n: int, width: float = 3.6, height: float = 2.8, cols: int | None = None):
     cols = cols or min(n, 4)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(width * cols, height * rows + 0.6), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -98,7 +101,7 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
 
 
 def save(fig: Figure, out: Path, name: str, formats) -> list[Path]:
-    """Write ``fig`` as ``out/name.<fmt>`` for each format (PNGs palette-compressed) and close it."""
+    """Write ``fig`` as ``out/name.<fmt>`` for each format (PNGs palette-compressed)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for fmt in formats:
@@ -108,7 +111,6 @@ def save(fig: Figure, out: Path, name: str, formats) -> list[Path]:
         else:
             fig.savefig(path)
         paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -206,7 +208,7 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
     its own scale, so short- and long-response conditions are both readable."""
     data = curves[curves.metric == metric]
     modules = list(dict.fromkeys(data.module))
-    fig, axes = plt.subplots(len(pairs), len(modules), figsize=(2.5 * len(modules), 2.1 * len(pairs) + 0.8),
+    fig, axes = subplots(len(pairs), len(modules), figsize=(2.5 * len(modules), 2.1 * len(pairs) + 0.8),
                              squeeze=False)
     for row, (a, b) in enumerate(pairs):
         for col, module in enumerate(modules):
@@ -223,7 +225,7 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
                 ax.set_xlabel("layer", fontsize=8)
             if col == 0:
                 ax.set_ylabel(f"{a}\nvs {b}", fontsize=8)
-    handles = [plt.Line2D([], [], color="#1b9e77", ls="-"), plt.Line2D([], [], color="#d95f02", ls="--")]
+    handles = [Line2D([], [], color="#1b9e77", ls="-"), Line2D([], [], color="#d95f02", ls="--")]
     fig.legend(handles, ["first condition of the row (e.g. correct)", "second (e.g. irrelevant)"],
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
@@ -243,7 +245,7 @@ def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.Data
     log scale, 95% CI) and, when there are correct/irrelevant pairs, how well the loss, the
     length and the gradient tell them apart (AUROC, 95% CI)."""
     show_auroc = bool(pairs) and not separability.empty
-    fig, axes = plt.subplots(1, 2 if show_auroc else 1, figsize=(13 if show_auroc else 7, 4.2), squeeze=False)
+    fig, axes = subplots(1, 2 if show_auroc else 1, figsize=(13 if show_auroc else 7, 4.2), squeeze=False)
     ax = axes[0][0]
     partner_of = partner_of or {}
     colours = group_colours(groups, partner_of)
@@ -295,7 +297,7 @@ def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[st
     """The paper's layout: a row per task, a panel per condition (column), a line per module;
     panels of a row share their y scale. Missing conditions leave an empty panel."""
     data = curves[curves.metric == metric]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.9 * len(columns), 2.2 * len(rows) + 0.8),
+    fig, axes = subplots(len(rows), len(columns), figsize=(2.9 * len(columns), 2.2 * len(rows) + 0.8),
                              squeeze=False, sharex=True)
     for r, (task, groups) in enumerate(rows):
         top = data[data.group.isin(groups)]["mean"].max()
@@ -343,7 +345,7 @@ def correlations(table: pd.DataFrame) -> Figure:
         ax.set_yticks(y, scores if ax is axes[0] else [""] * len(scores), fontsize=8)
         ax.invert_yaxis()
         ax.grid(alpha=0.3, axis="x")
-    handles = [plt.Line2D([], [], color="#1b9e77", marker="o", ls=""), plt.Line2D([], [], color="#d95f02", marker="^", ls="")]
+    handles = [Line2D([], [], color="#1b9e77", marker="o", ls=""), Line2D([], [], color="#d95f02", marker="^", ls="")]
     fig.legend(handles, ["ρ", "ρ given log response length"], loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(f"Records' own scores against the gradient, loss, length ({data.scope.iloc[0]}), 95% CI", fontsize=11)
     fixed_layout(fig, left=2.4, legend=legend_band(2, 2), wspace=0.4)

@@ -42,11 +42,11 @@ def irrelevant_conditions(paths: list[str | Path]) -> set[str]:
 def steps_figure(table: pd.DataFrame, dashed=()):
     """Four panels (early, middle, late nuclear norm; MAD) against the step, a line per condition
     (``dashed``: the conditions with irrelevant responses)."""
-    from layergrad.analysis.figures import fixed_layout, group_colours, plt
+    from layergrad.analysis.figures import fixed_layout, group_colours, subplots
 
     conditions = list(dict.fromkeys(table.condition))
     colours = group_colours(conditions)
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6))
+    fig, axes = subplots(1, 4, figsize=(15, 3.6))
     panels = [("nn_early", "early layers"), ("nn_middle", "middle layers"), ("nn_late", "late layers"),
               ("mad", "MAD over all layers")]
     for ax, (column, title) in zip(axes, panels):

@@ -148,9 +148,15 @@ def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: f
 
 
 def git_commit() -> str | None:
+    """The commit of layergrad's own checkout (an editable install from git), else None: never the HEAD of
+    whatever repository happens to surround an installed package."""
+    package = Path(__file__).resolve().parents[1]
     try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=package, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        if not top or Path(top).resolve() != package.parent or not (package.parent / "pyproject.toml").is_file():
+            return None
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True, timeout=5)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
