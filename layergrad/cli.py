@@ -53,6 +53,8 @@ def click_option(f):
         value = {"flag_value": False} if f.default else {"is_flag": True}
         return click.option(*flags, name, default=None, help=help_text, **value)
     kind = click.Choice(meta["choices"]) if meta.get("choices") else int if str(f.type).startswith("int") else None
+    if name == "metrics":  # its help lists the statistics registered when it is shown
+        return click.option(*flags, name, cls=MetricsOption, default=None)
     return click.option(*flags, name, type=kind, default=None, help=help_text)
 
 
@@ -133,7 +135,7 @@ def compute(config_file, data, **options):
 Examples:
   layergrad score data.jsonl --model smollm2-135m-instruct --out scored --ifd
   layergrad score data.json --out scored --top 0.1 --by effective_rank      # the top 10% as data.json's format
-  layergrad score data.csv?prompt=question&response=answer --out s --bottom 100 --by nuclear_norm
+  layergrad score 'data.csv?prompt=question&response=answer' --out s --bottom 100 --by nuclear_norm
 \b
 Writes OUT/scored.jsonl and OUT/scored.parquet (every record with all its fields plus lg_* score
 columns) and, with --top/--bottom, OUT/top-<K>-<score>.<ext> in the input's own format. The run
@@ -166,11 +168,13 @@ def score(data, out, top, bottom, by, residualize, window, **options):
 @cli.command()
 @click.option("--out", type=click.Path(), default="demo-run", show_default=True, help="Run directory.")
 @click.option("--model", default="smollm2-135m-instruct", show_default=True, help="Model to run.")
-@click.option("-n", "n", type=int, default=16, show_default=True, help="Problems per condition.")
+@click.option("--limit", "limit", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Problems per condition.")
+@click.option("-n", "n_old", type=click.IntRange(min=1), hidden=True)  # the earlier spelling of --limit
 @click.option("--analysis/--no-analysis", default=True, show_default=True,
               help="Also write the statistics, figures and report.html to OUT/analysis.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def demo(out, model, n, analysis, quiet):
+@click.option("--quiet", "-q", is_flag=True, help="No progress or log output (the summary table is still printed).")
+def demo(out, model, limit, n_old, analysis, quiet):
     """The main job: built-in arithmetic data, three styles x correct/irrelevant, one model.
 
     \b
@@ -182,12 +186,13 @@ def demo(out, model, n, analysis, quiet):
     from layergrad.runs.config import RunConfig
     from layergrad.runs.runner import run
 
+    n = n_old or limit
     data = {}
     for style in ("none", "simplified", "detailed"):
         data[style] = f"builtin:arith/{style}?n={n}"
         data[f"{style}@irrelevant"] = f"builtin:arith/{style}@irrelevant?n={n}"
     config = RunConfig(model=model, data=data, out=out, quiet=quiet)
-    path = run(config, log=_log(False))
+    path = run(config, log=_log(quiet))
     print_summary(path)
     if analysis:
         from layergrad.analysis.analyze import analyze as run_analysis
@@ -207,7 +212,8 @@ class MetricsOption(click.Option):
 
         return ("Comma-separated metrics to analyse (cosine_next is added when computed): the statistics "
                 f"{', '.join(statistics.names())}; and nuclear_norm_per_loss (nuclear norm / loss), "
-                "nuclear_norm_summed (nuclear norm x response tokens: that of the summed-loss gradient).")
+                "nuclear_norm_summed (nuclear norm x response tokens: that of the summed-loss gradient).  "
+                "[default: nuclear_norm,sigma1_ratio,effective_rank]")
 
     @help.setter
     def help(self, value) -> None:
@@ -215,19 +221,32 @@ class MetricsOption(click.Option):
 
 
 def analysis_options(f):
+    """The options of an analysis; --metrics, --bootstrap and --seed are ReproduceConfig's declared fields
+    (one declaration for analyze, compare and reproduce)."""
+    from dataclasses import fields
+
+    from layergrad.runs.config import ReproduceConfig
+
+    declared = {field.name: field for field in fields(ReproduceConfig)}
     options = [
         click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html."),
-        click.option("--metrics", cls=MetricsOption, default="nuclear_norm,sigma1_ratio,effective_rank",
-                     show_default=True),
-        click.option("--bootstrap", "n_boot", type=click.IntRange(min=10), default=1000, show_default=True,
-                     help="Bootstrap resamples for the CIs."),
-        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the resampling."),
+        *(click_option(declared[name]) for name in ("metrics", "bootstrap", "seed")),
         click.option("--formats", default="png,svg", show_default=True, help="Figure formats."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
     ]
     for option in reversed(options):  # click lists them in decoration order, last applied first
         f = option(f)
     return f
+
+
+def analysis_values(metrics, bootstrap, seed) -> dict:
+    """The declared defaults for the options not given."""
+    from layergrad.runs.config import DEFAULT_METRICS
+
+    if bootstrap is not None and bootstrap < 10:
+        raise InputError(f"--bootstrap must be at least 10, got {bootstrap}")
+    return {"metrics": split(metrics) if metrics else list(DEFAULT_METRICS),
+            "n_boot": bootstrap if bootstrap is not None else 1000, "seed": seed if seed is not None else 0}
 
 
 @cli.command(epilog="""
@@ -245,7 +264,7 @@ Markdown, CSV and LaTeX) and report.html (self-contained, claims first).""")
 @analysis_options
 @click.option("--over-steps", is_flag=True,
               help="RUNS are the step-* probes of LayerGradCallback: nuclear norm and MAD against the step.")
-def analyze(runs, out, metrics, n_boot, seed, formats, quiet, over_steps):
+def analyze(runs, out, metrics, bootstrap, seed, formats, quiet, over_steps):
     """Statistics, figures and an HTML report comparing the conditions of each run."""
     if over_steps:
         from layergrad.analysis.steps import write_over_steps
@@ -254,8 +273,7 @@ def analyze(runs, out, metrics, n_boot, seed, formats, quiet, over_steps):
         return
     from layergrad.analysis.analyze import analyze as run_analysis
 
-    run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),
-                 log=_log(quiet))
+    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed), formats=split(formats), log=_log(quiet))
 
 
 @cli.command(epilog="""
@@ -264,13 +282,13 @@ Example:
   layergrad compare runs/qwen2-base runs/qwen2-instruct --out reports/base-vs-instruct""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @analysis_options
-def compare(runs, out, metrics, n_boot, seed, formats, quiet):
+def compare(runs, out, metrics, bootstrap, seed, formats, quiet):
     """Like analyze, but compares the same condition across runs (e.g. base vs instruct model)."""
     from layergrad.analysis.analyze import analyze as run_analysis
 
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs")
-    run_analysis(list(runs), out, metrics=split(metrics), n_boot=n_boot, seed=seed, formats=split(formats),
+    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed), formats=split(formats),
                  across_runs=True, log=_log(quiet))
 
 
@@ -298,8 +316,11 @@ attributes) and claims (statistic, layers, compare, direction); see the README."
 @click.option("--config", "config_file", type=click.Path(), help="reproduce.yaml of an earlier run; options here win.")
 @reproduce_options
 def reproduce(config_file, **options):
-    """A study's whole grid on one model (the paper's, the follow-up's, or your own study file): every
-    claim in one table and one report."""
+    """Run a study on one model: every claim in one table and one report.
+
+    The study is the first paper's (default), the follow-up's (--study followup) or a study file of your
+    own (--study my-study.yaml).
+    """
     from layergrad.reproduction import reproduce as run_reproduce
     from layergrad.runs.config import ReproduceConfig
 
@@ -441,13 +462,17 @@ def irrelevant(source, out, mode, seed, paper_data):
 
 @data.command()
 @click.option("--in", "source", required=True, type=click.Path(), help="JSON/JSONL with question, rationale, answer.")
-@click.option("--out-dir", required=True, type=click.Path(), help="Folder for none.json, simplified.json, detailed.json.")
+@click.option("--out", "out_dir", type=click.Path(), help="Folder for none.json, simplified.json, detailed.json.")
+@click.option("--out-dir", "out_dir_old", type=click.Path(), hidden=True)  # the earlier spelling of --out
 @click.option("--question", default="question", show_default=True)
 @click.option("--rationale", default="rationale", show_default=True, help="Missing: split GSM8K '#### X' answers.")
 @click.option("--answer", default="answer", show_default=True)
 @click.option("--detailed", help="Field holding a detailed rationale (Detailed CoT).")
-def styles(source, out_dir, question, rationale, answer, detailed):
+def styles(source, out_dir, out_dir_old, question, rationale, answer, detailed):
     """Write None / Simplified (/ Detailed) CoT versions of a question-answer dataset."""
+    out_dir = out_dir or out_dir_old
+    if not out_dir:
+        raise click.UsageError("Missing option '--out'.")
     from layergrad.data.conditions import make_styles
     from layergrad.data.samples import read_records
 

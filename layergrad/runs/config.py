@@ -89,8 +89,8 @@ class ReproduceConfig:
     groups: tuple = option(("cot", "math", "wiki"), "paper: cot, math, wiki (comma-separated).")
     tasks: tuple | None = option(None, "Only these tasks, e.g. gsm8k,aqua,math-algebra,wiki (followup: "
                                  "ifd_gpt2/wiz,reasoning).")
-    metrics: tuple = option(DEFAULT_METRICS, "Metrics each cell's analysis covers.")
-    bootstrap: int = option(1000, "Bootstrap resamples (at least 10).", positive=True)
+    metrics: tuple = option(DEFAULT_METRICS, "Comma-separated metrics to analyse.")
+    bootstrap: int = option(1000, "Bootstrap resamples for the CIs (at least 10).", positive=True)
     seed: int = option(0, "Seed of the resampling.")
     task_reports: bool = option(True, "Figures and report.html for every cell too (the CSVs are always written).",
                                 flag="--task-reports/--no-task-reports")

@@ -143,7 +143,7 @@ def test_compare_two_models_on_the_same_data(tiny_run, tmp_path):
 
 def test_analyze_bad_input_is_one_line(tiny_run, tmp_path, capsys):
     for args, needle in ((["--formats", "gif"], "unknown figure format"), (["--metrics", "nuclear"], "unknown metric"),
-                         (["--bootstrap", "0"], "Invalid value for '--bootstrap'")):
+                         (["--bootstrap", "0"], "--bootstrap must be at least 10")):
         assert main(["analyze", str(tiny_run), "--out", str(tmp_path / "a"), *args]) == 2
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1

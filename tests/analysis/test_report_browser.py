@@ -84,7 +84,7 @@ def demo_report(tmp_path_factory):
     from layergrad.cli import main
 
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["demo", "-n", "3", "--model", "tiny-random-llama", "--out", str(out), "-q"]) == 0
+    assert main(["demo", "--limit", "3", "--model", "tiny-random-llama", "--out", str(out), "-q"]) == 0
     return out / "analysis" / "report.html"
 
 

@@ -182,7 +182,7 @@ def test_data_styles_splits_gsm8k_answers(tmp_path, capsys):
              "long": "Tom starts with 3 apples. He buys 4 more, so he has 3 + 4 = 7 apples. The answer is 7."}]
     rows[0]["answer"] = rows[0]["answer"].replace("\\n", "\n")
     (tmp_path / "gsm.jsonl").write_text(json.dumps(rows[0]) + "\n")
-    assert main(["data", "styles", "--in", str(tmp_path / "gsm.jsonl"), "--out-dir", str(tmp_path / "out"),
+    assert main(["data", "styles", "--in", str(tmp_path / "gsm.jsonl"), "--out", str(tmp_path / "out"),
                  "--detailed", "long"]) == 0
     none, simplified, detailed = (json.loads((tmp_path / "out" / f"{n}.json").read_text())[0]
                                   for n in ("none", "simplified", "detailed"))
