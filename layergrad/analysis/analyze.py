@@ -112,12 +112,27 @@ class Analysis:
 def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
             formats=("png", "svg"), across_runs: bool = False, conditions: list[str] | None = None,
             control: pd.DataFrame | None = None, log=print) -> Analysis:
-    """Analyse run directories or ``compute`` DataFrames (one or a list); write ``out`` if given.
+    """Statistics, claims, figures and a report comparing the conditions of one or more runs.
 
-    Within each run every pair of conditions is compared (``across_runs``: the same condition
-    across runs, e.g. base vs instruct; two runs of a base and an instruct model add the
-    claims H4 and H6; any two runs F5). ``conditions`` restricts the analysis to those conditions;
-    ``control``: the claims table of the same data under random weights, quoted in the caveats.
+    Within each run every pair of conditions is compared; the two papers' claims are checked wherever the
+    conditions' attributes fit them.
+
+    Args:
+        runs: A run directory, a ``compute`` DataFrame, or a list of them.
+        out: Write the CSVs, ``tables/``, ``figures/`` and ``report.html`` here (nothing written when None).
+        metrics: The statistics to analyse (any registered one, ``nuclear_norm_per_loss``,
+            ``nuclear_norm_summed``; the cosines are added when computed).
+        n_boot: Bootstrap resamples for the confidence intervals.
+        seed: Seed of the resampling (the tables are reproducible from it).
+        formats: Figure formats (``png``, ``svg``, ``pdf``).
+        across_runs: Compare the same condition across runs instead (base vs instruct: H4, H6; any two: F5).
+        conditions: Only these conditions.
+        control: The claims table of the same data under random weights, quoted in the caveats.
+        log: Where progress lines go.
+
+    Returns:
+        An ``Analysis``: ``.claims``, ``.curves``, ``.mad``, ``.rd``, ``.tests``, ``.auroc``, ``.increment``,
+        ``.length``, ``.correlations`` as DataFrames; ``.figure(name, metric)``; ``.write(folder)``.
     """
     if out is not None and any(f not in FIGURE_FORMATS for f in formats):
         bad = next(f for f in formats if f not in FIGURE_FORMATS)

@@ -220,10 +220,22 @@ def parse_json_line(line: str, number: int, path: Path):
 
 def load_samples(source, limit: int | None = None, *, fields: dict | None = None,
                  strict: bool = True, paper_data: str | None = None) -> list[Sample]:
-    """Samples of a path or source string (see module doc), in source order.
+    """Samples of a data source, in source order.
 
-    Duplicates (same content) keep their first occurrence; with ``strict`` any unusable
-    record or duplicate raises an InputError naming it, else it is returned with ``problem``.
+    Args:
+        source: A ``.json``/``.jsonl``/``.csv``/``.parquet`` file (Alpaca, prompt-completion or chat records;
+            other column names mapped as ``'data.csv?prompt=question&response=answer'``), ``paper:<task>/<style>
+            [@irrelevant]``, ``builtin:arith/<style>[@irrelevant][?n=N]``, ``hf:<dataset>[:config][@split]``, or a
+            list of records.
+        limit: Only the first ``limit`` samples.
+        fields: The column mapping, as a dict (``{"prompt": ..., "response": ...}``).
+        strict: Raise on an unusable record or a duplicate; else return it with ``problem`` set.
+        paper_data: A local copy of the paper's ``data/`` folder (else ``$LAYERGRAD_PAPER_DATA``, else downloaded
+            once and checked).
+
+    Returns:
+        A list of ``Sample`` (prompt, response, context, content-hash id, the record's other fields). Duplicates
+        keep their first occurrence.
     """
     source, query_fields = split_fields(source)
     fields = fields or query_fields

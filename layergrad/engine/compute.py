@@ -43,15 +43,31 @@ class BatchRecords:
 
 
 def compute(m, samples, modules=None, paper: bool = False, batch_size: int | None = None,
-            batch_tokens: int | None = None, **options) -> pd.DataFrame:
+            batch_tokens: int | None = None, limit: int | None = None, **options) -> pd.DataFrame:
     """Per-sample, per-layer, per-module gradient spectra as a tidy DataFrame.
 
-    ``m``: a loaded model (``.model``, ``.tokenizer``); ``samples``: a list of Sample, a source, or a
-    dict {condition: samples or source} (a source's attributes — task, style, variant, ... — go to
-    ``df.attrs['attributes']``, where ``analyze`` finds the conditions its claims compare); ``modules``:
-    None (all kinds; q/k/v/o with ``paper=True``), 'all', 'attn', 'mlp', kinds or 're:<regex>'. The
-    samples table is ``df.attrs['samples']``. A condition none of whose samples can be computed is an
-    InputError before any forward pass.
+    Args:
+        m: A loaded model (``load_model``).
+        samples: A list of ``Sample``, a source string, or a dict ``{condition: samples or source}``. A source's
+            attributes (task, style, variant, ...) go to ``df.attrs['attributes']``, where ``analyze`` finds
+            the conditions its claims compare.
+        modules: ``None`` (all seven kinds; q/k/v/o with ``paper=True`` or ``recipe='oda'``), ``'all'``,
+            ``'attn'``, ``'mlp'``, kinds (``'q_proj,k_proj'``) or ``'re:<regex>'`` on parameter names.
+        paper: Reproduce the original script (its formatting, batch of one).
+        batch_size: Samples per batch (default: 1 on a CPU, a token budget on a GPU).
+        batch_tokens: Padded tokens per batch (length-sorted).
+        limit: Only the first ``limit`` samples of each condition.
+        **options: Any other compute option (``layergrad.engine.options.ComputeOptions``): ``layers``
+            (``'-1'``, ``'-4:'``, ``'late'``, ...), ``max_length``, ``route``, ``solver``, ``threads``, ``spectrum``,
+            ``cosine``, ``ifd``, ``reinit``, ``recipe``, ``append_eos``, ``system_prompt``.
+
+    Returns:
+        One row per (sample, layer, module) with every registered statistic; ``df.attrs['samples']`` holds one
+        row per sample (loss, tokens, status and reason of a skip), ``df.attrs['plan']`` the kernel plan used.
+
+    Raises:
+        LayergradError: A condition none of whose samples can be computed, or an unknown option (one line,
+            before any forward pass).
     """
     from layergrad.data.attributes import attributes_of
     from layergrad.data.samples import load_samples
@@ -59,7 +75,8 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
     opts = build_options(ComputeOptions, modules=modules, paper=paper, batch_size=batch_size,
                          batch_tokens=batch_tokens, **options)
     given = samples if isinstance(samples, dict) else {"default": samples}
-    conditions = {name: load_samples(v) if isinstance(v, str) else list(v) for name, v in given.items()}
+    conditions = {name: load_samples(v, limit, strict=False) if isinstance(v, str) else list(v)[:limit]
+                  for name, v in given.items()}
     attributes = {name: attributes_of(v) if isinstance(v, str) else {} for name, v in given.items()}
     check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)
     stats, rows = [], []

@@ -556,8 +556,18 @@ def tune(cells: dict, *, retime: bool = False) -> list[str]:
 
 
 def tune_model(m, lengths=(64, 128, 256, 512, 1024, 2048), modules="all", retime: bool = False) -> list[str]:
-    """Time the kernel plan of this CPU for a loaded model's target shapes at these sample lengths (or
-    read it from the cache) and describe it, a line each (``layergrad tune``)."""
+    """Time the kernel plan of this CPU for a model's shapes (``layergrad tune``), or read it from the cache.
+
+    Args:
+        m: A loaded model.
+        lengths: Sample lengths (tokens) to plan for.
+        modules: Which module kinds.
+        retime: Forget this machine's plan and time everything again.
+
+    Returns:
+        The plan, a line each: the executor, the eigensolver per size, every (length, shape) cell's recipe with
+        the times it was chosen on.
+    """
     from layergrad.engine.projections import input_sharing, select_targets
 
     kinds: dict = {}

@@ -41,7 +41,19 @@ STATISTICS: dict[str, Statistic] = {}
 
 def register_statistic(name: str, formula: Callable, *, label: str, unit: str, more: str,
                        original: str | None = None) -> Statistic:
-    """Add a statistic to every table and listing from now on (computed for runs started after)."""
+    """Add a statistic to every table and listing from now on (computed for runs started after).
+
+    Args:
+        name: Its column name (an identifier).
+        formula: ``Spectrum -> (K,) tensor``: reads ``sigma``, ``nuclear``, ``sigma_max``, ``frobenius_sq``, ...
+        label: The axis label of its figures.
+        unit: ``gradient``, ``count``, ``share`` or ``ratio``.
+        more: What a larger value means (for the report's wording).
+        original: Its key in the original code's JSONL, if it wrote it.
+
+    Returns:
+        The registered ``Statistic``.
+    """
     if not name.isidentifier():
         raise InputError(f"a statistic's name must be an identifier (letters, digits, _), got {name!r}")
     entry = Statistic(name, formula, label, unit, more, original)
