@@ -41,8 +41,36 @@ def accepts_logits_to_keep(model_class) -> bool:
 
 
 def response_losses(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's scored (response) tokens, fp32."""
-    token_loss = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(),
-                                 reduction="none").view(scored.shape)
-    weights = scored.float()
-    return (token_loss * weights).sum(1) / weights.sum(1)
+    """(B, T, V) logits -> (B,) mean cross-entropy over each sample's scored (response) tokens, fp32.
+
+    ``logits[:, j]`` predicts ``ids[:, j + 1]``; ``scored`` (B, T - 1) marks the predicted tokens that count."""
+    return ScoredCrossEntropy.apply(logits, ids[:, 1:], scored.float())
+
+
+class ScoredCrossEntropy(torch.autograd.Function):
+    """The mean token cross-entropy of ``response_losses`` with a backward that writes the logits' gradient in
+    two passes over (B, T, V): w·softmax = exp(x − (logsumexp − log |w|)), then −w at each target (w = the
+    token's weight times the incoming gradient; 0 outside the scored tokens, so exp gives exact zeros there;
+    a negative w's rows change sign).
+    Autograd's log_softmax + nll + slice backward makes six passes and three (B, T, V) temporaries; the
+    numbers are the same to fp32 rounding (tests/engine/test_losses.py)."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, weights):
+        x = logits[:, :-1].float()
+        picked = targets[..., None]
+        token_loss = -torch.log_softmax(x, -1).gather(-1, picked).squeeze(-1)  # (B, T - 1); the fused kernel
+        lse = x.gather(-1, picked).squeeze(-1) + token_loss  # (torch.logsumexp makes 4 passes over x)
+        ctx.save_for_backward(logits, targets, weights, lse)
+        return (token_loss * weights).sum(1) / weights.sum(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, weights, lse = ctx.saved_tensors
+        scale = weights * (grad / weights.sum(1))[:, None]  # (B, T - 1)
+        shift = F.pad(lse - scale.abs().log(), (0, 1), value=float("inf"))  # the last position predicts nothing
+        g = torch.sub(logits.float(), shift[..., None]).exp_()
+        if (scale < 0).any():  # a negative incoming gradient (never from loss.backward())
+            g[:, :-1].mul_(scale.sign()[..., None])
+        g[:, :-1].scatter_add_(-1, targets[..., None], -scale[..., None])
+        return g.to(logits.dtype), None, None
