@@ -1,6 +1,6 @@
 """Fine-tune SmolLM2-135M-Instruct on the paper's GSM8K Detailed CoT and watch the layers.
 
-    python examples/finetune_probe.py --paper-data ../shared/paper-data --out runs/finetune
+    python examples/finetune_probe.py --out runs/finetune
     layergrad analyze runs/finetune/probes/step-* --out runs/finetune/over-steps --over-steps
 
 A few dozen optimiser steps of plain SFT (AdamW, loss on the response tokens only) on a CPU; every
@@ -49,7 +49,7 @@ class SFTData(torch.utils.data.Dataset):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--paper-data", default="../shared/paper-data")
+    parser.add_argument("--paper-data", default=None, help="a local copy (default: $LAYERGRAD_PAPER_DATA or a checksummed download)")
     parser.add_argument("--out", default="runs/finetune")
     parser.add_argument("--steps", type=int, default=16)
     parser.add_argument("--every", type=int, default=4)
