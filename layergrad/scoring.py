@@ -64,11 +64,16 @@ def statistic_names() -> list[str]:
     return list(statistics.names())
 
 
+def base_scores(ifd: bool) -> list[str]:
+    """The scores before a per-kind or per-segment suffix: every statistic, the loss, the length (and IFD)."""
+    return statistic_names() + ["loss", "response_tokens"] + (["ifd", "loss_direct"] if ifd else [])
+
+
 def score_names(ifd: bool) -> list[str]:
     """Every score ``--by`` accepts (without the prefix)."""
     names = [f"{s}{suffix}" for s in statistic_names() for suffix in ["", *(f"_{k}" for k in KINDS),
                                                                        *(f"_{g}" for g in SEGMENTS)]]
-    return names + ["loss", "response_tokens"] + (["ifd", "loss_direct"] if ifd else [])
+    return names + base_scores(ifd)[len(statistic_names()):]
 
 
 def score_column(by: str, ifd: bool) -> str:
@@ -78,12 +83,8 @@ def score_column(by: str, ifd: bool) -> str:
     if name in ("ifd", "loss_direct") and not ifd:
         raise InputError(f"--by {by} needs --ifd (the IFD is computed only when asked)")
     if name not in names:
-        shown = [n for n in names if "_" not in n.replace("nuclear_norm", "").replace("effective_rank", "")
-                 .replace("sigma1_ratio", "").replace("sigma_max", "").replace("frobenius_norm", "")
-                 .replace("stable_rank", "").replace("sigma_min", "").replace("response_tokens", "")
-                 .replace("loss_direct", "")]
-        raise InputError(f"unknown score '{by}'.{did_you_mean(name, names)} Scores: {', '.join(shown)}, each also "
-                         f"_<kind> and _early|middle|late")
+        raise InputError(f"unknown score '{by}'.{did_you_mean(name, names)} Scores: {', '.join(base_scores(ifd))}, "
+                         f"each also _<kind> and _early|middle|late")
     return PREFIX + name
 
 
@@ -179,6 +180,7 @@ def compute_windows(config: RunConfig, source: RecordSource, window: int, log, t
         progress = Progress(total=(source.count() or 0) if config.limit is None else config.limit,
                             quiet=config.quiet, log=log)
         tokens, used_plan = 0, {}
+        oda = config.compute.recipe == "oda"
         started, clock = pd.Timestamp.now(tz="UTC"), time.perf_counter()
         for k, (start, records) in enumerate(source.windows(window)):
             if config.limit is not None and start >= config.limit:
@@ -186,7 +188,6 @@ def compute_windows(config: RunConfig, source: RecordSource, window: int, log, t
             records = records[:config.limit - start] if config.limit is not None else records
             if world.distributed and k % world.size != world.rank:
                 continue
-            oda = config.compute.recipe == "oda"
             samples = [record_sample(r, start + i, source.fields, oda) for i, r in enumerate(records)]
             pending = [s for s in samples if (CONDITION, s.sample_id) not in done]
             progress.done += len(samples) - len(pending)
@@ -236,16 +237,15 @@ def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda:
     samples = samples[samples.condition == CONDITION].drop_duplicates("source_index").set_index("source_index")
     if oda and "spectrum" in stats.columns:
         stats = stats.assign(effective_rank=stats.spectrum.map(oda_effective_rank))
-    parts = {}
-    layers = set(stats.layer) if len(stats) else set()
-    for name in (n for n in statistic_names() if n in stats.columns):
-        parts[name] = stats.groupby("sample_id")[name].mean()
-        for kind in sorted(set(stats.module), key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k)):
-            parts[f"{name}_{kind}"] = stats[stats.module == kind].groupby("sample_id")[name].mean()
-        for segment in SEGMENTS:
-            lo, hi = segment_bounds(n_layers)[segment]
-            if any(lo <= layer < hi for layer in layers):
-                parts[f"{name}_{segment}"] = stats[(stats.layer >= lo) & (stats.layer < hi)].groupby("sample_id")[name].mean()
+    names = [n for n in statistic_names() if n in stats.columns]
+    kinds = sorted(set(stats.module), key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k))
+    layers = set(stats.layer)
+    subsets = {"": stats, **{f"_{kind}": stats[stats.module == kind] for kind in kinds}}
+    for segment, (lo, hi) in segment_bounds(n_layers).items():
+        if segment in SEGMENTS and any(lo <= layer < hi for layer in layers):
+            subsets[f"_{segment}"] = stats[(stats.layer >= lo) & (stats.layer < hi)]
+    means = {suffix: subset.groupby("sample_id")[names].mean() for suffix, subset in subsets.items()}
+    parts = {f"{name}{suffix}": means[suffix][name] for name in names for suffix in subsets}
     table = pd.DataFrame(parts).add_prefix(PREFIX).reindex(samples.sample_id.to_numpy())
     table.index = samples.index
     table[PREFIX + "loss"] = samples.loss.where(samples.status == "ok")

@@ -309,6 +309,11 @@ def _resolve(source, paper_data):
 
 def _hub_records(spec: str) -> list:
     """'name[:config][@split]' from the Hugging Face hub via ``datasets`` (needs network)."""
+    return [dict(r) for r in hub_dataset(spec)]
+
+
+def hub_dataset(spec: str, streaming: bool = False):
+    """The ``datasets`` split named by 'name[:config][@split]' (default split: train); one-line errors."""
     try:
         import datasets
     except ImportError:
@@ -316,7 +321,6 @@ def _hub_records(spec: str) -> list:
     name, _, split = spec.partition("@")
     name, _, config = name.partition(":")
     try:
-        ds = datasets.load_dataset(name, config or None, split=split or "train")
+        return datasets.load_dataset(name, config or None, split=split or "train", streaming=streaming)
     except Exception as exc:  # offline, unknown name, ...: one line for the user
         raise InputError(f"cannot load hub dataset '{spec}': {str(exc).splitlines()[0]}") from None
-    return [dict(r) for r in ds]

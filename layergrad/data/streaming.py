@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from layergrad.data.samples import parse_json_line, read_records, split_fields
+from layergrad.data.samples import hub_dataset, parse_json_line, read_records, split_fields
 from layergrad.errors import InputError
 
 FILE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".pq")
@@ -111,17 +111,7 @@ class RecordSource:
 
 def hub_stream(spec: str) -> Iterator[dict]:
     """'name[:config][@split]' from the Hugging Face hub, streamed (needs network and ``datasets``)."""
-    try:
-        import datasets
-    except ImportError:
-        raise InputError("hub datasets need the 'datasets' package: pip install 'layergrad[hub]'") from None
-    name, _, split = spec.partition("@")
-    name, _, config = name.partition(":")
-    try:
-        stream = datasets.load_dataset(name, config or None, split=split or "train", streaming=True)
-    except Exception as exc:  # offline, unknown name, ...: one line for the user
-        raise InputError(f"cannot load hub dataset '{spec}': {str(exc).splitlines()[0]}") from None
-    for row in stream:
+    for row in hub_dataset(spec, streaming=True):
         yield dict(row)
 
 

@@ -23,16 +23,12 @@ from layergrad.data.attributes import attributes_of
 from layergrad.errors import InputError, did_you_mean
 from layergrad.studies.paper import CLAIMS as PAPER_CLAIMS
 from layergrad.studies.paper import LABELS as PAPER_LABELS
-from layergrad.studies.schema import ClaimSpec, Condition, Study
+from layergrad.studies.paper import claim
+from layergrad.studies.schema import Condition, Study
 
 MARGIN = 0.1  # |cosine| below this is "near zero" (F6)
 QUALITY = {"family": "quality"}
 LABELS = {**PAPER_LABELS, "quality": "", "traces": ""}
-
-
-def claim(id, statement, definition, kind, compare, direction, **more) -> ClaimSpec:
-    return ClaimSpec(id=id, statement=statement, definition=definition, kind=kind, compare=compare,
-                     direction=direction, per="task", **more)
 
 
 CLAIMS = (
