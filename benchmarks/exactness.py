@@ -1,6 +1,6 @@
 """layergrad's statistics against a float64 model's materialised gradients (the outside reference).
 
-    python benchmarks/exactness.py [--n 3] [--styles none detailed] [--paper-data ../shared/paper-data] [--candidates]
+    python benchmarks/exactness.py [--n 3] [--styles none detailed] [--paper-data ../shared/paper-data] [--candidates] [--products]
 
 SmolLM2-135M-Instruct, the paper's GSM8K, all seven kinds in every layer: layergrad computes on the
 float32 model as usual; the reference is a float64 copy of the same model, one sample at a time, plain
@@ -8,7 +8,8 @@ autograd (param.grad), fp64 SVD of every weight gradient. Printed per style: the
 deviation of the nuclear norm, σ1, the Frobenius norm, the σ1 ratio and the effective rank over all
 (sample, layer, module), and their 99th percentile. (What fp32 itself costs: the forward/backward in
 float32 against float64.) ``--candidates``: the same for every candidate recipe of the kernel plan
-(engine/plan.py), each forced on every target in turn, against the same references.
+(engine/plan.py), each forced on every target in turn, against the same references. ``--products``: the
+same for every kernel of the linear layers' products (engine/products.py), each forced on all in turn.
 """
 
 import argparse
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 import layergrad
-from layergrad.engine import plan
+from layergrad.engine import plan, products
 from layergrad.engine.batching import Item
 from layergrad.engine.compute import make_formatter
 from layergrad.engine.options import ComputeOptions
@@ -61,21 +62,24 @@ def main():
     parser.add_argument("--styles", nargs="+", default=["none", "detailed"])
     parser.add_argument("--paper", action="store_true", help="paper formatting (q/k/v/o unless --all-kinds)")
     parser.add_argument("--candidates", action="store_true", help="every candidate recipe of the kernel plan")
+    parser.add_argument("--products", action="store_true", help="every kernel of the linear layers' products")
     parser.add_argument("--paper-data", default=str(Path(__file__).resolve().parents[2] / "shared" / "paper-data"))
     args = parser.parse_args()
     m = layergrad.load_model("smollm2-135m-instruct", log=lambda *a: None)
     model64 = copy.deepcopy(m.model).double().eval()
     opts = ComputeOptions(paper=args.paper, modules="all").resolved()
     fmt = make_formatter(m, opts)
-    recipes = {"the plan": None}
+    recipes = {"the plan": contextlib.nullcontext}
     if args.candidates:
-        recipes.update({r.describe(): r for r in plan.candidates()})
+        recipes.update({r.describe(): (lambda r=r: plan.forced(r)) for r in plan.candidates()})
+    if args.products:
+        recipes.update({f"products by {k}": (lambda k=k: plan.forced_products(k)) for k in products.kernels()})
     for style in args.styles:
         samples = layergrad.load_samples(f"paper:gsm8k/{style}", limit=args.n, paper_data=args.paper_data)
         refs = {s.sample_id: fp64_reference(model64, Item("x", s, fmt.encode(s))) for s in samples}
         tokens = np.mean([fmt.encode(s).n_response for s in samples])
         for label, recipe in recipes.items():
-            with plan.forced(recipe) if recipe else contextlib.nullcontext():
+            with recipe():
                 frame = layergrad.compute(m, samples, paper=args.paper, modules="all")
             errors = {c: [] for c in COLUMNS}
             for s in samples:

@@ -29,6 +29,7 @@ import torch  # noqa: E402
 import layergrad  # noqa: E402
 from layergrad.engine.compute import make_formatter  # noqa: E402
 from layergrad.engine.options import ComputeOptions  # noqa: E402
+from layergrad.engine import plan  # noqa: E402
 from layergrad.engine.plan import cpu_name  # noqa: E402
 from layergrad.engine.projections import select_targets  # noqa: E402
 
@@ -129,11 +130,27 @@ def main():
           f"{min(e.n_tokens for e in items)}-{max(e.n_tokens for e in items)} tokens, {args.rounds} rounds (medians)")
     for name, values in times.items():
         t = statistics.median(values)
-        print(f"  {name:38s} {t:6.2f} s/record  {t / train:5.2f}x training step", flush=True)
+        print(f"  {name:38s} {t:6.2f} s/record  {t / train:6.3f}x training step", flush=True)
     for case in cases:
         peer_t, lg_t = (statistics.median(times[f"{who}: {case}"]) for who in ("peers", "layergrad"))
         print(f"  {case}: layergrad {peer_t / lg_t:.1f}x faster than the peers' recipe")
     print(f"  last layer's nuclear norms, layergrad vs the peers' SVD: largest relative difference {worst:.1e}")
+    print(f"  the products' kernels (engine/products.py, the plan's choice here, per record): "
+          + "; ".join(sorted({products_line(m, e) for e in items})))
+
+
+def products_line(m, e) -> str:
+    """'kernel: module names' of one record's linear layers, as the plan chooses them."""
+    from layergrad.engine.products import plain_linear
+
+    head = m.model.get_output_embeddings()
+    chosen: dict[str, set] = {}
+    for name, mod in m.model.named_modules():
+        if plain_linear(mod, frozen=False):
+            rows = e.n_response + 1 if mod is head else e.n_tokens
+            chosen.setdefault(plan.product_kernel(rows, mod.in_features, mod.out_features), set()).add(
+                name.rsplit(".", 1)[-1])
+    return ", ".join(f"{kernel} for {'/'.join(sorted(names))}" for kernel, names in sorted(chosen.items()))
 
 
 if __name__ == "__main__":

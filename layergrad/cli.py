@@ -384,7 +384,7 @@ is missing, before its first sample. LAYERGRAD_PLAN=rules runs without timing.""
               help="Sample lengths (tokens) to plan for, comma-separated.")
 @click.option("--retime", is_flag=True, help="Forget this machine's plan and time everything again.")
 def tune(model, modules, lengths, retime):
-    """Time the kernel plan of this CPU for a model's shapes and print it."""
+    """Time the kernel plan of this CPU for a model's shapes (spectra, eigensolvers, the LM head) and print it."""
     from layergrad.engine.plan import tune_model
     from layergrad.models import load_model
 

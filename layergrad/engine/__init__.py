@@ -6,6 +6,6 @@ capture.py (hooks that capture inputs and output gradients, the backward only as
 threads.py (the thread budget and the one executor) · spectra.py (exact singular values from the
 factors; the recipes) · plan.py (the kernel plan: each recipe's steps timed per machine) · solvers.py
 (the symmetric eigensolvers) · statistics.py (the registry of spectrum statistics) · losses.py (response
-losses, the kept LM-head positions) · ifd.py (instruction-following difficulty) · compute.py (the loop:
+losses, the kept LM-head positions) · products.py (the linear layers' products on the plan's BLAS) · ifd.py (instruction-following difficulty) · compute.py (the loop:
 batch -> forward/backward -> records) · original.py (the paper's algorithm, the baseline).
 """

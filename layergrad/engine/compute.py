@@ -23,6 +23,7 @@ from layergrad.engine.batching import Item, pad_batch, plan_batches
 from layergrad.engine.capture import Captured, GradientCapture
 from layergrad.engine.ifd import ifd_columns, ifd_input
 from layergrad.engine.losses import logits_to_keep, response_losses
+from layergrad.engine.products import planned_products
 from layergrad.declare import build_options
 from layergrad.engine.options import ComputeOptions
 from layergrad.engine.projections import input_sharing, select_targets
@@ -250,11 +251,13 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     cap.start_batch(mask)
     keep = logits_to_keep(m.model, scored)
     extra = {"logits_to_keep": keep} if keep else {}
-    logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
-    first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1
-    losses = response_losses(logits, ids[:, first:], scored[:, first:])  # (B,)
-    del logits
-    losses.sum().backward()
+    kernels = plan.product_kernels(m.model, rows=ids.numel(), head_rows=ids.shape[0] * (keep or ids.shape[1]))
+    with planned_products(m.model, kernels) as products:
+        logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
+        first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1
+        losses = response_losses(logits, ids[:, first:], scored[:, first:], reuse_logits=products.owns(logits))
+        del logits
+        losses.sum().backward()
     results = cap.collect()
     stat_rows = spectra_rows(results, batch, opts)
     if opts.cosine:

@@ -31,8 +31,10 @@ import torch
 
 from layergrad.data.formatting import Encoded, Formatter
 from layergrad.data.samples import Sample
+from layergrad.engine import plan
 from layergrad.engine.batching import Item, pad_batch
 from layergrad.engine.losses import logits_to_keep, response_losses
+from layergrad.engine.products import planned_products
 
 ABOVE_ONE = "IFD > 1: the instruction makes the response harder to predict (the follow-up drops these)"
 
@@ -85,7 +87,8 @@ def sequence_losses(m, encoded: list[Encoded], device) -> list[float]:
     pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
     ids, mask, scored = pad_batch([Item("", None, e) for e in encoded], pad_id, device)
     keep = logits_to_keep(m.model, scored)
-    with torch.no_grad():
+    kernels = plan.product_kernels(m.model, rows=ids.numel(), head_rows=ids.shape[0] * (keep or ids.shape[1]))
+    with torch.no_grad(), planned_products(m.model, kernels):
         logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False,
                          **({"logits_to_keep": keep} if keep else {})).logits
         first = ids.shape[1] - logits.shape[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -40,28 +41,40 @@ def accepts_logits_to_keep(model_class) -> bool:
     return "logits_to_keep" in inspect.signature(model_class.forward).parameters
 
 
-def response_losses(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+CHUNK_ELEMENTS = 1 << 22  # logits per log_softmax call of the forward (16 MB: the temporary is reused, never faulted in)
+
+
+def response_losses(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor, *,
+                    reuse_logits: bool = False) -> torch.Tensor:
     """(B, T, V) logits -> (B,) mean cross-entropy over each sample's scored (response) tokens, fp32.
 
-    ``logits[:, j]`` predicts ``ids[:, j + 1]``; ``scored`` (B, T - 1) marks the predicted tokens that count."""
-    return ScoredCrossEntropy.apply(logits, ids[:, 1:], scored.float())
+    ``logits[:, j]`` predicts ``ids[:, j + 1]``; ``scored`` (B, T - 1) marks the predicted tokens that count.
+    ``reuse_logits``: nothing else holds the logits (fp32, the LM head's own output), so the backward writes
+    their gradient over them instead of into a new (B, T, V) tensor."""
+    return ScoredCrossEntropy.apply(logits, ids[:, 1:], scored.float(), reuse_logits)
 
 
 class ScoredCrossEntropy(torch.autograd.Function):
-    """The mean token cross-entropy of ``response_losses`` with a backward that writes the logits' gradient in
-    two passes over (B, T, V): w·softmax = exp(x − (logsumexp − log |w|)), then −w at each target (w = the
-    token's weight times the incoming gradient; 0 outside the scored tokens, so exp gives exact zeros there;
-    a negative w's rows change sign).
+    """The mean token cross-entropy of ``response_losses`` with a forward in row chunks (no (B, T, V)
+    temporary) and a backward that writes the logits' gradient in two passes over (B, T, V):
+    w·softmax = exp(x − (logsumexp − log |w|)), then −w at each target (w = the token's weight times the
+    incoming gradient; 0 outside the scored tokens, so exp gives exact zeros there; a negative w's rows
+    change sign).
     Autograd's log_softmax + nll + slice backward makes six passes and three (B, T, V) temporaries; the
-    numbers are the same to fp32 rounding (tests/engine/test_losses.py)."""
+    numbers are the same to fp32 rounding (tests/engine/test_losses.py). A (B, T, V) tensor costs its
+    page faults on every batch (30 ms for 170 MB on an AMD EPYC), as much as the passes themselves."""
 
     @staticmethod
-    def forward(ctx, logits, targets, weights):
+    def forward(ctx, logits, targets, weights, reuse_logits=False):
         x = logits[:, :-1].float()
-        picked = targets[..., None]
-        token_loss = -torch.log_softmax(x, -1).gather(-1, picked).squeeze(-1)  # (B, T - 1); the fused kernel
-        lse = x.gather(-1, picked).squeeze(-1) + token_loss  # (torch.logsumexp makes 4 passes over x)
+        rows = max(1, CHUNK_ELEMENTS // max(x.shape[-1], 1))
+        token_loss = x.new_empty(targets.shape)
+        for b, i in itertools.product(range(x.shape[0]), range(0, x.shape[1], rows)):  # per row the kernel of
+            chunk = x[b, i:i + rows]  # one call over (B, T, V): the chunks change no number
+            token_loss[b, i:i + rows] = -torch.log_softmax(chunk, -1).gather(-1, targets[b, i:i + rows, None])[:, 0]
+        lse = x.gather(-1, targets[..., None]).squeeze(-1) + token_loss  # (torch.logsumexp: 4 passes over x)
         ctx.save_for_backward(logits, targets, weights, lse)
+        ctx.reuse_logits = reuse_logits and logits.dtype == torch.float32
         return (token_loss * weights).sum(1) / weights.sum(1)
 
     @staticmethod
@@ -69,8 +82,11 @@ class ScoredCrossEntropy(torch.autograd.Function):
         logits, targets, weights, lse = ctx.saved_tensors
         scale = weights * (grad / weights.sum(1))[:, None]  # (B, T - 1)
         shift = F.pad(lse - scale.abs().log(), (0, 1), value=float("inf"))  # the last position predicts nothing
-        g = torch.sub(logits.float(), shift[..., None]).exp_()
+        if ctx.reuse_logits:
+            g = logits.sub_(shift[..., None]).exp_()
+        else:
+            g = torch.sub(logits.float(), shift[..., None]).exp_()
         if (scale < 0).any():  # a negative incoming gradient (never from loss.backward())
             g[:, :-1].mul_(scale.sign()[..., None])
         g[:, :-1].scatter_add_(-1, targets[..., None], -scale[..., None])
-        return g.to(logits.dtype), None, None
+        return g.to(logits.dtype), None, None, None

@@ -12,7 +12,10 @@ step's candidates on random matrices of that size, on one thread as the jobs run
 - the factors: Householder QR or Cholesky; the products R·M: plain or blocked (R's zero triangle
   skipped); the fp64 Grams: plain or blocked (the upper block triangle only);
 - the eigensolver per size: torch's LAPACK or numpy's;
-- the executor per thread budget: jobs on worker threads, or inline on the calling thread.
+- the executor per thread budget: jobs on worker threads, or inline on the calling thread;
+- the library of each linear layer's product (the model's own layers and LM head) per shape, row
+  bucket and thread budget, timed as a run calls it, on all its threads: torch's BLAS, oneDNN's or
+  numpy's (products.py).
 
 Each step's default is the simple one (QR, plain, plain, torch, the route of the flop-count rule in
 spectra.py, workers); another candidate replaces it only when it is at least 10% faster (noise must not
@@ -55,6 +58,10 @@ _steps: dict[tuple, dict] = {}  # step timings of this process: (step, *sizes) -
 _lock = threading.RLock()
 _file_locks: dict = {}  # cache path -> its FileLock (one object per path: re-entrant)
 _forced: list[Recipe] = []  # plan.forced(recipe): every cell takes it (tests, benchmarks/exactness.py)
+_forced_products: list[str] = []  # plan.forced_products(kernel): every plain linear layer takes it (tests)
+PRODUCT_ROWS = (64, 512)  # products are planned from 64 rows on (torch below), timed at powers of 2 up to 512
+PRODUCT_WORK = 1 << 24  # ... from 16M multiply-adds on
+PRODUCT_WEIGHTS = 1 << 16  # ... and for weights of 65,536 entries or more (tiny test models' products keep torch's)
 
 
 def timing_enabled() -> bool:
@@ -171,6 +178,52 @@ def executor(budget: int) -> str:
     return cached_or_timed("executor", f"{budget} threads", lambda: time_executor(budget))["choice"]
 
 
+def product_kernels(model, rows: int, head_rows: int) -> dict:
+    """{module: kernel} for each plain linear layer of ``model`` (products.py): the fastest at ``rows`` rows,
+    the LM head's at ``head_rows`` (the kept positions)."""
+    from layergrad.engine.products import plain_linears
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return {mod: product_kernel(head_rows if mod is head else rows, mod.in_features, mod.out_features)
+            for mod in plain_linears(model)}
+
+
+def product_kernel(rows: int, d_in: int, d_out: int, timing: bool = True) -> str:
+    """The kernel of a (rows × d_in) · (d_in × d_out) product on a CPU: 'torch', 'onednn' or 'numpy', the
+    fastest at the nearest power of two of rows (at most ``PRODUCT_ROWS[1]``; the ratio holds above) on the
+    thread budget, timed once per machine and budget and cached; torch for small products, under
+    LAYERGRAD_PLAN=rules, and without ``timing`` for a size not timed before."""
+    if _forced_products:
+        return _forced_products[-1]
+    if rows < PRODUCT_ROWS[0] or rows * d_in * d_out < PRODUCT_WORK or d_in * d_out < PRODUCT_WEIGHTS \
+            or not timing_enabled():
+        return "torch"
+    from layergrad.engine.threads import budget
+
+    g = product_rows(rows)
+    entry = cached_or_timed("products", product_key(g, d_in, d_out, budget()), lambda: time_product(g, d_in, d_out),
+                            timing)
+    return entry["choice"] if entry else "torch"
+
+
+def product_rows(rows: int) -> int:
+    return min(2 ** math.ceil(math.log2(rows)), PRODUCT_ROWS[1])
+
+
+def product_key(rows: int, d_in: int, d_out: int, threads: int) -> str:
+    return f"{rows} rows|{d_in}->{d_out}|{threads} threads"
+
+
+@contextmanager
+def forced_products(kernel: str):
+    """Every plain linear layer takes ``kernel`` ('torch', 'onednn' or 'numpy') in the body, whatever its size."""
+    _forced_products.append(kernel)
+    try:
+        yield
+    finally:
+        _forced_products.pop()
+
+
 @contextmanager
 def forced(choice: Recipe):
     """Every cell takes ``choice`` in the body (the candidates' exactness tests and benchmarks)."""
@@ -204,7 +257,7 @@ def used(device, cells) -> dict:
     wanted |= {(section, str(bucket(n))) for t, p, d, s in cells for n in (min(t, p, d), min(p, d))
                for section in ("solver", f"solver {out['machine']}")}
     for (section, key), entry in sorted(mine.items()):
-        if (section, key) in wanted or section == "executor":
+        if (section, key) in wanted or section in ("executor", "products"):
             out.setdefault(section, {})[key] = entry
     return out
 
@@ -509,6 +562,37 @@ def time_executor(budget: int) -> dict:
     return {"choice": pick(times, "workers" if budget >= 2 else "inline"), "ms": times}
 
 
+def time_product(rows: int, d_in: int, d_out: int) -> dict:
+    """A linear layer's forward and backward products (rows × d_in · d_in × d_out, then rows × d_out · d_out ×
+    d_in) by every kernel of products.py, as a run calls them (torch and oneDNN on torch's threads, numpy
+    spread over the workers); the fastest of two rounds after a warm-up, alternating, each call repeated to
+    20 ms. A kernel that fails here is left out."""
+    from layergrad.engine import products
+    from layergrad.engine.threads import numpy_single_threaded
+
+    x, w, g = _random(rows, d_in), _random(d_out, d_in, seed=1), _random(rows, d_out, seed=2)
+    calls = {name: (lambda name=name: tuple(f(a, w) for f, a in zip(products.PRODUCTS[name], (x, g))))
+             for name in products.kernels() if name != "torch"}
+    calls = {"torch": lambda: (x @ w.T, g @ w), **calls}
+    times, repeats = dict.fromkeys(calls, math.inf), dict.fromkeys(calls, 1)
+    with numpy_single_threaded():
+        for round_ in range(3):
+            for name, call in list(calls.items()):
+                start = time.perf_counter()
+                try:
+                    for _ in range(repeats[name]):
+                        call()
+                except RuntimeError:  # a kernel this build or CPU cannot run
+                    del calls[name], times[name]
+                    continue
+                ms = (time.perf_counter() - start) * 1e3 / repeats[name]
+                if round_:
+                    times[name] = min(times[name], ms)
+                else:
+                    repeats[name] = max(1, math.ceil(20 / max(ms, 1e-3)))
+    return {"choice": pick(times, "torch"), "rows": rows, "ms": {k: round(t, 3) for k, t in times.items()}}
+
+
 def spectra_job(x, delta) -> None:
     from layergrad.engine import solvers
 
@@ -566,7 +650,7 @@ def tune_model(m, lengths=(64, 128, 256, 512, 1024, 2048), modules="all", retime
 
     Returns:
         The plan, a line each: the executor, the eigensolver per size, every (length, shape) cell's recipe with
-        the times it was chosen on.
+        the times it was chosen on, and each linear layer's product kernel per size (engine/products.py).
     """
     from layergrad.engine.projections import input_sharing, select_targets
 
@@ -574,4 +658,34 @@ def tune_model(m, lengths=(64, 128, 256, 512, 1024, 2048), modules="all", retime
     for target, sharing in input_sharing(select_targets(m.model, modules)):
         for t in sorted({int(n) for n in lengths}):
             kinds.setdefault((t, target.p, target.d, sharing), {})[target.kind] = None
-    return tune({cell: ", ".join(names) for cell, names in kinds.items()}, retime=retime)
+    lines = tune({cell: ", ".join(names) for cell, names in kinds.items()}, retime=retime)
+    return lines + tune_products(m.model, lengths)
+
+
+def tune_products(model, lengths) -> list[str]:
+    """One line per plain linear shape of ``model`` and row bucket of these lengths: its kernel and the times
+    (the LM head's rows are at most the sample's length)."""
+    from layergrad.engine.products import plain_linear
+    from layergrad.engine.threads import budget
+
+    shapes: dict = {}
+    for name, mod in model.named_modules():
+        if plain_linear(mod, frozen=False):
+            shapes.setdefault((mod.in_features, mod.out_features), {})[name.rsplit(".", 1)[-1]] = None
+    before = load_cache().get(machine_key(), {}).get("products", {})
+    lines = []
+    for (d_in, d_out), names in shapes.items():
+        for rows in sorted({product_rows(n) for n in lengths if n >= PRODUCT_ROWS[0]}):
+            span = f"{max(rows // 2 + 1, PRODUCT_ROWS[0])}-{rows}" if rows < PRODUCT_ROWS[1] else f"{rows // 2 + 1}+"
+            head = f"linear {d_in}->{d_out} ({', '.join(names)}), {span} rows, {budget()} threads: "
+            if rows * d_in * d_out < PRODUCT_WORK or d_in * d_out < PRODUCT_WEIGHTS:
+                lines.append(head + f"torch  [below {PRODUCT_WORK:,} multiply-adds or {PRODUCT_WEIGHTS:,} weights: "
+                                    "not timed]")
+                continue
+            choice = product_kernel(rows, d_in, d_out)
+            key = product_key(rows, d_in, d_out, budget())
+            entry = cached_or_timed("products", key, None, timing=False)
+            times = ", ".join(f"{k} {ms:.2f}" for k, ms in sorted(entry["ms"].items(), key=lambda kv: kv[1]))
+            lines.append(head + f"{choice}  [ms forward + backward at {rows} rows: {times}]"
+                         + (" (cached)" if key in before else " (timed now)"))
+    return lines

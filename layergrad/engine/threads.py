@@ -9,8 +9,9 @@ adjacent-layer inner products) is a job of ``Jobs``: with a budget of two or mor
 ``budget`` worker threads as soon as the backward has produced its output gradient, while the
 backward goes on; with a budget of one it runs at once on the calling thread. Either way a job's
 BLAS and LAPACK calls run on one thread (MKL's thread-local setting; numpy's OpenBLAS held at one
-thread during a run) in the same order, so the tables do not depend on the budget, the thread
-count or how a BLAS splits its work: inline and pooled runs are equal bit for bit. One thread per
+thread during a run) in the same order, so the jobs' results do not depend on the budget, the thread
+count or how a BLAS splits its work: inline and pooled runs are equal bit for bit. (The model's own
+linear products take the plan's kernel for the budget: products.py.) One thread per
 call also keeps its speed when another process shares the cores (a threaded MKL solve collapses
 then: barrier spinning).
 """
@@ -128,6 +129,17 @@ def workers() -> int:
     jobs inline where that timed faster (compute.py)."""
     n = budget()
     return n if n > 1 and mkl_local_setter() is not None else 0
+
+
+def spread(fn, items) -> None:
+    """``fn(item)`` for every item, shared by ``budget()`` worker threads (one at a time on this thread
+    with a budget of one); returns when all are done, re-raising the first error."""
+    n = budget()
+    if n < 2:
+        for item in items:
+            fn(item)
+        return
+    list(_pool(n).map(fn, items))
 
 
 @functools.cache
