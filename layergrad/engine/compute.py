@@ -251,7 +251,7 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     cap.start_batch(mask)
     keep = logits_to_keep(m.model, scored)
     extra = {"logits_to_keep": keep} if keep else {}
-    kernels = plan.product_kernels(m.model, rows=ids.numel(), head_rows=ids.shape[0] * (keep or ids.shape[1]))
+    kernels = plan.product_kernels(m.model, ids, keep)
     with planned_products(m.model, kernels) as products:
         logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False, **extra).logits
         first = ids.shape[1] - logits.shape[1]  # logits[:, j] predict token first + j + 1

@@ -87,7 +87,7 @@ def sequence_losses(m, encoded: list[Encoded], device) -> list[float]:
     pad_id = m.tokenizer.pad_token_id if m.tokenizer.pad_token_id is not None else 0
     ids, mask, scored = pad_batch([Item("", None, e) for e in encoded], pad_id, device)
     keep = logits_to_keep(m.model, scored)
-    kernels = plan.product_kernels(m.model, rows=ids.numel(), head_rows=ids.shape[0] * (keep or ids.shape[1]))
+    kernels = plan.product_kernels(m.model, ids, keep)
     with torch.no_grad(), planned_products(m.model, kernels):
         logits = m.model(input_ids=ids, attention_mask=mask.long(), use_cache=False,
                          **({"logits_to_keep": keep} if keep else {})).logits

@@ -178,12 +178,13 @@ def executor(budget: int) -> str:
     return cached_or_timed("executor", f"{budget} threads", lambda: time_executor(budget))["choice"]
 
 
-def product_kernels(model, rows: int, head_rows: int) -> dict:
-    """{module: kernel} for each plain linear layer of ``model`` (products.py): the fastest at ``rows`` rows,
-    the LM head's at ``head_rows`` (the kept positions)."""
+def product_kernels(model, ids: torch.Tensor, keep: int) -> dict:
+    """{module: kernel} for each plain linear layer of ``model`` (products.py) in a forward pass over the (B, T)
+    ``ids``: the fastest at B·T rows, the LM head's at its B·``keep`` kept positions (0: all T)."""
     from layergrad.engine.products import plain_linears
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    rows, head_rows = ids.numel(), ids.shape[0] * (keep or ids.shape[1])
     return {mod: product_kernel(head_rows if mod is head else rows, mod.in_features, mod.out_features)
             for mod in plain_linears(model)}
 
@@ -214,24 +215,24 @@ def product_key(rows: int, d_in: int, d_out: int, threads: int) -> str:
     return f"{rows} rows|{d_in}->{d_out}|{threads} threads"
 
 
-@contextmanager
 def forced_products(kernel: str):
     """Every plain linear layer takes ``kernel`` ('torch', 'onednn' or 'numpy') in the body, whatever its size."""
-    _forced_products.append(kernel)
-    try:
-        yield
-    finally:
-        _forced_products.pop()
+    return pushed(_forced_products, kernel)
+
+
+def forced(choice: Recipe):
+    """Every cell takes ``choice`` in the body (the candidates' exactness tests and benchmarks)."""
+    return pushed(_forced, choice)
 
 
 @contextmanager
-def forced(choice: Recipe):
-    """Every cell takes ``choice`` in the body (the candidates' exactness tests and benchmarks)."""
-    _forced.append(choice)
+def pushed(stack: list, value):
+    """``value`` on top of ``stack`` in the body."""
+    stack.append(value)
     try:
         yield
     finally:
-        _forced.pop()
+        stack.pop()
 
 
 def candidates() -> list[Recipe]:

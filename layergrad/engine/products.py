@@ -41,9 +41,9 @@ def feature_blocks(n: int) -> list[slice]:
     return [slice(start, start + BLOCK) for start in range(0, n, BLOCK)]
 
 
-def numpy_forward(x: torch.Tensor, weight: torch.Tensor, spread: bool = True) -> torch.Tensor:
+def numpy_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x (..., d) · Wᵀ (d, n) by numpy's BLAS, one call per ``BLOCK`` output features, the calls shared by
-    the workers (``spread``) or all on this thread."""
+    the workers."""
     flat = x.detach().reshape(-1, x.shape[-1]).contiguous()
     out = torch.empty(flat.shape[0], weight.shape[0], dtype=flat.dtype)
     left, w, result = flat.numpy(), weight.detach().numpy(), out.numpy()
@@ -51,13 +51,13 @@ def numpy_forward(x: torch.Tensor, weight: torch.Tensor, spread: bool = True) ->
     def block(cols: slice) -> None:
         np.matmul(left, w[cols].T, out=result[:, cols])
 
-    run(block, feature_blocks(len(w)), spread)
+    threads.spread(block, feature_blocks(len(w)))
     return out.reshape(*x.shape[:-1], len(w))
 
 
-def numpy_input_grad(grad: torch.Tensor, weight: torch.Tensor, spread: bool = True) -> torch.Tensor:
+def numpy_input_grad(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """∂y (..., n) · W (n, d) by numpy's BLAS, one call per ``BLOCK`` output features (shared by the
-    workers, or all on this thread), their partial products summed in block order."""
+    workers), their partial products summed in block order."""
     flat = grad.detach().reshape(-1, grad.shape[-1]).contiguous()
     left, w = flat.numpy(), weight.detach().numpy()
     blocks = feature_blocks(len(w))
@@ -66,19 +66,11 @@ def numpy_input_grad(grad: torch.Tensor, weight: torch.Tensor, spread: bool = Tr
     def block(k: int) -> None:
         parts[k] = left[:, blocks[k]] @ w[blocks[k]]
 
-    run(block, range(len(blocks)), spread)
+    threads.spread(block, range(len(blocks)))
     total = parts[0]
     for part in parts[1:]:
         total += part
     return torch.from_numpy(total).reshape(*grad.shape[:-1], w.shape[1])
-
-
-def run(fn, items, spread: bool) -> None:
-    if spread:
-        threads.spread(fn, items)
-    else:
-        for item in items:
-            fn(item)
 
 
 def onednn_available() -> bool:
@@ -134,11 +126,9 @@ def plain_linears(model) -> list[nn.Linear]:
 
 
 class PlannedProducts:
-    """The kernels of a ``planned_products`` body, and the logits the LM head last returned (not torch's)."""
+    """The logits the LM head of a ``planned_products`` body last returned (not torch's head)."""
 
-    def __init__(self, kernels: dict, head):
-        self.kernels = kernels
-        self.head = head
+    def __init__(self):
         self.logits: torch.Tensor | None = None
 
     def owns(self, logits: torch.Tensor) -> bool:
@@ -152,7 +142,7 @@ def planned_products(model, kernels: dict):
     """In the body each module of ``kernels`` ({module: kernel}, plan.product_kernels chooses them) multiplies
     by its kernel ('torch': untouched); yields a PlannedProducts. The modules' own forwards after."""
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    planned = PlannedProducts(kernels, head)
+    planned = PlannedProducts()
     replaced = [mod for mod, kernel in kernels.items() if kernel != "torch" and plain_linear(mod)]
     for mod in replaced:
         mod.forward = replacement(mod, kernels[mod], planned if mod is head else None)
