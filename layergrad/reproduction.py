@@ -32,8 +32,9 @@ from layergrad.declare import command_words
 from layergrad.errors import InputError
 from layergrad.runs.config import ReproduceConfig
 from layergrad.runs.runner import run
-from layergrad.studies import BUILTIN, Study, load_study
+from layergrad.studies import Study, load_study
 from layergrad.studies.paper import GROUPS, STYLES, grid  # noqa: F401  (the paper's grid, for callers)
+from layergrad.studies.registry import GridFigure
 
 __all__ = ["ReproduceConfig", "reproduce", "run_study", "grid", "GROUPS", "STYLES"]
 
@@ -73,19 +74,18 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
     write_yaml(out / "reproduce.yaml", config.to_dict())
     started = time.perf_counter()
     extra = {"attributes": study.attributes, "study": study.name}
-    run(config.run_config(study.data), log=log, conditions=conditions, extra=extra, keep_going=True)
-    control = reinit_control(config, study, conditions, log) if config.reinit else None
+    run(config.run_config(study.data, hooks=study.hooks), log=log, conditions=conditions, extra=extra, keep_going=True)
+    control = reinit_control(config, study, conditions, log) if config.reinit_for(study.hooks) else None
     cells = study_cells(study)
     analyses, table = analyse_grid(out, cells, config, study, control, log)
     table.to_csv(out / "claims.csv", index=False)
     notes = list(study.notes)
     (out / "claims.md").write_text("".join(f"> {n}\n" for n in notes) + ("\n" if notes else "")
                                    + report.claims_markdown(table, list(cells)), encoding="utf-8")
-    figure_paths = (group_figures(analyses, config, out / "figures") if study.name == "paper"
-                    else followup_figures(analyses, cells, out / "figures") if study.name == "followup" else [])
+    figure_paths = draw_figures(study.hooks.figures(study, list(analyses), config), analyses, out / "figures")
     report.write_replication_report(out / "report.html", table, figure_paths, list(cells), model=config.run.model,
                                     limit=config.run.limit, paper=config.run.compute.paper,
-                                    command=command_line(config), seconds=time.perf_counter() - started, notes=notes)
+                                    command=command_line(config, study.hooks), seconds=time.perf_counter() - started, notes=notes)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<cell>/ for {len(cells)} cells")
     return out
 
@@ -137,13 +137,14 @@ def analyse_grid(out: Path, cells: dict, config: ReproduceConfig, study: Study, 
 
 
 def reinit_control(config: ReproduceConfig, study: Study, conditions: dict, log) -> pd.DataFrame | None:
-    """The claims once more on re-initialised weights (OUT/run-reinit; the follow-up: its quality pairs only)."""
-    names = [c.name for c in study.conditions
-             if study.name != "followup" or c.attributes.get("family") == "quality"]
+    """The claims once more on re-initialised weights (OUT/run-reinit) for the conditions the study names
+    (``hooks.control``: every condition, the follow-up its quality pairs)."""
+    names = study.hooks.control(study)
     if not names:
         return None
     log("the random-weights control (--reinit 0)")
-    root = run(config.run_config({n: study.data[n] for n in names}, "run-reinit", reinit=0, ifd=False, cosine=False),
+    root = run(config.run_config({n: study.data[n] for n in names}, "run-reinit", hooks=study.hooks, reinit=0, ifd=False,
+                                 cosine=False),
                log=log, conditions={n: conditions[n] for n in names},
                extra={"attributes": {n: study.attributes[n] for n in names}, "study": study.name}, keep_going=True)
     return claim_table_of(load_runs(root), config, study, missing=False)
@@ -187,48 +188,29 @@ def write_yaml(path: Path, values: dict) -> None:
     write_atomic(path, yaml.safe_dump(values, sort_keys=False))
 
 
-def group_figures(analyses: dict, config: ReproduceConfig, out: Path) -> list[Path]:
-    """One figure per group in the paper's layout: a row per task, a panel per style, a line per module."""
+def draw_figures(layouts: list[GridFigure], analyses: dict, out: Path) -> list[Path]:
+    """The study's figures (``hooks.figures``), each drawn from its cells' curves; a figure whose metric has no
+    curves is left out."""
     paths = []
-    for group in config.groups:
-        tasks = [t for t in GROUPS[group] if t in analyses]
-        if not tasks:
+    for fig in layouts:
+        cells = [label for label, _ in fig.rows if label in analyses]
+        curve_rows = pd.concat([analyses[c].curves for c in cells], ignore_index=True) if cells else pd.DataFrame()
+        if not cells or fig.metric not in set(curve_rows.metric):
             continue
-        curve_rows = pd.concat([analyses[t].curves for t in tasks], ignore_index=True)
-        rows = [(t, [f"{t}/{s}" for s in STYLES[group]]) for t in tasks]
-        fig = figures.grid_panels(curve_rows, "nuclear_norm", rows, list(STYLES[group]),
-                                  title=f"{group}: mean nuclear norm per layer and module (correct responses)")
-        paths += [p for p in figures.save(fig, out, f"paper_{group}", ["png", "svg"]) if p.suffix == ".png"]
+        drawn = figures.grid_panels(curve_rows, fig.metric, fig.rows, fig.columns,
+                                    title=fig.title.format(metric=figures.label(fig.metric)))
+        paths += [p for p in figures.save(drawn, out, fig.file, ["png", "svg"]) if p.suffix == ".png"]
     return paths
 
 
-def followup_figures(analyses: dict, cells: dict, out: Path) -> list[Path]:
-    """The follow-up's layout: a row per (metric, pool) cell, high and low side by side, a line per module;
-    one figure for the nuclear norm and one for the effective rank."""
-    tasks = [t for t in cells if t in analyses and {f"{t}/high", f"{t}/low"} <= set(cells[t])]
-    if not tasks:
-        return []
-    curve_rows = pd.concat([analyses[t].curves for t in tasks], ignore_index=True)
-    paths = []
-    for metric in ("nuclear_norm", "effective_rank"):
-        if metric not in set(curve_rows.metric):
-            continue
-        fig = figures.grid_panels(curve_rows, metric, [(t, [f"{t}/high", f"{t}/low"]) for t in tasks], ["high", "low"],
-                                  title=f"High vs low quality: mean {figures.label(metric)} per layer and module")
-        paths += [p for p in figures.save(fig, out, f"followup_{metric}", ["png", "svg"]) if p.suffix == ".png"]
-    return paths
-
-
-def command_line(config: ReproduceConfig) -> str:
+def command_line(config: ReproduceConfig, hooks) -> str:
     study = config.study if isinstance(config.study, str) else "STUDY.yaml"
-    parts = ["layergrad reproduce" + (f" --study {study}" if study != "paper" else ""),
-             f"--model {config.run.model}"]
-    if config.study == "paper":
-        parts.append(f"--groups {','.join(config.groups)}")
+    default = ReproduceConfig().study
+    parts = ["layergrad reproduce" + (f" --study {study}" if study != default else ""), f"--model {config.run.model}"]
+    parts += hooks.words(config)
     if config.tasks:
         parts.append(f"--tasks {','.join(config.tasks)}")
     if config.run.limit:
         parts.append(f"--limit {config.run.limit}")
     parts += command_words(config.run.load) + command_words(config.run.compute)
-    data = "--followup-data DIR" if config.study == "followup" else "--paper-data DIR" if config.study in BUILTIN else ""
-    return " ".join(parts + ([data] if data else []) + [f"--out {config.out}"])
+    return " ".join(parts + ([hooks.data_flag] if hooks.data_flag else []) + [f"--out {config.out}"])

@@ -114,6 +114,13 @@ def bad(tmp_path, capsys, text: str) -> str:
     (("direction: greater", "direction: bigger"), "line 11, claims.0.direction: unknown direction 'bigger'"),
     (("    margin: 0.05", "    margn: 0.05"), "line 18, claims.1.margn: unknown key 'margn'. Did you mean 'margin'"),
     (("layers: late", "layers: latest"), "line 9, claims.0.layers: unknown layers 'latest'"),
+    (("    margin: 0.05", "    margin: 0.05\n    options: {effect_knd: words}"),
+     "line 19, claims.1.options.effect_knd: unknown option 'effect_knd' of a difference claim with caveat controls. "
+     "Did you mean 'effect_kind'"),
+    (("    margin: 0.05", "    margin: 0.05\n    kind: diference"),
+     "line 19, claims.1.kind: unknown claim kind 'diference'. Did you mean 'difference'"),
+    (("    margin: 0.05", "    margin: 0.05\n    caveat: lenght"),
+     "line 19, claims.1.caveat: unknown caveat 'lenght'. Did you mean 'length'"),
     (("name: filter-check", "name: [filter"), "line 2: malformed YAML"),
 ])
 def test_a_bad_study_file_is_one_line_naming_the_key_and_line_before_any_model_work(tmp_path, capsys, mistake,

@@ -172,8 +172,7 @@ CLAIM_METRICS = ("nuclear_norm", "effective_rank", "cosine_next", "cosine_pair")
 def claim_metrics(stats: pd.DataFrame, matrices: dict, specs=()) -> dict:
     """{metric: per-sample matrices} of what the claims read (CLAIM_METRICS and the claims' own statistics),
     reusing those the analysis made."""
-    wanted = list(CLAIM_METRICS) + [s.statistic for s in specs] + [m for s in specs
-                                                                    for m, _ in s.options.get("statistics", ())]
+    wanted = list(CLAIM_METRICS) + [m for s in specs for m in s.reads]
     return {m: matrices[m] if m in matrices else curves.sample_matrices(stats, m)
             for m in dict.fromkeys(wanted) if m in stats.columns}
 
@@ -190,9 +189,12 @@ def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, s
                                seed, labels=labels, whole=study.name if study is not None else "", **controls)
 
 
+RUN_PAIRINGS = ("in order", "base vs instruct")  # how a between-runs claim picks its two runs (options.runs)
+
+
 def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
-    """Two runs: F5 (layer-wise patterns, in run order); and H4, H6 when one is a base and the other an
-    instruct model (by their chat template)."""
+    """Two runs: the built-in between-runs claims, each on the two runs its ``options.runs`` picks — the runs
+    in the order given, or the base and the instruct model (by their chat template)."""
     from layergrad.studies import builtin_claims, builtin_labels
 
     if len(data.runs) != 2:
@@ -200,19 +202,29 @@ def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int
         return pd.DataFrame(columns=claims.COLUMNS)
     specs, labels = builtin_claims(), builtin_labels()
     metrics = claim_metrics(stats, matrices, specs)
-    first, second = data.runs
-    parts = [claims.between_runs_table(specs, data.of_run(first), data.of_run(second), metrics, prompts, n_boot, seed,
-                                       labels=labels, ids=("F5",))]
+    parts = []
+    for pairing in RUN_PAIRINGS:
+        chosen = [s for s in specs if s.between_runs and s.options.runs == pairing]
+        runs = run_pair(data, pairing)
+        if not chosen:
+            continue
+        if runs is None:
+            log(f"{'/'.join(s.id for s in chosen)} need one base and one instruct run; skipped")
+            continue
+        parts.append(claims.between_runs_table(chosen, data.of_run(runs[0]), data.of_run(runs[1]), metrics, prompts,
+                                               n_boot, seed, labels=labels))
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=claims.COLUMNS)
+
+
+def run_pair(data: Loaded, pairing: str) -> tuple[str, str] | None:
+    """(first, second) run of a pairing: as given, or (base, instruct) by the runs' chat templates."""
+    if pairing == "in order":
+        return tuple(data.runs)
     chat = {label: m.get("model", {}).get("chat") for label, m in data.manifests.items()}
     base = [r for r, c in chat.items() if c is False]
     instruct = [r for r, c in chat.items() if c is True]
-    if len(base) == 1 and len(instruct) == 1:
-        parts.append(claims.between_runs_table(specs, data.of_run(base[0]), data.of_run(instruct[0]), metrics, prompts,
-                                               n_boot, seed, labels=labels, ids=("H4", "H6")))
-    else:
-        log("H4/H6 need one base and one instruct run; skipped")
-    parts = [p for p in parts if len(p)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=claims.COLUMNS)
+    return (base[0], instruct[0]) if len(base) == 1 and len(instruct) == 1 else None
 
 
 def make_folder(out: Path) -> Path:

@@ -18,7 +18,6 @@ from layergrad.errors import InputError, did_you_mean
 from layergrad.models import LoadOptions
 
 DEFAULT_METRICS = ("nuclear_norm", "sigma1_ratio", "effective_rank")  # what an analysis covers unless told
-FOLLOWUP_MAX_LENGTH = 2048  # the follow-up's scripts (its README runs 4096)
 RENAMED = {"segments": "solve_per"}  # keys older run directories wrote
 RETIRED = ("overlap",)  # keys that no longer mean anything: read and ignored
 PARTS = {"load": LoadOptions, "compute": ComputeOptions}
@@ -118,15 +117,14 @@ class ReproduceConfig:
         own = {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
         return {**own, **{k: v for k, v in self.run.to_dict().items() if k not in ("out", "data")}}
 
-    @property
-    def reinit(self) -> bool:
-        return self.reinit_control if self.reinit_control is not None else self.study == "followup"
+    def reinit_for(self, hooks) -> bool:
+        """Whether the random-weights control runs: as asked, else the study's default (its ``hooks``)."""
+        return self.reinit_control if self.reinit_control is not None else hooks.reinit
 
-    def run_config(self, data: dict, folder: str = "run", **compute) -> RunConfig:
-        options = self.run.compute
-        if self.study == "followup":  # the follow-up's choices, unless given
-            length = options.max_length or (FOLLOWUP_MAX_LENGTH if options.paper else None)  # else 2048 or the model's
-            options = replace(options, ifd=True, cosine=True, max_length=length)
+    def run_config(self, data: dict, folder: str = "run", hooks=None, **compute) -> RunConfig:
+        """The RunConfig of some of the study's conditions in ``OUT/folder``: the study's compute defaults
+        (``hooks.compute``) unless given, then ``compute``'s overrides."""
+        options = hooks.compute(self.run.compute) if hooks is not None else self.run.compute
         return replace(self.run, data=data, out=str(Path(self.out) / folder), compute=replace(options, **compute))
 
 

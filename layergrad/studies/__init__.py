@@ -1,7 +1,9 @@
 """Studies as declared data: a study's conditions (source + attributes) and its claims (claim kinds with
-parameters). schema.py (the form and its checks) · paper.py and followup.py (the two papers, built in) ·
-here: ``load_study`` (a built-in's name, a YAML file, a dict or a Study) and ``builtin_claims`` (what
-``analyze`` checks on any run: the two papers' claims, wherever the conditions' attributes fit them).
+parameters). registry.py (the extension points: claim kinds, caveats, studies) · schema.py (the form and
+its checks) · paper.py and followup.py (the two papers, registered built-in studies with their hooks) ·
+here: ``load_study`` (a registered study's name, a YAML file, a dict or a Study) and ``builtin_claims``
+(what ``analyze`` checks on any run: the registered studies' claims, wherever the conditions' attributes
+fit them).
 """
 
 from __future__ import annotations
@@ -9,34 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 
 from layergrad.errors import InputError
+from layergrad.studies.registry import STUDIES, StudyHooks, claim_kind, caveat, register_study
 from layergrad.studies.schema import ClaimSpec, Condition, Study, study_from_dict
 
-BUILTIN = ("paper", "followup")
 SCHEMES = ("paper:", "builtin:", "hf:")
 
-__all__ = ["BUILTIN", "ClaimSpec", "Condition", "Study", "builtin_claims", "load_study"]
+__all__ = ["ClaimSpec", "Condition", "Study", "StudyHooks", "builtin_claims", "caveat", "claim_kind", "load_study",
+           "register_study"]
 
 
 def load_study(spec, *, statistics=(), groups=("cot", "math", "wiki"), tasks=None, paper_data=None,
                followup_data=None) -> Study:
-    """A Study from a built-in's name ('paper', 'followup': ``groups``/``tasks``, ``paper_data`` and
+    """A Study from a registered study's name ('paper', 'followup': ``groups``/``tasks``, ``paper_data`` and
     ``followup_data`` choose their cells), a YAML file, a dict or a Study; ``statistics``: the names a
     claim's statistic may take. A bad study is a one-line error naming the key (and the file's line)."""
     if isinstance(spec, Study):
         return spec
     if isinstance(spec, dict):
         return study_from_dict(spec, statistics=statistics)
-    if spec == "paper":
-        from layergrad.studies.paper import paper_study
-
-        return paper_study(groups, tasks)
-    if spec == "followup":
-        from layergrad.studies.followup import followup_study
-
-        return followup_study(followup_data, paper_data, tasks)
+    if isinstance(spec, str) and spec in STUDIES:
+        return STUDIES.get(spec).build(groups=groups, tasks=tasks, paper_data=paper_data, followup_data=followup_data)
     path = Path(str(spec)).expanduser()
     if not path.is_file():
-        raise InputError(f"unknown study '{spec}': use {' or '.join(BUILTIN)}, or the path of a study file (.yaml)")
+        raise InputError(f"unknown study '{spec}': use {' or '.join(STUDIES.names())}, or the path of a study file "
+                         "(.yaml)")
     return study_file(path, statistics)
 
 
@@ -89,13 +87,17 @@ def key_lines(node, path: tuple = ()) -> dict:
 
 
 def builtin_claims() -> tuple[ClaimSpec, ...]:
-    """The claims ``analyze`` checks on any run: the first paper's, then the follow-up's."""
-    from layergrad.studies.followup import ALL_CLAIMS
-
-    return ALL_CLAIMS
+    """The claims ``analyze`` checks on any run: every registered study's, in order, each id once."""
+    found: dict[str, ClaimSpec] = {}
+    for _, study in STUDIES.items():
+        for spec in study.claims:
+            found.setdefault(spec.id, spec)
+    return tuple(found.values())
 
 
 def builtin_labels() -> dict:
-    from layergrad.studies.followup import LABELS
-
-    return LABELS
+    """The registered studies' words for attribute values, merged."""
+    labels: dict = {}
+    for _, study in STUDIES.items():
+        labels.update(study.labels or {})
+    return labels

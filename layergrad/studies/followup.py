@@ -24,9 +24,11 @@ from layergrad.errors import InputError, did_you_mean
 from layergrad.studies.paper import CLAIMS as PAPER_CLAIMS
 from layergrad.studies.paper import LABELS as PAPER_LABELS
 from layergrad.studies.paper import claim
+from layergrad.studies.registry import GridFigure, StudyHooks, register_study
 from layergrad.studies.schema import Condition, Study
 
 MARGIN = 0.1  # |cosine| below this is "near zero" (F6)
+MAX_LENGTH = 2048  # the follow-up's scripts (its README runs 4096)
 QUALITY = {"family": "quality"}
 LABELS = {**PAPER_LABELS, "quality": "", "traces": ""}
 
@@ -94,10 +96,42 @@ def grid(followup_data: str | None = None, paper_data: str | None = None, tasks=
     return cells
 
 
-def followup_study(followup_data: str | None = None, paper_data: str | None = None, tasks=None) -> Study:
+def figures(study: Study, analysed: list[str], config) -> list[GridFigure]:
+    """A row per (metric, pool) cell, high and low side by side, a line per module; one figure for the nuclear
+    norm and one for the effective rank."""
+    names = {c.name for c in study.conditions}
+    tasks = [t for t in analysed if {f"{t}/high", f"{t}/low"} <= names]
+    if not tasks:
+        return []
+    return [GridFigure(f"followup_{metric}", metric, [(t, [f"{t}/high", f"{t}/low"]) for t in tasks], ["high", "low"],
+                       "High vs low quality: mean {metric} per layer and module")
+            for metric in ("nuclear_norm", "effective_rank")]
+
+
+def quality_pairs(study: Study) -> list[str]:
+    """The conditions the random-weights control runs again: the quality pairs."""
+    return [c.name for c in study.conditions if c.attributes.get("family") == "quality"]
+
+
+def compute_defaults(options):
+    """IFD and the cosines on; at most ``MAX_LENGTH`` tokens in the paper-compatible mode (else the model's)."""
+    from dataclasses import replace
+
+    length = options.max_length or (MAX_LENGTH if options.paper else None)
+    return replace(options, ifd=True, cosine=True, max_length=length)
+
+
+HOOKS = StudyHooks(figures=figures, control=quality_pairs, reinit=True, compute=compute_defaults,
+                   data_flag="--followup-data DIR")
+
+
+def followup_study(followup_data: str | None = None, paper_data: str | None = None, tasks=None, **unused) -> Study:
     """The follow-up's study on the data folder's layout (or the public folder, downloaded once)."""
     notes: list[str] = []
     cells = grid(followup_data, paper_data, tasks, notes)
     conditions = tuple(Condition(name, source, attributes_of(source))
                        for task in cells.values() for name, source in task.items())
-    return Study("followup", conditions, ALL_CLAIMS, LABELS, tuple(notes))
+    return Study("followup", conditions, ALL_CLAIMS, LABELS, tuple(notes), hooks=HOOKS)
+
+
+register_study("followup", followup_study, claims=ALL_CLAIMS, labels=LABELS)

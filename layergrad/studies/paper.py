@@ -12,6 +12,7 @@ from __future__ import annotations
 from layergrad.data.attributes import attributes_of
 from layergrad.data.paper import COT_TASKS, MATH_TASKS
 from layergrad.errors import InputError, did_you_mean
+from layergrad.studies.registry import GridFigure, StudyHooks, register_study
 from layergrad.studies.schema import ClaimSpec, Condition, Study
 
 GROUPS = {"cot": COT_TASKS, "math": tuple(MATH_TASKS), "wiki": ("wiki",)}
@@ -29,10 +30,10 @@ LENGTH_CONTROL = {"reference": NONE_TO_DETAILED, "reference_words": "None→Deta
                   "reference_needs": "a reasoning task with None and Detailed CoT"}
 
 
-def claim(id, statement, definition, kind, compare, direction, **more) -> ClaimSpec:
-    """A claim of this study: evaluated per task, on nuclear norms unless said otherwise."""
+def claim(id, statement, definition, kind, compare, direction, caveat="length", **more) -> ClaimSpec:
+    """A claim of this study: evaluated per task, on nuclear norms, with the length caveat unless said otherwise."""
     return ClaimSpec(id=id, statement=statement, definition=definition, kind=kind, compare=compare,
-                     direction=direction, per="task", **more)
+                     direction=direction, per="task", caveat=caveat, **more)
 
 
 CLAIMS = (
@@ -80,12 +81,12 @@ CLAIMS = (
           "|log-ratio None→Detailed| of the early-layer mean nuclear norm, instruct minus base (positive = holds); each "
           "model's samples resampled on their own.", "gap_between_runs", {"style": ["detailed", "none"]}, "greater",
           where=REASONING, test="bootstrap", caveat="none",
-          options={"words": "None→Detailed", "first_run": "base", "second_run": "instruct"}),
+          options={"words": "None→Detailed", "first_run": "base", "second_run": "instruct", "runs": "base vs instruct"}),
     claim("H6", "Correct vs irrelevant differ less for the instruct model than for the base model",
           "RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).",
           "rd_between_runs", {"style": ["detailed"]}, "less", where={"family": "reasoning"}, test="bootstrap",
           caveat="none", options={"within": CORRECT_VS_IRRELEVANT, "words": "Detailed", "first_run": "base",
-                                  "second_run": "instruct"}),
+                                  "second_run": "instruct", "runs": "base vs instruct"}),
 )
 
 
@@ -109,8 +110,27 @@ def grid(groups=("cot", "math", "wiki"), tasks=None) -> dict[str, dict[str, str]
     return out
 
 
-def paper_study(groups=("cot", "math", "wiki"), tasks=None) -> Study:
+def figures(study: Study, analysed: list[str], config) -> list[GridFigure]:
+    """One figure per group in the paper's layout: a row per task, a panel per style, a line per module."""
+    out = []
+    for group in config.groups:
+        tasks = [t for t in GROUPS[group] if t in analysed]
+        if tasks:
+            out.append(GridFigure(f"paper_{group}", "nuclear_norm", [(t, [f"{t}/{s}" for s in STYLES[group]])
+                                                                     for t in tasks], list(STYLES[group]),
+                                  f"{group}: mean nuclear norm per layer and module (correct responses)"))
+    return out
+
+
+HOOKS = StudyHooks(figures=figures, words=lambda config: [f"--groups {','.join(config.groups)}"],
+                   data_flag="--paper-data DIR")
+
+
+def paper_study(groups=("cot", "math", "wiki"), tasks=None, **unused) -> Study:
     """The first paper's study on the groups (and tasks) asked."""
     conditions = tuple(Condition(name, source, attributes_of(source))
                        for cells in grid(groups, tasks).values() for name, source in cells.items())
-    return Study("paper", conditions, CLAIMS, LABELS)
+    return Study("paper", conditions, CLAIMS, LABELS, hooks=HOOKS)
+
+
+register_study("paper", paper_study, claims=CLAIMS, labels=LABELS)

@@ -10,11 +10,12 @@ A claim compares conditions selected by their attributes, never by their names::
       compare: {split: [kept, dropped]}   # first against second
       direction: greater             # greater | less | two-sided | equivalent (with margin, relative)
 
-More keys: ``kind`` (the claim kinds of analysis/claims/kinds.py; default ``difference``), ``where``
+More keys: ``kind`` (a registered claim kind, studies/registry.py; default ``difference``), ``where``
 (attributes every compared condition has), ``per`` (an attribute whose values make separate cells,
 e.g. ``task``), ``paired`` (auto | yes | no: auto pairs conditions that share prompts), ``definition``,
 ``caveat`` (default ``controls``: the length overlap, the AUROC of length, loss and IFD for the pair, what the
-gradient profile adds beyond them, and the contrast under random weights) and ``options`` (kind-specific).
+gradient profile adds beyond them, and the contrast under random weights) and ``options`` (the keys the
+kind and the caveat declare in their options dataclasses; any other key is an error naming it).
 """
 
 from __future__ import annotations
@@ -22,27 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from layergrad.errors import InputError, did_you_mean
+from layergrad.studies.registry import CAVEATS, CLAIM_KINDS, ClaimOptions, StudyHooks, parse_options
 
 DIRECTIONS = {"greater": 1, "less": -1, "two-sided": 0, "equivalent": 0}
 LAYER_SCOPES = ("all", "early", "middle", "late")
 PAIRED = ("auto", "yes", "no")
-# claim kind -> (what it needs in ``compare``, a short description); analysis/claims/kinds.py holds the maths
-CLAIM_KINDS = {
-    "difference": ("two values of one attribute", "relative change of the per-sample mean over the layers"),
-    "mad_change": ("two values of one attribute", "relative change of the MAD of the mean curve over the layers"),
-    "rd_difference": ("two values, options.within: two values", "RD(first, its partner) minus RD(second, its partner)"),
-    "thinking_vs_length": ("two values, options.reference", "|log-ratio| of a reference pair minus |log-ratio| of "
-                           "this pair"),
-    "separation_vs_length": ("two values, options.reference", "RD gain of a reference pair minus RD gain of this pair"),
-    "auroc_difference": ("two values, options.statistics", "AUROC of one statistic minus that of another"),
-    "largest": ("one value", "relative difference to the largest other condition"),
-    "near_zero": ("nothing", "equivalence of the mean cosine with 0"),
-    "gap_between_runs": ("two values", "|log-ratio| of a pair, second run minus first"),
-    "rd_between_runs": ("two values", "RD of a pair, second run minus first"),
-    "pattern_agreement": ("one value", "Spearman ρ of two runs' curves over relative depth"),
-}
-BETWEEN_RUNS = ("gap_between_runs", "rd_between_runs", "pattern_agreement")
-CAVEATS = ("controls", "length", "separability", "traces", "cosine", "family", "none")
+DEFAULT_CAVEAT = "controls"  # the length overlap, the baselines' AUROC, the increment, random weights
 
 
 @dataclass(frozen=True)
@@ -71,8 +57,17 @@ class ClaimSpec:
     per: str | None = None
     definition: str = ""
     test: str = ""
-    caveat: str = "length"
-    options: dict = field(default_factory=dict)
+    caveat: str = DEFAULT_CAVEAT
+    options: ClaimOptions | dict = field(default_factory=dict)  # the kind's options (a dict is checked and parsed)
+    caveat_options: ClaimOptions | None = None  # the caveat's (parsed from the same mapping)
+
+    def __post_init__(self):
+        if not isinstance(self.options, ClaimOptions):
+            kind_options, caveat_options = parse_options(self.kind, self.caveat, self.options)
+            object.__setattr__(self, "options", kind_options)
+            object.__setattr__(self, "caveat_options", caveat_options)
+        elif self.caveat_options is None:
+            object.__setattr__(self, "caveat_options", CAVEATS.get(self.caveat).options())
 
     @property
     def sign(self) -> int:
@@ -80,7 +75,12 @@ class ClaimSpec:
 
     @property
     def between_runs(self) -> bool:
-        return self.kind in BETWEEN_RUNS
+        return CLAIM_KINDS.get(self.kind).between_runs
+
+    @property
+    def reads(self) -> list[str]:
+        """The statistics the claim reads: its own and those its options name."""
+        return [self.statistic] + [m for m, _ in getattr(self.options, "statistics", ())]
 
     def first_second(self) -> tuple[str, str, str] | None:
         """(attribute, first value, second value) of ``compare``, or None."""
@@ -101,6 +101,7 @@ class Study:
     labels: dict = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     origins: dict = field(default_factory=dict)  # condition -> where a study file declares it (for messages)
+    hooks: StudyHooks = field(default_factory=StudyHooks)  # what it adds to reproduce (figures, control, ...)
 
     @property
     def data(self) -> dict[str, str]:
@@ -168,9 +169,9 @@ def claim_from_dict(values, path: tuple, conditions: list[Condition], fail, stat
         if not values.get(key):
             fail(path, f"a claim needs '{key}'")
     kind = values.get("kind", "difference")
-    if kind not in CLAIM_KINDS:
-        fail(path + ("kind",), f"unknown claim kind '{kind}'.{did_you_mean(kind, CLAIM_KINDS)} Kinds: "
-             f"{', '.join(CLAIM_KINDS)}")
+    if not isinstance(kind, str) or kind not in CLAIM_KINDS:
+        fail(path + ("kind",), f"unknown claim kind '{kind}'.{did_you_mean(str(kind), CLAIM_KINDS.names())} Kinds: "
+             f"{', '.join(CLAIM_KINDS.names())}")
     statistic = values.get("statistic", "nuclear_norm")
     if statistics and statistic not in statistics:
         fail(path + ("statistic",), f"unknown statistic '{statistic}'.{did_you_mean(statistic, statistics)} "
@@ -211,11 +212,17 @@ def claim_from_dict(values, path: tuple, conditions: list[Condition], fail, stat
     where = values.get("where") or {}
     if not isinstance(where, dict):
         fail(path + ("where",), "where maps attributes to a value or a list of values")
-    caveat = values.get("caveat", "controls")  # lengths, baselines' AUROC, the increment, random weights
-    if caveat not in CAVEATS:
-        fail(path + ("caveat",), f"unknown caveat '{caveat}'; use {', '.join(CAVEATS)}")
+    caveat = values.get("caveat", DEFAULT_CAVEAT)
+    if not isinstance(caveat, str) or caveat not in CAVEATS:
+        fail(path + ("caveat",), f"unknown caveat '{caveat}'.{did_you_mean(str(caveat), CAVEATS.names())} Caveats: "
+             f"{', '.join(CAVEATS.names())}")
+    options = values.get("options") or {}
+    if not isinstance(options, dict):
+        fail(path + ("options",), "options maps option names to values")
+    kind_options, caveat_options = parse_options(
+        kind, caveat, options, lambda key, message: fail(path + (("options", key) if key else ("options",)), message))
     return ClaimSpec(id=str(values["id"]), statement=str(values["statement"]), kind=kind, statistic=statistic,
                      layers=layers, compare=compare, where={str(k): v for k, v in where.items()}, direction=direction,
                      margin=float(margin) if margin is not None else None, paired=paired, per=values.get("per"),
                      definition=str(values.get("definition", "")), test=str(values.get("test", "")), caveat=caveat,
-                     options=dict(values.get("options") or {}))
+                     options=kind_options, caveat_options=caveat_options)

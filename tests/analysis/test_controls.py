@@ -154,7 +154,8 @@ def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
     attributes = {g: {"task": "instag/mag", "quality": g.rsplit("/", 1)[1], "family": "quality"} for g in prompts}
     first = {g: a for g, a in attributes.items() if g.startswith("small:")}
     second = {g: a for g, a in attributes.items() if g.startswith("large:")}
-    table = claims.between_runs_table(builtin_claims(), first, second, metrics, prompts, 50, 0, ids=("F5",))
+    table = claims.between_runs_table([c for c in builtin_claims() if c.id == "F5"], first, second, metrics,
+                                       prompts, 50, 0)
     row = table[(table.claim == "F5") & (table.module == "q_proj")].iloc[0]
     assert row.effect == pytest.approx(1.0) and row.verdict == "holds"
     assert "one family" in row.caveats

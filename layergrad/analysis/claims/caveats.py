@@ -1,6 +1,7 @@
-"""What the reader of a claim row must keep in mind, in words: how the two conditions' lengths overlap,
-whether length, loss or IFD separate them as well as the gradient, what the gradient profile adds beyond
-them, and the same contrast under random weights. A claim names its caveat (studies/schema.py CAVEATS)."""
+"""The built-in caveats: what the reader of a claim row must keep in mind, in words — how the two conditions'
+lengths overlap, whether length, loss or IFD separate them as well as the gradient, what the gradient
+profile adds beyond them, and the same contrast under random weights. A claim names its caveat; each is
+registered with ``@caveat(name, options=...)`` (studies/registry.py) as ``(spec, row, controls, cell) -> str``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from layergrad.analysis.claims.kinds import partners, sides
 from layergrad.analysis.separability import auroc
+from layergrad.studies.registry import ClaimOptions, caveat
 
 
 @dataclass(frozen=True)
@@ -122,22 +125,70 @@ def traces_caveat(row, controls: Controls) -> str:
     return "; ".join(n for n in notes if n)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ControlsOptions(ClaimOptions):
+    reinit: bool = True  # quote the same claim under random weights
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeparabilityOptions(ClaimOptions):
+    caveat_names: list | None = None  # the words of the two sides (default: the compared values)
+
+
+@caveat("controls", options=ControlsOptions)
+def controls_note(spec, row, controls: Controls, cell) -> str:
+    """Lengths, the baselines' AUROC against the gradient's, the profile's increment, random weights."""
+    return controls_caveat(row, controls, spec.caveat_options.reinit)
+
+
+@caveat("length")
+def length_note(spec, row, controls: Controls, cell) -> str:
+    """How the two conditions' response lengths overlap."""
+    return length_caveat(row.a, row.b, controls.lengths)
+
+
+@caveat("separability", options=SeparabilityOptions)
+def separability_note(spec, row, controls: Controls, cell) -> str:
+    """Does the loss separate each side's pair (``options.within``) as well as the gradient?"""
+    return separability_caveat(row, controls, separability_pairs(spec, cell))
+
+
+@caveat("traces")
+def traces_note(spec, row, controls: Controls, cell) -> str:
+    """The lengths of the two conditions and the baselines' AUROC of one against the other."""
+    return traces_caveat(row, controls)
+
+
+@caveat("cosine")
+def cosine_note(spec, row, controls: Controls, cell) -> str:
+    """The range of the condition's response lengths."""
+    return range_caveat(row.a, controls.lengths)
+
+
 FAMILY = ("compares two runs: the claim is about models of one family (different sizes); across families it "
           "predicts disagreement")
 
 
-def caveat_of(spec, row, controls: Controls, separability_pairs) -> str:
-    """The caveat the claim names, for one row."""
-    if spec.caveat == "length":
-        return length_caveat(row.a, row.b, controls.lengths)
-    if spec.caveat == "controls":
-        return controls_caveat(row, controls, spec.options.get("reinit", True))
-    if spec.caveat == "separability":
-        return separability_caveat(row, controls, separability_pairs)
-    if spec.caveat == "traces":
-        return traces_caveat(row, controls)
-    if spec.caveat == "cosine":
-        return range_caveat(row.a, controls.lengths)
-    if spec.caveat == "family":
-        return FAMILY
+@caveat("family")
+def family_note(spec, row, controls: Controls, cell) -> str:
+    """Between runs: the claim is about models of one family."""
+    return FAMILY
+
+
+@caveat("none")
+def none_note(spec, row, controls: Controls, cell) -> str:
     return ""
+
+
+def separability_pairs(spec, cell) -> list[tuple[str, str, str]]:
+    """(name, condition, partner) of both sides of a claim with ``options.within`` (its separability caveat)."""
+    if cell is None:
+        return []
+    names = spec.caveat_options.caveat_names or [s[spec.first_second()[0]] for s in sides(spec)][::-1]
+    out = []
+    for name, selector in zip(names, sides(spec)[::-1]):
+        own, partner = partners(spec, selector)
+        a, b = cell.one(own), cell.one(partner)
+        if a and b:
+            out.append((name, a, b))
+    return out

@@ -26,6 +26,7 @@ class Context:
     n_boot: int
     rng: np.random.Generator
     unavailable: dict = field(default_factory=dict)  # group -> why it has no values (a dead cell of a study)
+    pooled: set = field(default_factory=set)  # the names of groups made by pool() (not conditions of the run)
 
     def of(self, metric: str) -> dict:
         return self.metrics.get(metric, {})
@@ -52,6 +53,7 @@ class Context:
         """One group holding the samples of several (a side of a comparison that matches more than one
         condition): '<g1> + <g2>', its matrices stacked, its prompts and lengths joined."""
         name = " + ".join(groups)
+        self.pooled.add(name)
         for matrices in self.metrics.values():
             for module in {m for (g, m) in matrices if g in groups}:
                 parts = [matrices[(g, module)] for g in groups if (g, module) in matrices]
@@ -86,6 +88,16 @@ class Cell:
 
     def applies(self, where: dict) -> bool:
         return bool(self.find(where))
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a claim kind's statistic looks: its cell, the cells of the same ``per`` (for a reference pair),
+    and between two runs the second run's cell (``cell`` is then the first run's)."""
+
+    cell: Cell
+    reference: list = field(default_factory=list)
+    other: Cell | None = None
 
 
 def matches(attributes: dict, selector: dict) -> bool:

@@ -1,9 +1,11 @@
-"""The claim kinds: the vocabulary a study's claims are built from (studies/schema.py names them).
+"""The built-in claim kinds: the vocabulary a study's claims are built from, each one decorated function.
 
-Each kind says which conditions it needs (selectors of attributes, for the 'n/a: needs ...' rows), which
-two groups a row compares (``a``, the reference, and ``b``), which rows it has (modules, or its own
-labels) and its statistic for one row: effect, 95% bootstrap CI, p, the effect's wording and n. Every
-statistic draws from the context's generator in table order, so a table is reproducible from its seed.
+A kind is registered with ``@claim_kind(name, needs=..., options=<dataclass>, ...)`` (studies/registry.py):
+which conditions it needs (selectors of attributes, for the 'n/a: needs ...' rows), the options a claim of
+it may give (checked when a study is read), which rows it has (modules, or its own labels) and its
+statistic for one row, ``(ctx, spec, on, row)`` -> effect, 95% bootstrap CI, p, the effect's wording and
+n (``on``: the cell, the reference cells and, between runs, the second run's cell). Every statistic draws
+from the context's generator in table order, so a table is reproducible from its seed.
 
 - ``difference``: relative change of the per-sample mean of a statistic over a layer scope, first vs
   second; Wilcoxon on shared prompts, else Mann-Whitney; an equivalence claim: two one-sided tests
@@ -24,28 +26,88 @@ statistic draws from the context's generator in table order, so a table is repro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from layergrad.analysis.claims.context import Cell, Context
+from layergrad.analysis.claims.context import Cell, Context, Where
 from layergrad.analysis.claims.testing import boot_p, equivalence_p, summary
 from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.analysis.significance import compare
+from layergrad.errors import InputError
+from layergrad.studies.registry import ClaimOptions, claim_kind
 
 DEPTH_POINTS = 20  # relative-depth grid on which two models' curves are compared (pattern_agreement)
 
 
-@dataclass(frozen=True)
-class Kind:
-    needs: Callable  # spec -> [selector] the cell must have
-    statistic: Callable  # (ctx, spec, cell, module, reference) -> dict | None
-    rows: Callable | None = None  # (ctx, spec, cell) -> row labels (default: modules of a and b)
-    test: str = "bootstrap"
+# ----------------------------------------------------------------------------- the kinds' options
+
+@dataclass(frozen=True, kw_only=True)
+class Wording(ClaimOptions):
+    effect_kind: str = ""  # the effect's words in the table (default: written from the claim's parameters)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithinOptions(ClaimOptions):
+    within: dict  # {attribute: [own value, partner value]}: each side's partner (e.g. correct vs irrelevant)
+    names: list | None = None  # the two sides' words (default: the compared values)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReferenceOptions(ClaimOptions):
+    reference: dict  # {compare: {attribute: [first, second]}, where: {...}}: the pair this one is held against
+    reference_words: str = "reference"
+    words: str = "this pair"
+    reference_needs: str = "a reference cell"  # the words of an n/a row when no cell has the reference pair
+    measure: str = "early"  # early (the early-layer mean) | mad (the MAD of the mean curve)
+
+    def __post_init__(self):
+        one_of("measure", self.measure, ("early", "mad"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeparationOptions(ReferenceOptions):
+    within: dict  # as in rd_difference, for this pair and (``reference.within``) the reference pair
+
+
+@dataclass(frozen=True, kw_only=True)
+class AurocOptions(ClaimOptions):
+    statistics: list  # [[first statistic, sign], [second statistic, sign]]: each in its claimed direction
+
+
+@dataclass(frozen=True, kw_only=True)
+class CosineOptions(ClaimOptions):
+    label_by: list = field(default_factory=list)  # the attributes that name a condition in the row labels
+
+
+@dataclass(frozen=True, kw_only=True)
+class BetweenRunsOptions(ClaimOptions):
+    words: str = "of the pair"
+    first_run: str = "first"
+    second_run: str = "second"
+    runs: str = "in order"  # which two runs: 'in order' (as given) | 'base vs instruct' (by their chat template)
+
+    def __post_init__(self):
+        one_of("runs", self.runs, ("in order", "base vs instruct"))
+
+
+def one_of(key: str, value, choices: tuple) -> None:
+    if value not in choices:
+        raise InputError(f"options.{key} is one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RdBetweenRunsOptions(BetweenRunsOptions):
+    within: dict
+    words: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatternOptions(BetweenRunsOptions):
+    effect_kind: str = "Spearman ρ of the two runs' mean curves over relative depth"
 
 
 # ----------------------------------------------------------------------------- selectors
@@ -58,7 +120,7 @@ def sides(spec) -> list[dict]:
 
 def partners(spec, selector: dict) -> tuple[dict, dict]:
     """(the selector's condition, its partner) by the claim's ``options.within``."""
-    return within_pair(spec.options["within"], selector)
+    return within_pair(spec.options.within, selector)
 
 
 def within_pair(within: dict, selector: dict) -> tuple[dict, dict]:
@@ -157,13 +219,12 @@ def per_sample_mean(ctx: Context, metric: str, group: str, module: str) -> pd.Se
     return None if matrix is None or not len(matrix) else matrix.mean(axis=1)
 
 
-def words(spec, key: str, default: str) -> str:
-    return str(spec.options.get(key, default))
-
-
 # ----------------------------------------------------------------------------- the kinds
 
-def difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+@claim_kind("difference", needs=pair_needs, options=Wording, test="paired Wilcoxon (Mann-Whitney when unpaired)",
+            describe="relative change of the per-sample mean over the layers")
+def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
+    cell = on.cell
     a, b = (cell.one(s) for s in sides(spec))
     pair = ctx.pair(a, b, module, spec.statistic, spec.paired)
     if pair is None:
@@ -178,14 +239,15 @@ def difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict |
     attribute, first, second = spec.first_second()
     scope_words = "all layers" if spec.layers == "all" else (
         f"the {spec.layers} layers" if isinstance(spec.layers, str) else f"layers {', '.join(map(str, spec.layers))}")
-    kind = words(spec, "effect_kind", f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
-                 f"{scope_words}, {first} vs {second}")
+    kind = spec.options.effect_kind or (f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
+                                        f"{scope_words}, {first} vs {second}")
     return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "p": p, "effect_kind": kind,
             "n": min(len(x), len(y))}
 
 
-def mad_change(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
-    a, b = (cell.one(s) for s in sides(spec))
+@claim_kind("mad_change", needs=pair_needs, describe="relative change of the MAD of the mean curve over the layers")
+def mad_change(ctx: Context, spec, on: Where, module: str) -> dict | None:
+    a, b = (on.cell.one(s) for s in sides(spec))
     got = resampled(ctx, a, b, module,
                     lambda ca, cb: mad(scope(cb, spec.layers), axis=-1) / mad(scope(ca, spec.layers), axis=-1) - 1,
                     spec.statistic)
@@ -194,20 +256,24 @@ def mad_change(ctx: Context, spec, cell: Cell, module: str, reference) -> dict |
                    f"relative change of MAD ({layers})", got[2]) if got else None
 
 
-def rd_difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+@claim_kind("rd_difference", needs=partner_needs, options=WithinOptions,
+            compare="two values, options.within: two values",
+            describe="RD(first, its partner) minus RD(second, its partner)")
+def rd_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
+    cell = on.cell
     second, first = sides(spec)
-    got = rd_gain(ctx, cell, spec.options["within"], second, first, module)
+    got = rd_gain(ctx, cell, spec.options.within, second, first, module)
     if got is None:
         return None
     effect, draws, (rd_second, rd_first) = got
     n = min(len(ctx.of(spec.statistic)[(cell.one(s), module)]) for s in (second, first))
-    name_first, name_second = spec.options.get("names", spec.first_second()[1:])
+    name_first, name_second = spec.options.names or spec.first_second()[1:]
     return summary(effect, draws, f"RD {name_first} {rd_first:.3f} minus RD {name_second} {rd_second:.3f}", n)
 
 
 def reference_pairs(spec, reference: list[Cell]) -> list[tuple[Cell, dict, dict]]:
     """(cell, second, first) of every reference cell that has both of the reference comparison."""
-    ref = spec.options["reference"]
+    ref = spec.options.reference
     (attribute, (first, second)), = ref["compare"].items()
     out = []
     for cell in reference:
@@ -217,8 +283,10 @@ def reference_pairs(spec, reference: list[Cell]) -> list[tuple[Cell, dict, dict]
     return out
 
 
-def thinking_vs_length(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
-    measure = spec.options.get("measure", "early")
+@claim_kind("thinking_vs_length", needs=pair_needs, options=ReferenceOptions, compare="two values, options.reference",
+            describe="|log-ratio| of a reference pair minus |log-ratio| of this pair")
+def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
+    cell, reference, measure = on.cell, on.reference, spec.options.measure
     a, b = (cell.one(s) for s in sides(spec))
     this = log_ratio(ctx, a, b, module, measure)
     refs = [log_ratio(ctx, c.one(s), c.one(f), module, measure) for c, s, f in reference_pairs(spec, reference)]
@@ -227,39 +295,44 @@ def thinking_vs_length(ctx: Context, spec, cell: Cell, module: str, reference) -
         return None
     r_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
     label = "early-layer mean" if measure == "early" else "MAD"
-    kind = (f"|log-ratio| of the {label}: {words(spec, 'reference_words', 'reference')} {r_ref:+.2f} (mean of "
-            f"{len(refs)} tasks) vs {words(spec, 'words', 'this pair')} {this[0]:+.2f}")
+    kind = (f"|log-ratio| of the {label}: {spec.options.reference_words} {r_ref:+.2f} (mean of "
+            f"{len(refs)} tasks) vs {spec.options.words} {this[0]:+.2f}")
     n = len(ctx.of(spec.statistic)[(a, module)])
     return summary(abs(r_ref) - abs(this[0]), np.abs(d_ref) - np.abs(this[1]), kind, n)
 
 
-def separation_vs_length(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+@claim_kind("separation_vs_length", needs=partner_needs, options=SeparationOptions,
+            compare="two values, options.reference", describe="RD gain of a reference pair minus RD gain of this pair")
+def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
+    cell, reference = on.cell, on.reference
     second, first = sides(spec)
-    this = rd_gain(ctx, cell, spec.options["within"], second, first, module)
-    within = spec.options["reference"]["within"]
+    this = rd_gain(ctx, cell, spec.options.within, second, first, module)
+    within = spec.options.reference["within"]
     refs = [rd_gain(ctx, c, within, s, f, module) for c, s, f in reference_pairs(spec, reference)
             if all(c.find(within_pair(within, sel)[1]) for sel in (s, f))]
     refs = [r for r in refs if r is not None]
     if this is None or not refs:
         return None
     g_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
-    kind = (f"RD gain {words(spec, 'reference_words', 'reference')} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
-            f"{words(spec, 'words', 'this pair')} {this[0]:+.3f}")
+    kind = (f"RD gain {spec.options.reference_words} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
+            f"{spec.options.words} {this[0]:+.3f}")
     n = len(ctx.of(spec.statistic)[(cell.one(second), module)])
     return summary(g_ref - this[0], d_ref - this[1], kind, n)
 
 
-def auroc_difference(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+@claim_kind("auroc_difference", needs=pair_needs, options=AurocOptions, test="paired bootstrap of the AUROC difference",
+            compare="two values, options.statistics", describe="AUROC of one statistic minus that of another")
+def auroc_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """AUROC of the first statistic minus that of the second (each in its claimed direction), the same
     stratified bootstrap resamples for both; p floored at the exact rank test's minimum."""
-    a, b = (cell.one(s) for s in sides(spec))
+    a, b = (on.cell.one(s) for s in sides(spec))
     values = {}
-    for metric, sign in spec.options["statistics"]:
+    for metric, sign in spec.options.statistics:
         parts = [per_sample_mean(ctx, metric, g, module) for g in (a, b)]
         if any(p is None for p in parts):
             return None
         values[metric] = parts, float(sign)
-    (first_metric, _), (second_metric, _) = spec.options["statistics"]
+    (first_metric, _), (second_metric, _) = spec.options.statistics
     (low_e, high_e), _ = values[first_metric]
     shared = [low_e.index.intersection(values[second_metric][0][0].index),
               high_e.index.intersection(values[second_metric][0][1].index)]
@@ -288,13 +361,20 @@ def rank_test_floor(n_low: int, n_high: int) -> float:
     return min(1.0, 2.0 / comb(n_low + n_high, n_low))
 
 
-def largest(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | None:
+def largest_rows(ctx: Context, spec, cell: Cell) -> list[str]:
+    target = cell.one(sides(spec)[1])
+    return [m for (g, m) in ctx.of(spec.statistic) if g == target]
+
+
+@claim_kind("largest", needs=first_needs, options=Wording, rows=largest_rows, compare="one value",
+            describe="relative difference to the largest other condition")
+def largest(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """The condition's mean statistic against the largest of every other condition's in the run."""
     matrices = ctx.of(spec.statistic)
-    target = cell.one(sides(spec)[1])
+    target = on.cell.one(sides(spec)[1])
     mine = per_sample_mean(ctx, spec.statistic, target, module)
     others = {g: m.mean(axis=1) for (g, mod), m in matrices.items() if mod == module and g != target and len(m)
-              and " + " not in g}
+              and g not in ctx.pooled}
     if mine is None or not others:
         return None
     best = max(others, key=lambda g: others[g].mean())
@@ -302,8 +382,8 @@ def largest(ctx: Context, spec, cell: Cell, module: str, reference) -> dict | No
     effect, lo, hi = _relative_change_ci(x, y, ctx)
     draws = y[ctx.rng.integers(0, len(y), (ctx.n_boot, len(y)))].mean(1) / \
         x[ctx.rng.integers(0, len(x), (ctx.n_boot, len(x)))].mean(1) - 1
-    kind = words(spec, "effect_kind", f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
-                 f"{spec.first_second()[1]} vs the largest other")
+    kind = spec.options.effect_kind or (f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
+                                        f"{spec.first_second()[1]} vs the largest other")
     return {"effect": effect, "ci_low": lo, "ci_high": hi, "p": boot_p(draws, effect), "a": best, "b": target,
             "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y))}
 
@@ -314,11 +394,6 @@ def _relative_change_ci(x, y, ctx) -> tuple[float, float, float]:
     return effect, float(lo), float(hi)
 
 
-def largest_rows(ctx: Context, spec, cell: Cell) -> list[str]:
-    target = cell.one(sides(spec)[1])
-    return [m for (g, m) in ctx.of(spec.statistic) if g == target]
-
-
 PAIR_LABELS = {"q_proj": "q×o", "k_proj": "k×v"}
 
 
@@ -327,7 +402,7 @@ def style_groups(spec, cell: Cell) -> dict[str, str]:
     found = {}
     for group in cell.find(spec.where):
         attrs = cell.attributes[group]
-        name = next((attrs[k] for k in spec.options.get("label_by", ()) if k in attrs), group)
+        name = next((attrs[k] for k in spec.options.label_by if k in attrs), group)
         found[name] = group
     return found
 
@@ -341,8 +416,11 @@ def cosine_rows(ctx: Context, spec, cell: Cell) -> list[str]:
     return rows
 
 
-def near_zero(ctx: Context, spec, cell: Cell, row: str, reference) -> dict | None:
+@claim_kind("near_zero", needs=lambda spec: [], options=CosineOptions, rows=cosine_rows,
+            test="two one-sided tests (equivalence)", compare="nothing", describe="equivalence of the mean cosine with 0")
+def near_zero(ctx: Context, spec, on: Where, row: str) -> dict | None:
     """The mean cosine (per sample over layers, then over samples) within ±margin, two one-sided tests."""
+    cell = on.cell
     label, _, style = row.rpartition(" · ")
     if label.endswith(" × next layer"):
         metric, module = "cosine_next", label[:-len(" × next layer")]
@@ -365,21 +443,27 @@ def near_zero(ctx: Context, spec, cell: Cell, row: str, reference) -> dict | Non
 
 # ----------------------------------------------------------------------------- between two runs
 
-def gap_between_runs(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+@claim_kind("gap_between_runs", needs=pair_needs, options=BetweenRunsOptions, between_runs=True,
+            describe="|log-ratio| of a pair, second run minus first")
+def gap_between_runs(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """|log-ratio| of the early-layer mean of a pair, the second run minus the first."""
+    first_cell, second_cell = on.cell, on.other
     got = [log_ratio(ctx, c.one(sides(spec)[0]), c.one(sides(spec)[1]), module, "early")
            for c in (first_cell, second_cell)]
     if None in got:
         return None
     (rb, db), (ri, di) = got
     return summary(abs(ri) - abs(rb), np.abs(di) - np.abs(db),
-                   f"|log-ratio| {words(spec, 'words', 'of the pair')}: {words(spec, 'second_run', 'second')} "
-                   f"{ri:+.2f}, {words(spec, 'first_run', 'first')} {rb:+.2f}",
+                   f"|log-ratio| {spec.options.words}: {spec.options.second_run} "
+                   f"{ri:+.2f}, {spec.options.first_run} {rb:+.2f}",
                    len(ctx.of(spec.statistic)[(first_cell.one(sides(spec)[0]), module)]))
 
 
-def rd_between_runs(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+@claim_kind("rd_between_runs", needs=lambda spec: list(partners(spec, sides(spec)[1])), options=RdBetweenRunsOptions,
+            between_runs=True, describe="RD of a pair, second run minus first")
+def rd_between_runs(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """RD(condition, its partner) of the mean curves, the second run minus the first."""
+    first_cell, second_cell = on.cell, on.other
     selector = sides(spec)[1]
     got = []
     for c in (first_cell, second_cell):
@@ -388,8 +472,8 @@ def rd_between_runs(ctx: Context, spec, first_cell: Cell, second_cell: Cell, mod
     if None in got:
         return None
     (pb, db), (pi, di) = got
-    return summary(pi - pb, di - db, f"RD {words(spec, 'words', '')}: {words(spec, 'second_run', 'second')} "
-                   f"{pi:.3f}, {words(spec, 'first_run', 'first')} {pb:.3f}",
+    return summary(pi - pb, di - db, f"RD {spec.options.words}: {spec.options.second_run} "
+                   f"{pi:.3f}, {spec.options.first_run} {pb:.3f}",
                    len(ctx.of(spec.statistic)[(first_cell.one(partners(spec, selector)[0]), module)]))
 
 
@@ -400,8 +484,11 @@ def relative_depth_curve(matrix: np.ndarray) -> np.ndarray:
     return np.apply_along_axis(lambda c: np.interp(grid, layers, c), -1, matrix)
 
 
-def pattern_agreement(ctx: Context, spec, first_cell: Cell, second_cell: Cell, module: str) -> dict | None:
+@claim_kind("pattern_agreement", needs=first_needs, options=PatternOptions, between_runs=True, compare="one value",
+            describe="Spearman ρ of two runs' curves over relative depth")
+def pattern_agreement(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """Spearman ρ of the two runs' mean curves over relative depth."""
+    first_cell, second_cell = on.cell, on.other
     selector = sides(spec)[1]
     ma = ctx.of(spec.statistic).get((first_cell.one(selector), module))
     mb = ctx.of(spec.statistic).get((second_cell.one(selector), module))
@@ -412,20 +499,4 @@ def pattern_agreement(ctx: Context, spec, first_cell: Cell, second_cell: Cell, m
     ca, cb = relative_depth_curve(va[ia].mean(1)), relative_depth_curve(vb[ib].mean(1))
     draws = np.array([st.spearmanr(x, y).statistic for x, y in zip(ca, cb)])
     effect = float(st.spearmanr(relative_depth_curve(va.mean(0)), relative_depth_curve(vb.mean(0))).statistic)
-    return summary(effect, draws, words(spec, "effect_kind", "Spearman ρ of the two runs' mean curves over relative "
-                                        "depth"), min(len(va), len(vb)))
-
-
-KINDS = {
-    "difference": Kind(pair_needs, difference, test="paired Wilcoxon (Mann-Whitney when unpaired)"),
-    "mad_change": Kind(pair_needs, mad_change),
-    "rd_difference": Kind(partner_needs, rd_difference),
-    "thinking_vs_length": Kind(pair_needs, thinking_vs_length),
-    "separation_vs_length": Kind(partner_needs, separation_vs_length),
-    "auroc_difference": Kind(pair_needs, auroc_difference, test="paired bootstrap of the AUROC difference"),
-    "largest": Kind(first_needs, largest, largest_rows),
-    "near_zero": Kind(lambda spec: [], near_zero, cosine_rows, test="two one-sided tests (equivalence)"),
-    "gap_between_runs": Kind(pair_needs, gap_between_runs),
-    "rd_between_runs": Kind(lambda spec: list(partners(spec, sides(spec)[1])), rd_between_runs),
-    "pattern_agreement": Kind(first_needs, pattern_agreement),
-}
+    return summary(effect, draws, spec.options.effect_kind, min(len(va), len(vb)))

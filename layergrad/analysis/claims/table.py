@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from layergrad.analysis.claims.caveats import Controls, caveat_of
-from layergrad.analysis.claims.context import Cell, Context, cells_of, label
-from layergrad.analysis.claims.kinds import KINDS, partners, sides
+from layergrad.analysis.claims.caveats import Controls
+from layergrad.analysis.claims.context import Cell, Context, Where, cells_of, label
+from layergrad.analysis.claims.kinds import sides
 from layergrad.analysis.claims.testing import ALL, COLUMNS, judge, module_summaries
+from layergrad.studies.registry import CAVEATS, CLAIM_KINDS
 
 
 def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths: dict, n_boot: int, seed: int, *,
@@ -44,15 +45,20 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
     controls = Controls(prompts, lengths, separability, increment, control, scores or {})
     specs = {c.id: c for c in claims}
     return judged(pd.DataFrame(rows, columns=COLUMNS), specs,
-                  lambda r: caveat_of(specs[r.claim], r, controls, separability_pairs(specs[r.claim], by_per, r)))
+                  lambda r: caveat_of(specs[r.claim], r, controls, by_per[specs[r.claim].per].get(r.task)))
+
+
+def caveat_of(spec, row, controls: Controls, cell: Cell | None) -> str:
+    """The words of the caveat the claim names, for one row."""
+    return CAVEATS.get(spec.caveat).write(spec, row, controls, cell)
 
 
 def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: dict, unavailable: dict) -> list[dict]:
     """One row per module (or per label of the kind) of a cell, or one not-applicable row naming what is missing."""
-    kind = KINDS[spec.kind]
+    kind = CLAIM_KINDS.get(spec.kind)
     missing = [s for s in kind.needs(spec) if not cell.find(s)]
-    if "reference" in spec.options and not any(reference_has(spec, c) for c in reference):
-        missing.append(spec.options.get("reference_needs", "a reference cell"))
+    if hasattr(spec.options, "reference") and not any(reference_has(spec, c) for c in reference):
+        missing.append(spec.options.reference_needs)
     if missing:
         return [not_applicable(spec, cell.key, why_missing(missing, labels, unavailable, spec, cell))]
     if spec.compare:
@@ -63,7 +69,7 @@ def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: di
     names = kind.rows(ctx, spec, cell) if kind.rows else [m for (g, m) in matrices if g == a and (b, m) in matrices]
     rows = []
     for name in names:
-        stat = kind.statistic(ctx, spec, cell, name, reference)
+        stat = kind.statistic(ctx, spec, Where(cell, reference), name)
         if stat:
             rows.append({"claim": spec.id, "task": cell.key, "module": name, "statement": spec.statement,
                          "definition": definition(spec), "a": a, "b": b, **stat})
@@ -76,7 +82,7 @@ def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: di
 
 
 def reference_has(spec, cell: Cell) -> bool:
-    ref = spec.options["reference"]
+    ref = spec.options.reference
     (attribute, values), = ref["compare"].items()
     return all(cell.find({**ref.get("where", {}), attribute: v}) for v in values)
 
@@ -98,16 +104,15 @@ def definition(spec) -> str:
     """The claim's operational definition: its own words, else written from its parameters."""
     if spec.definition:
         return spec.definition
-    from layergrad.studies.schema import CLAIM_KINDS
-
+    kind = CLAIM_KINDS.get(spec.kind)
     attribute, first, second = spec.first_second() if spec.compare else ("", "", "")
     scope = f"the {spec.layers} layers" if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
     scope = "all layers" if spec.layers == "all" else scope
     direction = {"greater": "positive = holds", "less": "negative = holds", "two-sided": "either sign",
                  "equivalent": f"holds within ±{spec.margin or 0:g}"}[spec.direction]
     test = spec.test or ("two one-sided tests on the bootstrap draws" if spec.direction == "equivalent"
-                         else "Mann-Whitney" if spec.paired == "no" and spec.kind == "difference" else KINDS[spec.kind].test)
-    what = CLAIM_KINDS[spec.kind][1]
+                         else "Mann-Whitney" if spec.paired == "no" and spec.kind == "difference" else kind.test)
+    what = kind.describe
     what = what[0].upper() + what[1:]
     return (f"{what} ({spec.statistic.replace('_', ' ')}, {scope}), {first} vs {second} by {attribute} ({direction}); "
             f"{test}.")
@@ -116,21 +121,6 @@ def definition(spec) -> str:
 def not_applicable(spec, task: str, why: str) -> dict:
     return {"claim": spec.id, "task": task, "module": ALL, "statement": spec.statement,
             "definition": definition(spec), "verdict": "not-applicable", "caveats": why}
-
-
-def separability_pairs(spec, by_per: dict, row) -> list[tuple[str, str, str]]:
-    """(name, condition, partner) of both sides of a claim with ``options.within`` (its separability caveat)."""
-    if spec.caveat != "separability" or row.verdict == "not-applicable":
-        return []
-    cell = by_per[spec.per].get(row.task)
-    names = spec.options.get("caveat_names", [s[spec.first_second()[0]] for s in sides(spec)][::-1])
-    out = []
-    for name, selector in zip(names, sides(spec)[::-1]):
-        own, partner = partners(spec, selector)
-        a, b = cell.one(own), cell.one(partner)
-        if a and b:
-            out.append((name, a, b))
-    return out
 
 
 def judged(table: pd.DataFrame, specs: dict, caveat) -> pd.DataFrame:
@@ -147,12 +137,12 @@ def judged(table: pd.DataFrame, specs: dict, caveat) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- between two runs
 
 def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts: dict, n_boot: int, seed: int, *,
-                       labels: dict | None = None, ids: tuple[str, ...] | None = None) -> pd.DataFrame:
+                       labels: dict | None = None) -> pd.DataFrame:
     """The between-runs claims per cell and module, the first run's groups against the second's (for H4 and H6
-    a base and an instruct run); ``first``/``second``: {group: attributes} of each run; ``ids``: only those."""
+    a base and an instruct run); ``first``/``second``: {group: attributes} of each run."""
     ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed))
     rows, specs = [], {}
-    claims = [c for c in claims if c.between_runs and (ids is None or c.id in ids)]
+    claims = [c for c in claims if c.between_runs]
     cells = {per: (cells_of(first, per, ctx), cells_of(second, per, ctx)) for per in dict.fromkeys(c.per for c in claims)}
     for key in dict.fromkeys(k for per, (mine, _) in cells.items() for k in mine):
         for spec in claims:
@@ -161,7 +151,7 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
             if cell_a is None or not cell_a.applies(spec.where):
                 continue
             specs[spec.id] = spec
-            kind = KINDS[spec.kind]
+            kind = CLAIM_KINDS.get(spec.kind)
             missing = [s for s in kind.needs(spec) if not cell_a.find(s) or cell_b is None or not cell_b.find(s)]
             if missing:
                 main = spec.first_second()[0]
@@ -170,8 +160,8 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
                 continue
             anchor, shown = kind.needs(spec)[0], kind.needs(spec)[-1]
             for module in [m for (g, m) in ctx.of(spec.statistic) if g == cell_a.one(anchor)]:
-                stat = kind.statistic(ctx, spec, cell_a, cell_b, module)
+                stat = kind.statistic(ctx, spec, Where(cell_a, other=cell_b), module)
                 if stat:
                     rows.append({"claim": spec.id, "task": key, "module": module, "statement": spec.statement,
                                  "definition": definition(spec), "a": cell_a.one(shown), "b": cell_b.one(shown), **stat})
-    return judged(pd.DataFrame(rows, columns=COLUMNS), specs, lambda r: caveat_of(specs[r.claim], r, Controls(prompts, {}), []))
+    return judged(pd.DataFrame(rows, columns=COLUMNS), specs, lambda r: caveat_of(specs[r.claim], r, Controls(prompts, {}), None))
