@@ -8,7 +8,7 @@ autograd (param.grad), fp64 SVD of every weight gradient. Printed per style: the
 deviation of the nuclear norm, σ1, the Frobenius norm, the σ1 ratio and the effective rank over all
 (sample, layer, module), and their 99th percentile. (What fp32 itself costs: the forward/backward in
 float32 against float64.) ``--candidates``: the same for every candidate recipe of the kernel plan
-(engine/plan.py), each forced on every target in turn, against the same references. ``--products``: the
+(engine/plan/), each forced on every target in turn, against the same references. ``--products``: the
 same for every kernel of the linear layers' products (engine/products.py), each forced on all in turn.
 """
 

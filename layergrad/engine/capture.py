@@ -93,7 +93,7 @@ class Captured:
 class GradientCapture:
     """Context manager: freeze weights, hook ``targets``, compute per-sample squared singular values.
 
-    ``route``: 'auto' (the kernel plan's choice per target and length, plan.py), 'core', 'dense', or
+    ``route``: 'auto' (the kernel plan's choice per target and length, plan/recipes.py), 'core', 'dense', or
     'reference' (G materialised per sample in fp64, exact SVD); ``solve_per``: see ``spans_for``; ``solver``: solvers.py. Call
     ``start_batch`` before a batch's forward pass and ``collect`` after its backward.
     """
@@ -221,7 +221,7 @@ class GradientCapture:
         finite = torch.isfinite(matrices).flatten(1).all(1)
         if not bool(finite.all()):  # flag the sample, keep the batch: NaN/Inf never reach the eigensolver
             matrices = torch.where(finite.view(-1, 1, 1), matrices, torch.zeros_like(matrices))
-        solver, cpu = plan.eigensolver(self.solver if self.solver != "auto" else recipe.solver, matrices)
+        solver, cpu = plan.eigensolver(self.solver, recipe.solver, matrices)
         return Part(span, recipe.route, finite.cpu(), solvers.eigenvalues(matrices, solver, cpu))
 
     def _adjacent_inner(self, target: Target, shared: SharedInput, delta: torch.Tensor) -> None:

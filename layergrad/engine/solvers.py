@@ -14,7 +14,7 @@ job of threads.Jobs, its BLAS/LAPACK on one thread):
   runs on the cores while the GPU goes on with the backward; on a CPU the same as ``auto``.
 
 ``auto`` means the fastest backend on this machine for the stack's size, which the kernel plan times
-once and caches (plan.py: ``plan.eigensolver`` resolves it; unresolved it is the rule: torch, host
+once and caches (plan/eigensolvers.py: ``plan.eigensolver`` resolves it; unresolved it is the rule: torch, host
 for GPU stacks from 32 on). The LAPACKs agree to ~1e-15 relative; one machine's cache keeps its choice,
 so its runs repeat bit for bit.
 """
@@ -36,11 +36,12 @@ _local = threading.local()  # each worker's pinned host buffer
 def eigenvalues(matrices: torch.Tensor, solver: str = "torch", cpu_solver: str = "torch") -> torch.Tensor:
     """(..., n, n) symmetric PSD fp64 matrices -> (..., n) eigenvalues, descending, >= 0, by ``solver``;
     ``cpu_solver`` ('torch' or 'numpy') is the LAPACK that 'host' (and 'auto' on a CPU) runs. Which
-    backend is fastest is the kernel plan's business (plan.eigensolver resolves 'auto')."""
+    backend is fastest is the kernel plan's business (plan.eigensolver resolves 'auto'); unresolved, 'auto'
+    takes the rule."""
     if matrices.numel() == 0:
         return matrices.new_zeros(matrices.shape[:-1])
-    if solver == "auto":  # not resolved by a plan: the rule (host for GPU stacks from 32 on)
-        solver = ("host" if matrices.shape[-1] >= 32 else "torch") if matrices.is_cuda else cpu_solver
+    if solver == "auto":
+        solver = rule(True, matrices.shape[-1]) if matrices.is_cuda else cpu_solver
     if solver == "host" and not matrices.is_cuda:
         solver = cpu_solver
     if solver == "torch":
@@ -50,6 +51,11 @@ def eigenvalues(matrices: torch.Tensor, solver: str = "torch", cpu_solver: str =
     else:
         ev = host_eigvalsh(matrices, cpu_solver if solver == "host" else solver).to(matrices.device)
     return below_precision_to_zero(ev.flip(-1).clamp_min(0))
+
+
+def rule(cuda: bool, n: int) -> str:
+    """The eigensolver without timing: torch's LAPACK on a CPU; on a GPU torch below n = 32, else the host's."""
+    return ("host" if n >= 32 else "torch") if cuda else "torch"
 
 
 def below_precision_to_zero(ev: torch.Tensor) -> torch.Tensor:

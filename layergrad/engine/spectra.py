@@ -27,7 +27,7 @@ BLOCKS = 4  # row blocks of the blocked products (plan candidates "blocked")
 
 @dataclass(frozen=True)
 class Recipe:
-    """How one target's σ² are computed (the plan's choice, plan.py): ``route`` 'core' (from factors) or
+    """How one target's σ² are computed (the plan's choice, plan/recipes.py): ``route`` 'core' (from factors) or
     'dense' (from G); ``factor``: which side is factored on the core route ('x': R_X·Δ, shared by the
     targets that read the same input; 'delta': R_Δ·X; 'both': R_Δ·R_Xᵀ); ``method``: 'qr' or
     'cholesky' factors; ``product`` / ``gram``: 'plain' or 'blocked' (skip the zero triangle of R, or

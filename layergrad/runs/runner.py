@@ -143,7 +143,7 @@ def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: f
         "this_session": {"seconds": round(elapsed, 2), "tokens": tokens,
                          "tokens_per_second": round(tokens / elapsed, 1) if elapsed > 0 else None},
         "samples": {c: {k: int(v) for k, v in row.items()} for c, row in counts.iterrows()},
-        "plan": plan or {},  # the kernel plan this session used (engine/plan.py)
+        "plan": plan or {},  # the kernel plan this session used (engine/plan/)
     }
 
 

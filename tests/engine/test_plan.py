@@ -65,14 +65,15 @@ def fresh_plan(tmp_path, monkeypatch):
     monkeypatch.delenv("LAYERGRAD_PLAN", raising=False)
     new_process(monkeypatch)
     timed = []
-    real = plan.best_ms
-    monkeypatch.setattr(plan, "best_ms", lambda candidates, *a: timed.append(tuple(candidates)) or real(candidates, *a))
+    real = plan.timing.best_ms
+    monkeypatch.setattr(plan.timing, "best_ms",
+                        lambda candidates, *a: timed.append(tuple(candidates)) or real(candidates, *a))
     return timed, tmp_path / "plan.json"
 
 
 def new_process(monkeypatch):
-    for memo in ("_memo", "_steps", "_recipes"):
-        monkeypatch.setattr(plan, memo, {})
+    for memo in ("memo", "steps", "recipes"):
+        monkeypatch.setattr(plan.STATE, memo, {})
 
 
 def test_a_cell_is_timed_once_then_read_from_the_cache(fresh_plan, monkeypatch):

@@ -100,17 +100,17 @@ def test_small_products_keep_torch_and_rules_mode_never_times(monkeypatch):
     assert plan.product_kernel(plan.PRODUCT_ROWS[0] - 1, 576, 49152) == "torch"
     assert plan.product_kernel(500, 64, 400) == plan.product_kernel(5000, 64, 400) == "torch"  # a tiny model's
     monkeypatch.setenv("LAYERGRAD_PLAN", "rules")
-    monkeypatch.setattr(plan, "time_product", lambda *a: pytest.fail("timed under LAYERGRAD_PLAN=rules"))
+    monkeypatch.setattr(plan.kernels, "time_product", lambda *a: pytest.fail("timed under LAYERGRAD_PLAN=rules"))
     assert plan.product_kernel(500, 576, 49152) == "torch"
 
 
 def test_product_timing_is_cached_and_recorded(monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERGRAD_PLAN_FILE", str(tmp_path / "plan.json"))
-    monkeypatch.setattr(plan, "_memo", {})
-    entry = plan.time_product(64, 64, 5000)
+    monkeypatch.setattr(plan.STATE, "memo", {})
+    entry = plan.kernels.time_product(64, 64, 5000)
     assert set(entry["ms"]) == set(products.kernels()) and entry["choice"] in entry["ms"]
     calls = []
-    monkeypatch.setattr(plan, "time_product", lambda *a: calls.append(a) or entry)
+    monkeypatch.setattr(plan.kernels, "time_product", lambda *a: calls.append(a) or entry)
     first = plan.product_kernel(100, 512, 8192)
     assert plan.product_kernel(120, 512, 8192) == first and calls == [(128, 512, 8192)]
     assert plan.used("cpu", [])["products"] == {plan.product_key(128, 512, 8192, threads.budget()): entry}
@@ -118,8 +118,8 @@ def test_product_timing_is_cached_and_recorded(monkeypatch, tmp_path):
 
 def test_tune_prints_each_shape_per_row_bucket(monkeypatch, tmp_path):
     monkeypatch.setenv("LAYERGRAD_PLAN_FILE", str(tmp_path / "plan.json"))
-    monkeypatch.setattr(plan, "_memo", {})
-    monkeypatch.setattr(plan, "time_product", lambda rows, d_in, d_out: {"choice": "numpy", "rows": rows,
+    monkeypatch.setattr(plan.STATE, "memo", {})
+    monkeypatch.setattr(plan.kernels, "time_product", lambda rows, d_in, d_out: {"choice": "numpy", "rows": rows,
                                                                          "ms": {"torch": 2.0, "numpy": 1.0}})
     model = torch.nn.Sequential()
     model.add_module("up_proj", torch.nn.Linear(512, 8192, bias=False))
@@ -130,7 +130,7 @@ def test_tune_prints_each_shape_per_row_bucket(monkeypatch, tmp_path):
     assert all(": numpy  [ms forward + backward at" in line and "numpy 1.00, torch 2.00" in line and
                line.endswith("(timed now)") for line in lines[:2])
     assert all(": torch  [below" in line for line in lines[2:])
-    monkeypatch.setattr(plan, "_memo", {})
+    monkeypatch.setattr(plan.STATE, "memo", {})
     assert plan.tune_products(model, [100, 300])[0].endswith("(cached)")
 
 
