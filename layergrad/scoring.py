@@ -34,9 +34,7 @@ out, the shares renormalised).
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,12 +42,12 @@ import numpy as np
 import pandas as pd
 
 from layergrad.data.samples import content_id, sample_from_record
-from layergrad.data.streaming import RecordSource, json_line
+from layergrad.data.streaming import ParquetAppender, RecordSource, json_line, write_records
 from layergrad.engine.layers import segment_bounds
 from layergrad.engine.options import KINDS
 from layergrad.errors import InputError, did_you_mean
 from layergrad.runs.config import RunConfig
-from layergrad.runs.store import RunStore, write_atomic
+from layergrad.runs.store import RunStore
 
 PREFIX = "lg_"
 SEGMENTS = ("early", "middle", "late")
@@ -154,66 +152,15 @@ def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", t
 # ----------------------------------------------------------------------------- computing
 
 def compute_windows(config: RunConfig, source: RecordSource, window: int, log, then=None) -> None:
-    """Compute every record not yet in the run, a window at a time (one committed chunk each); under
-    torchrun each rank takes every world-size-th window; ``then()`` runs on the main process once every
-    rank is done."""
-    from layergrad.engine.compute import make_formatter, run_all
-    from layergrad.engine.threads import set_budget
-    from layergrad.models import load_model
-    from layergrad.runs import sharding
-    from layergrad.runs.progress import Progress
-    from layergrad.runs.runner import manifest, rank_device
+    """Compute every record not yet in the run, a window at a time (runs/sources.Windows: one committed chunk
+    each, the ranks of torchrun taking turns), by the one run lifecycle (runs/runner.run); ``then()`` runs on
+    the main process once every rank is done."""
+    from layergrad.runs.runner import run
+    from layergrad.runs.sources import Windows
 
-    world = sharding.current_world()
-    log = log if world.main else (lambda *a: None)
-    store = RunStore(config.out, rank=world.rank if world.distributed else None)
-    store.prepare(config, write=False)
-    device = rank_device(config.load.device, world)
-    m = load_model(config.model, **{**config.load.to_dict(), "device": device}, reinit=config.compute.reinit, log=log)
-    set_budget(config.compute.threads)
-    make_formatter(m, config.compute.resolved())  # the model's limits checked before any record
-    created = sharding.init(world, device)
-    try:
-        store.prepare(config, write=world.main)
-        sharding.barrier(world)
-        done = store.done_ids()
-        progress = Progress(total=(source.count() or 0) if config.limit is None else config.limit,
-                            quiet=config.quiet, log=log)
-        tokens, used_plan = 0, {}
-        oda = config.compute.recipe == "oda"
-        started, clock = pd.Timestamp.now(tz="UTC"), time.perf_counter()
-        for k, (start, records) in enumerate(source.windows(window)):
-            if config.limit is not None and start >= config.limit:
-                break
-            records = records[:config.limit - start] if config.limit is not None else records
-            if world.distributed and k % world.size != world.rank:
-                continue
-            samples = [record_sample(r, start + i, source.fields, oda) for i, r in enumerate(records)]
-            pending = [s for s in samples if (CONDITION, s.sample_id) not in done]
-            progress.done += len(samples) - len(pending)
-            if not pending:
-                continue
-            stats, rows = [], []
-
-            def collect(batch) -> None:
-                stats.extend(batch.stats)
-                rows.extend(batch.samples)
-                progress.update(batch)
-
-            used_plan = run_all(m, {CONDITION: pending}, config.compute, collect)
-            store.write_chunk(pd.DataFrame(stats), pd.DataFrame(rows))
-            tokens += sum(r.get("n_tokens", 0) for r in rows)
-        progress.close()
-        sharding.barrier(world)
-        if world.main:
-            samples = store.read_table("samples", columns=["condition", "status"])
-            store.write_manifest({**manifest(config, m, samples, started=started, elapsed=time.perf_counter() - clock,
-                                              tokens=tokens, plan=used_plan), "world_size": world.size})
-            if then is not None:
-                then()
-        sharding.barrier(world)
-    finally:
-        sharding.leave(world, created)
+    oda = config.compute.recipe == "oda"
+    windows = Windows(source, window, config.limit, lambda r, i: record_sample(r, i, source.fields, oda), CONDITION)
+    run(config, source=windows, log=log, keep_going=True, then=then)
 
 
 def record_sample(record, index: int, fields, oda: bool = False):
@@ -274,34 +221,31 @@ def oda_effective_rank(sigma) -> float:
 class ScoreIndex:
     """The scores of every committed chunk of a run (every rank's), read a chunk at a time by source_index."""
 
-    def __init__(self, store: RunStore, n_layers: int, oda: bool):
-        self.store, self.n_layers, self.oda = store, n_layers, oda
-        self.ranges = []  # (lo, hi, folder, chunk index)
-        for folder in store.chunk_dirs():
-            if folder.exists():
-                for i in store.committed(folder):
-                    index = pd.read_parquet(folder / f"{i:05d}.samples.parquet", columns=["source_index"]).source_index
-                    if len(index):
-                        self.ranges.append((int(index.min()), int(index.max()), folder, i))
+    def __init__(self, run: RunStore, n_layers: int, oda: bool):
+        self.run, self.n_layers, self.oda = run, n_layers, oda
+        self.ranges = []  # (lo, hi, chunk)
+        for chunk in run.committed_chunks():
+            index = run.read_chunk(chunk, "samples", ["source_index"]).source_index
+            if len(index):
+                self.ranges.append((int(index.min()), int(index.max()), chunk))
         self._cache: dict = {}
 
     def rows(self, lo: int, hi: int) -> pd.DataFrame:
         """Score rows of source indices lo..hi-1 (the most recent chunk wins a repeated index)."""
-        parts = [self.chunk(folder, i) for a, b, folder, i in self.ranges if a < hi and b >= lo]
+        parts = [self.chunk(chunk) for a, b, chunk in self.ranges if a < hi and b >= lo]
         if not parts:
             return pd.DataFrame()
         table = pd.concat(parts)
         table = table[(table.index >= lo) & (table.index < hi)]
         return table[~table.index.duplicated(keep="last")]
 
-    def chunk(self, folder: Path, i: int) -> pd.DataFrame:
-        key = (str(folder), i)
+    def chunk(self, chunk: tuple) -> pd.DataFrame:
+        key = (str(chunk[0]), chunk[1])
         if key not in self._cache:
             if len(self._cache) > 8:
                 self._cache.clear()
-            stats = pd.read_parquet(folder / f"{i:05d}.stats.parquet")
-            samples = pd.read_parquet(folder / f"{i:05d}.samples.parquet")
-            self._cache[key] = chunk_scores(stats, samples, self.n_layers, self.oda)
+            self._cache[key] = chunk_scores(self.run.read_chunk(chunk, "stats"), self.run.read_chunk(chunk, "samples"),
+                                            self.n_layers, self.oda)
         return self._cache[key]
 
 
@@ -310,16 +254,15 @@ class ScoreIndex:
 def write_outputs(out: Path, config: RunConfig, source: RecordSource, window: int, column: str,
                   residualize: str | None, selections: list[Selection], log) -> None:
     """scored.jsonl, scored.parquet and the selections, streamed: a window of input records at a time."""
-    store = RunStore(config.out)
-    n_layers = int(json.loads((store.root / "run.json").read_text()).get("model", {}).get("num_layers") or 0) \
-        if (store.root / "run.json").exists() else 0
-    index = ScoreIndex(store, n_layers or 1, config.compute.recipe == "oda")
+    run = RunStore(config.out)
+    n_layers = int(run.manifest().get("model", {}).get("num_layers") or 0)
+    index = ScoreIndex(run, n_layers or 1, config.compute.recipe == "oda")
     fit = length_fit(index, source, window, column, config.limit) if residualize else None
     ranked = column + "_given_length" if residualize else column
     values: list[tuple[float, int]] = []
     jsonl = out / "scored.jsonl"
     tmp = jsonl.with_name(jsonl.name + ".tmp")
-    parquet = ParquetAppender(out / "scored.parquet")
+    parquet = ParquetAppender(out / "scored.parquet", typed=lambda column: column.startswith(PREFIX))
     scored_count = total = 0
     with open(tmp, "w", encoding="utf-8") as fh:
         for start, records in limited(source.windows(window), config.limit):
@@ -399,85 +342,3 @@ def write_selected(path: Path, source: RecordSource, window: int, chosen: list[i
     picked = [r for start, records in limited(source.windows(window), limit)
               for i, r in enumerate(records) if start + i in wanted]
     write_records(path, picked, like=source.suffix)
-
-
-class ParquetAppender:
-    """Rows appended window by window to one Parquet file (columns: the first window's)."""
-
-    def __init__(self, path: Path):
-        self.path, self.tmp = path, path.with_name(path.name + ".tmp")
-        self.writer = self.schema = None
-
-    def append(self, rows: list[dict]) -> None:
-        import pyarrow.parquet as pq
-
-        if not rows:
-            return
-        table = as_table(rows, self.schema)
-        if self.writer is None:
-            self.schema = table.schema
-            self.writer = pq.ParquetWriter(self.tmp, self.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.tmp.replace(self.path)
-
-
-def as_table(rows: list[dict], schema=None):
-    """A pyarrow table of records in ``schema`` when given; nested or mixed-type fields become JSON text (and
-    a later window's values that do not fit the first window's types, text or None)."""
-    import pyarrow as pa
-
-    try:
-        return pa.Table.from_pylist(rows, schema=schema)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        pass
-    if schema is None:
-        return pa.Table.from_pylist([{k: v if k.startswith(PREFIX) else as_text(v) for k, v in r.items()}
-                                     for r in rows])
-    types = {f.name: f.type for f in schema}
-    return pa.Table.from_pylist([{k: fitted(v, types.get(k)) for k, v in r.items() if k in types} for r in rows],
-                                schema=schema)
-
-
-def as_text(value):
-    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
-
-
-def fitted(value, kind):
-    """A value in a Parquet column's type: text as text, numbers as numbers, else None."""
-    import pyarrow as pa
-
-    if value is None:
-        return None
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return as_text(value)
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
-        try:
-            number = float(value)
-            return int(number) if pa.types.is_integer(kind) and number == int(number) else number
-        except (TypeError, ValueError, OverflowError):
-            return None
-    return value if isinstance(value, (bool, int, float, str)) else None
-
-
-def write_records(path: Path, records: list[dict], like: str | None = None) -> Path:
-    """Records as ``path``'s format (.json list, .jsonl, .csv, .parquet), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = (like or path.suffix).lower()
-    if suffix in (".jsonl", ".json"):
-        lines = [json_line(r) for r in records]
-        text = "\n".join(lines) + "\n" if suffix == ".jsonl" else "[\n" + ",\n".join(lines) + "\n]\n"
-        write_atomic(path, text if records or suffix == ".jsonl" else "[]\n")
-        return path
-    tmp = path.with_name(path.name + ".tmp")
-    if suffix == ".csv":
-        pd.DataFrame(records).to_csv(tmp, index=False)
-    else:
-        import pyarrow.parquet as pq
-
-        pq.write_table(as_table(records), tmp)
-    tmp.replace(path)
-    return path

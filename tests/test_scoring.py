@@ -71,12 +71,17 @@ def oda_reference(m, record: dict, max_length: int = 2048) -> dict:
     labels[:, :tok(instr + " ", truncation=True, max_length=max_length, return_tensors="pt")["input_ids"].shape[1]] = -100
     layer = decoder_layers(model)[1][-1].self_attn
     weights = {k: getattr(layer, f"{k}_proj").weight for k in "qkvo"}
+    saved = [(p, p.requires_grad) for p in model.parameters()]  # the model is shared with other tests: restored
     for p in model.parameters():
         p.requires_grad_(False)
     for w in weights.values():
         w.requires_grad_(True)
         w.grad = None
-    model(input_ids=ids, labels=labels).loss.backward()
+    try:
+        model(input_ids=ids, labels=labels).loss.backward()
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
     out = {}
     for k, w in weights.items():
         s = torch.linalg.svd(w.grad, full_matrices=False).S
@@ -86,7 +91,6 @@ def oda_reference(m, record: dict, max_length: int = 2048) -> dict:
         p = p[p > 1e-10]
         p = p / p.sum()
         out[f"effective_rank_{k}_proj"] = float(torch.exp(-(p * torch.log(p)).sum()))
-        w.requires_grad_(False)
         w.grad = None
     return out
 

@@ -1,12 +1,15 @@
-"""A data source read in windows of records, never whole: JSONL line by line, Parquet by row groups, CSV by
-chunks, ``hf:`` datasets streamed; a JSON list (which cannot be streamed) and ``paper:``/``builtin:`` sources
-are read whole. Record i of a window starting at ``start`` is record ``start + i`` of the source, as
-``read_records`` numbers them (the blank lines of a JSONL file do not count).
+"""Records streamed in and out. In: a data source read in windows of records, never whole: JSONL line by
+line, Parquet by row groups, CSV by chunks, ``hf:`` datasets streamed; a JSON list (which cannot be
+streamed) and ``paper:``/``builtin:`` sources are read whole. Record i of a window starting at ``start`` is
+record ``start + i`` of the source, as ``read_records`` numbers them (the blank lines of a JSONL file do not
+count). Out: records appended window by window to one Parquet file, or written whole in a file's format,
+atomically.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -117,3 +120,97 @@ def hub_stream(spec: str) -> Iterator[dict]:
 
 def json_line(record: dict) -> str:
     return json.dumps(record, ensure_ascii=False, default=str)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file, flushed to disk and renamed (never half-written)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ParquetAppender:
+    """Rows appended window by window to one Parquet file (columns: the first window's)."""
+
+    def __init__(self, path: Path, typed=lambda column: False):
+        self.path, self.tmp, self.typed = path, path.with_name(path.name + ".tmp"), typed
+        self.writer = self.schema = None
+
+    def append(self, rows: list[dict]) -> None:
+        import pyarrow.parquet as pq
+
+        if not rows:
+            return
+        table = as_table(rows, self.schema, self.typed)
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.tmp, self.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.tmp.replace(self.path)
+
+
+def as_table(rows: list[dict], schema=None, typed=lambda column: False):
+    """A pyarrow table of records in ``schema`` when given; nested or mixed-type fields become JSON text (but
+    the ``typed`` columns) and a later window's values that do not fit the first window's types, text or None."""
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        pass
+    if schema is None:
+        return pa.Table.from_pylist([{k: v if typed(k) else as_text(v) for k, v in r.items()}
+                                     for r in rows])
+    types = {f.name: f.type for f in schema}
+    return pa.Table.from_pylist([{k: fitted(v, types.get(k)) for k, v in r.items() if k in types} for r in rows],
+                                schema=schema)
+
+
+def as_text(value):
+    return value if value is None or isinstance(value, str) else json.dumps(value, default=str)
+
+
+def fitted(value, kind):
+    """A value in a Parquet column's type: text as text, numbers as numbers, else None."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return as_text(value)
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind):
+        try:
+            number = float(value)
+            return int(number) if pa.types.is_integer(kind) and number == int(number) else number
+        except (TypeError, ValueError, OverflowError):
+            return None
+    return value if isinstance(value, (bool, int, float, str)) else None
+
+
+def write_records(path: Path, records: list[dict], like: str | None = None) -> Path:
+    """Records as ``path``'s format (.json list, .jsonl, .csv, .parquet), written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = (like or path.suffix).lower()
+    if suffix in (".jsonl", ".json"):
+        lines = [json_line(r) for r in records]
+        text = "\n".join(lines) + "\n" if suffix == ".jsonl" else "[\n" + ",\n".join(lines) + "\n]\n"
+        write_atomic(path, text if records or suffix == ".jsonl" else "[]\n")
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    if suffix == ".csv":
+        import pandas as pd
+
+        pd.DataFrame(records).to_csv(tmp, index=False)
+    else:
+        import pyarrow.parquet as pq
+
+        pq.write_table(as_table(records), tmp)
+    tmp.replace(path)
+    return path

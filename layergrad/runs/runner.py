@@ -1,5 +1,6 @@
-"""The facade: ``run(config)`` loads the model once, computes every condition into a run
-directory, resumes what a previous attempt left, and writes the manifest."""
+"""The run lifecycle, one for every command: ``run(config)`` loads the model once, computes what the run's
+source gives (sources.py: conditions in memory, or a record source in windows) into a run directory,
+resumes what a previous attempt left, shares the work between torchrun ranks and writes the manifest."""
 
 from __future__ import annotations
 
@@ -14,30 +15,32 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import check_usable, make_formatter, run_all, unusable
+from layergrad.engine.compute import check_usable, make_formatter, run_all
 from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
 from layergrad.runs import sharding
 from layergrad.runs.config import RunConfig
 from layergrad.runs.progress import Progress
+from layergrad.runs.sources import Conditions
 from layergrad.runs.store import RunStore
 from layergrad.schema import samples_frame, stats_frame
 
 
-def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = None, extra: dict | None = None,
-        thread_budget: bool = True, keep_going: bool = False) -> Path:
+def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = None, source=None,
+        extra: dict | None = None, thread_budget: bool = True, keep_going: bool = False, then=None) -> Path:
     """Compute ``config`` into ``config.out`` and return that directory.
 
     Under torchrun every rank computes its share of the samples into its own shard and rank 0
     merges them (sharding.py); a rerun resumes from every shard, whatever the world size.
     ``model``: an already loaded model; ``conditions``: {name: samples} instead of loading
-    ``config.data``; ``extra``: more keys for run.json; ``thread_budget=False`` leaves torch's
-    thread setting alone (a training loop owns it).
+    ``config.data``; ``source``: what to compute, in parts (sources.py; default: the conditions);
+    ``extra``: more keys for run.json; ``thread_budget=False`` leaves torch's thread setting alone (a
+    training loop owns it); ``then()``: runs on the main process once every rank is done.
     """
     world = sharding.current_world()
     log = log if world.main else (lambda *a: None)
-    conditions = conditions or load_conditions(config)
+    source = source or Conditions(conditions or load_conditions(config))
     store = RunStore(config.out, rank=world.rank if world.distributed else None)
     store.prepare(config, write=False)  # a different config in --out: refused before anything is loaded
     device = rank_device(config.load.device, world)
@@ -46,22 +49,21 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     if thread_budget:
         set_budget(config.compute.threads)  # --threads, else affinity / cgroup quota / OMP_NUM_THREADS
     previous = set() if config.overwrite else store.done_ids()
-    encode = make_formatter(m, config.compute.resolved()).encode
-    if keep_going:
-        for condition, why in unusable(conditions, previous, encode).items():
-            log(f"condition '{condition}': {why}; recorded as skipped")
-    else:
-        check_usable(conditions, previous, encode=encode)  # before any forward
+    encode = make_formatter(m, config.compute.resolved()).encode  # the model's limits checked before any sample
+    source.check(encode, previous, keep_going, log)
     created_group = sharding.init(world, device)
     try:
         store.prepare(config, write=world.main)
         sharding.barrier(world)
-        info = compute_pending(config, m, conditions, store, world, log)
+        info = compute_pending(config, m, source, store, world, log)
         sharding.barrier(world)
         if world.main:
-            stats, samples = store.finalize(stats_frame, samples_frame)
+            samples = store.finalize(stats_frame, samples_frame)[1] if source.merge else \
+                store.read_table("samples", columns=["condition", "status"])
             store.write_manifest({**manifest(config, m, samples, **info), "world_size": world.size,
                                   "attributes": condition_attributes(config), **(extra or {})})
+            if then is not None:
+                then()
         sharding.barrier(world)
     finally:
         sharding.leave(world, created_group)
@@ -85,27 +87,40 @@ def condition_attributes(config: RunConfig) -> dict[str, dict]:
     return {name: attributes_of(src) for name, src in config.data.items()}
 
 
-def compute_pending(config: RunConfig, m, conditions: dict, store: RunStore, world, log) -> dict:
-    """Compute this rank's share of the samples not yet in ``store``, one durable chunk per batch;
-    when it started, how long it took and how many tokens it computed."""
+def compute_pending(config: RunConfig, m, source, store: RunStore, world, log) -> dict:
+    """Compute this rank's share of the samples not yet in ``store``, one durable chunk per batch (or per
+    part, for a part that asks it); when it started, how long it took and how many tokens it computed."""
     done = store.done_ids()
-    work = {(name, s.sample_id): len(s.prompt) + len(s.response)  # size of each sample still to do
-            for name, ss in conditions.items() for s in ss if (name, s.sample_id) not in done}
-    if world.distributed:
-        conditions, work = my_share(conditions, work, world)
+    parts, size = source.share(world, done)
     started = datetime.now(timezone.utc)
-    progress = Progress(total=len(work), quiet=config.quiet, log=log, work=work)
-    clock = time.perf_counter()
-
-    def commit(records) -> None:
-        store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
-        progress.update(records)
-
+    progress = Progress(quiet=config.quiet, log=log, **size)
+    clock, used = time.perf_counter(), {}
     try:
-        used = run_all(m, conditions, config.compute, commit, skip_ids=done)
+        for part in parts:
+            progress.done += part.done
+            if any(part.conditions.values()):
+                used = compute_part(m, part, config, store, progress, done) or used
     finally:
         progress.close()
     return {"started": started, "elapsed": time.perf_counter() - clock, "tokens": progress.tokens, "plan": used}
+
+
+def compute_part(m, part, config: RunConfig, store: RunStore, progress: Progress, done: set) -> dict:
+    """One part computed and committed: a chunk per batch, or (``part.one_chunk``) one chunk at its end."""
+    stats, rows = [], []
+
+    def commit(records) -> None:
+        if part.one_chunk:
+            stats.extend(records.stats)
+            rows.extend(records.samples)
+        else:
+            store.write_chunk(pd.DataFrame(records.stats), pd.DataFrame(records.samples))
+        progress.update(records)
+
+    used = run_all(m, part.conditions, config.compute, commit, skip_ids=done)
+    if part.one_chunk:
+        store.write_chunk(pd.DataFrame(stats), pd.DataFrame(rows))
+    return used
 
 
 def rank_device(device: str | None, world) -> str:
@@ -116,15 +131,6 @@ def rank_device(device: str | None, world) -> str:
 
         return f"cuda:{world.local_rank}" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def my_share(conditions: dict, work: dict, world) -> tuple[dict, dict]:
-    """This rank's samples and their sizes: the ones not done (keys of ``work``), bin-packed
-    by size across ranks."""
-    owner = sharding.assign(work, world.size)
-    mine = {key for key, rank in owner.items() if rank == world.rank}
-    return ({name: [s for s in ss if (name, s.sample_id) in mine] for name, ss in conditions.items()},
-            {key: work[key] for key in mine})
 
 
 def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: float, tokens: int,

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from layergrad.data.streaming import write_atomic
 from layergrad.errors import ConfigMismatchError, InputError
 from layergrad.runs.config import RunConfig
 
@@ -106,10 +107,24 @@ class RunStore:
         write_parquet_atomic(samples, self.chunks / f"{index:05d}.samples.parquet")
         return index
 
+    def committed_chunks(self) -> list[tuple[Path, int]]:
+        """(folder, index) of every committed chunk of every writer (the single process's, each rank's)."""
+        return [(d, i) for d in self.chunk_dirs() if d.exists() for i in self.committed(d)]
+
+    @staticmethod
+    def read_chunk(chunk: tuple[Path, int], name: str, columns=None) -> pd.DataFrame:
+        """One committed chunk's 'stats' or 'samples' table."""
+        folder, index = chunk
+        return pd.read_parquet(folder / f"{index:05d}.{name}.parquet", columns=columns)
+
+    def manifest(self) -> dict:
+        """run.json, or {} before the run has finished once."""
+        path = self.root / "run.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
     def read_table(self, name: str, columns=None) -> pd.DataFrame:
         """All committed chunks of 'stats' or 'samples' (every shard), concatenated."""
-        paths = [d / f"{i:05d}.{name}.parquet" for d in self.chunk_dirs() if d.exists() for i in self.committed(d)]
-        frames = [pd.read_parquet(p, columns=columns) for p in paths]
+        frames = [self.read_chunk(chunk, name, columns) for chunk in self.committed_chunks()]
         frames = [f for f in frames if not f.empty]
         if not frames:
             return pd.DataFrame(columns=columns or [])
@@ -132,15 +147,6 @@ def first_difference(a: dict, b: dict) -> str:
         if a.get(key) != b.get(key):
             return f"{key}: {a.get(key)!r} there, {b.get(key)!r} now"
     return ""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:

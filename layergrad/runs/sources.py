@@ -1,0 +1,83 @@
+"""What a run computes, as the runner reads it: ``Conditions`` (samples in memory: compute, reproduce, the
+callback) or ``Windows`` (a record source read a window at a time: score). Each gives this rank its share of
+the samples not yet done, as parts that the runner computes and commits, and says how the run ends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from layergrad.runs import sharding
+
+
+@dataclass(frozen=True)
+class Part:
+    """Samples to compute now: ``conditions`` ({condition: [Sample]}); ``one_chunk``: commit them as one chunk
+    (a window) rather than one per batch; ``done``: samples of the part already in the run (progress)."""
+
+    conditions: dict
+    one_chunk: bool = False
+    done: int = 0
+
+
+class Conditions:
+    """Every condition's samples, loaded before the model; ranks share the samples by work (bin-packed by
+    size); the run ends merged into stats.parquet and samples.parquet."""
+
+    merge = True
+
+    def __init__(self, conditions: dict):
+        self.conditions = conditions
+
+    def check(self, encode, previous: set, keep_going: bool, log) -> None:
+        """Conditions none of whose samples can be computed: refused before any forward, or (``keep_going``)
+        named in the log and recorded as skipped."""
+        from layergrad.engine.compute import check_usable, unusable
+
+        if keep_going:
+            for condition, why in unusable(self.conditions, previous, encode).items():
+                log(f"condition '{condition}': {why}; recorded as skipped")
+        else:
+            check_usable(self.conditions, previous, encode=encode)
+
+    def share(self, world, done: set) -> tuple[Iterator[Part], dict]:
+        """(this rank's parts, the progress's total and work)."""
+        work = {(name, s.sample_id): len(s.prompt) + len(s.response)  # size of each sample still to do
+                for name, ss in self.conditions.items() for s in ss if (name, s.sample_id) not in done}
+        conditions = self.conditions
+        if world.distributed:
+            owner = sharding.assign(work, world.size)
+            mine = {key for key, rank in owner.items() if rank == world.rank}
+            conditions = {name: [s for s in ss if (name, s.sample_id) in mine] for name, ss in conditions.items()}
+            work = {key: work[key] for key in mine}
+        return iter([Part(conditions)]), {"total": len(work), "work": work}
+
+
+class Windows:
+    """A record source read ``window`` records at a time, each window one committed chunk (a kill loses at
+    most the window in flight); under torchrun each rank takes every world-size-th window. The run is not
+    merged (the chunks are read a window at a time by whoever reads the run)."""
+
+    merge = False
+
+    def __init__(self, source, window: int, limit: int | None, make_sample: Callable, condition: str = "data"):
+        self.source, self.window, self.limit = source, window, limit
+        self.make_sample, self.condition = make_sample, condition
+
+    def check(self, encode, previous: set, keep_going: bool, log) -> None:
+        """Nothing to check ahead: a record that cannot be computed is recorded as skipped with its reason."""
+
+    def share(self, world, done: set) -> tuple[Iterator[Part], dict]:
+        total = (self.source.count() or 0) if self.limit is None else self.limit
+        return self.parts(world, done), {"total": total}
+
+    def parts(self, world, done: set) -> Iterator[Part]:
+        for k, (start, records) in enumerate(self.source.windows(self.window)):
+            if self.limit is not None and start >= self.limit:
+                return
+            records = records[:self.limit - start] if self.limit is not None else records
+            if world.distributed and k % world.size != world.rank:
+                continue
+            samples = [self.make_sample(r, start + i) for i, r in enumerate(records)]
+            pending = [s for s in samples if (self.condition, s.sample_id) not in done]
+            yield Part({self.condition: pending}, one_chunk=True, done=len(samples) - len(pending))
