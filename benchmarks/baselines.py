@@ -6,7 +6,7 @@ import time
 import torch
 
 STYLES = {"none": "gsm8k/none", "simplified": "gsm8k/simplified", "detailed": "gsm8k/detailed"}
-SYSTEM_PROMPT = "You are a helpful assistant."  # the original script's (PAPER.md §2)
+SYSTEM_PROMPT = "You are a helpful assistant."  # the original script's (docs/guide/how-it-works.md, "The measurement")
 
 
 def paper_tokens(tokenizer, prompt: str, response: str, max_length: int = 1024) -> tuple[list[int], int]:

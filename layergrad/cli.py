@@ -22,7 +22,7 @@ Quick start:
   layergrad demo                                   # the whole idea in a few minutes on a CPU
   layergrad compute --model smollm2-135m-instruct \\
       --data none=paper:gsm8k/none --data detailed=paper:gsm8k/detailed \\
-      --paper-data ../shared/paper-data --limit 50 --out runs/gsm8k
+      --paper-data DIR --limit 50 --out runs/gsm8k
   layergrad analyze runs/gsm8k --out runs/gsm8k/analysis   # CIs, tests, figures, report.html
   layergrad models list
 """
@@ -301,7 +301,7 @@ def split(text: str) -> list[str]:
 @cli.command(epilog="""
 \b
 Examples:
-  layergrad reproduce --model smollm2-135m-instruct --paper-data ../shared/paper-data --limit 20 --out runs/repro
+  layergrad reproduce --model smollm2-135m-instruct --paper-data DIR --limit 20 --out runs/repro
   layergrad reproduce --model Qwen/Qwen2-1.5B-Instruct --paper --groups cot --tasks gsm8k,aqua --out runs/q
   layergrad reproduce --config runs/repro/reproduce.yaml     # replay (rerunning resumes)
   layergrad compare runs/repro-base runs/repro-instruct --out runs/h4h6   # adds H4 and H6
@@ -312,7 +312,7 @@ Writes OUT/run (the run directory), OUT/analysis/<cell>/ (each task's tables, fi
 report), OUT/claims.csv (every claim per cell and module: verdict, effect, CI, Holm p, n, and for an
 inconclusive row the samples per side that would decide it) and OUT/report.html (the claims x cells
 table first, then figures in the paper's layout). A study file declares conditions (source and
-attributes) and claims (statistic, layers, compare, direction); see the README.""")
+attributes) and claims (statistic, layers, compare, direction); see docs/guide/studies.md.""")
 @click.option("--config", "config_file", type=click.Path(), help="reproduce.yaml of an earlier run; options here win.")
 @reproduce_options
 def reproduce(config_file, **options):

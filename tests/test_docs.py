@@ -133,3 +133,20 @@ def test_the_site_builds_strictly_and_opens_without_console_errors(tmp_path):
     api = (site / "reference" / "api" / "index.html").read_text()
     assert "Returns" in api and "load_model" in api and "score" in api
     assert "layergrad reproduce" in (site / "reference" / "cli" / "index.html").read_text()
+
+
+def test_the_reference_pages_name_the_output_columns_the_schema_writes():
+    """The run directory's tables in docs/guide/usage.md and the analysis CSVs in docs/guide/analysis.md say
+    what the code writes: every column of the schema module, every table of an analysis."""
+    import re
+
+    from layergrad.analysis.analyze import TABLES
+    from layergrad.schema import IFD_COLUMNS, SAMPLE_COLUMNS, stats_columns
+
+    usage = (ROOT / "docs" / "guide" / "usage.md").read_text()
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)\.parquet` \| (.*) \|$", usage, re.M)}
+    named = {table: set(re.findall(r"`?(\w+)`?", text)) for table, text in rows.items()}
+    assert set(stats_columns()) | {"cosine_next", "cosine_pair", "spectrum"} <= named["stats"]
+    assert set(SAMPLE_COLUMNS) | set(IFD_COLUMNS) <= named["samples"]
+    analysis = (ROOT / "docs" / "guide" / "analysis.md").read_text()
+    assert {f"{t}.csv" for t in TABLES} <= set(re.findall(r"^\| `(\w+\.csv)` \|", analysis, re.M))

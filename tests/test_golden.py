@@ -32,8 +32,8 @@ from tolerance import assert_analysis_close, assert_stats_close
 GOLDEN = Path(__file__).parent / "golden" / "tiny-1e103d3"
 REPRODUCE = Path(__file__).parent / "golden" / "reproduce-1e103d3"
 KEYS = {"stats": ["condition", "sample_id", "param"], "samples": ["condition", "sample_id"]}
-ADDED = {"cosine_pair", "n_to_decide"}  # columns and metrics added since 1e103d3 (same-layer cosines, with --cosine;
-# the samples an inconclusive claim would need)
+ADDED = {"cosine_pair", "n_to_decide", "measure"}  # columns and metrics added since 1e103d3 (same-layer cosines, with
+# --cosine; the samples an inconclusive claim would need; the id of a separability score)
 ANALYZE = ["--bootstrap", "50", "--formats", "png", "-q",
            "--metrics", "nuclear_norm,sigma1_ratio,effective_rank,cosine_next"]  # 1e103d3's choice
 FOLLOWUP = Path(__file__).parent / "golden" / "followup-1cf225c"

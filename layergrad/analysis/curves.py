@@ -1,6 +1,6 @@
 """Layer-wise curves and the paper's summaries, with bootstrap confidence intervals.
 
-Conventions (PAPER.md §2): a curve is the mean over samples of a metric per layer, after
+Conventions (docs/guide/how-it-works.md, "The measurement"): a curve is the mean over samples of a metric per layer, after
 dropping the samples whose value is not finite at some layer of that module; MAD(v) = mean
 |v[i+1] - v[i]| over a segment's consecutive layers (of the mean curve); the paper's
 early/middle/late splits for 26/28/32/42 layers, relative-depth thirds for any depth;

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from layergrad.analysis.curves import table_rule
+from layergrad.analysis.separability import select
 from layergrad.engine import statistics
 
 MODULE_COLOURS = {"q_proj": "#d62728", "k_proj": "#2ca02c", "v_proj": "#1f77b4", "o_proj": "#7f7f7f",
@@ -234,9 +235,8 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
 
 
 SCORE_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e"]
-HEADLINE_SCORES = {"loss": "loss", "response length (tokens)": "length",
-                   "mean nuclear norm / loss (S_sum_regularized)": "NN / loss", "mean nuclear_norm": "mean NN",
-                   "nuclear_norm profile (logistic, CV)": "NN profile (CV)"}
+HEADLINE_SCORES = {("loss", ""): "loss", ("length", ""): "length", ("per_loss", "nuclear_norm"): "NN / loss",
+                   ("mean", "nuclear_norm"): "mean NN", ("profile", "nuclear_norm"): "NN profile (CV)"}
 
 
 def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.DataFrame,
@@ -273,11 +273,10 @@ def headline(mean_curves: pd.DataFrame, groups: list[str], separability: pd.Data
 def auroc_bars(ax, separability: pd.DataFrame, pairs: list[tuple[str, str]], partner_of: dict | None = None) -> None:
     """Grouped bars: per pair, the AUROC of each baseline and gradient score with its CI."""
     width = 0.8 / len(HEADLINE_SCORES)
-    for k, (score, short) in enumerate(HEADLINE_SCORES.items()):
+    for k, ((measure, metric), short) in enumerate(HEADLINE_SCORES.items()):
         values, errors = [], []
         for a, b in pairs:
-            row = separability[(separability.a == a) & (separability.b == b) & (separability.score == score)]
-            v = row.iloc[0] if len(row) else None
+            v = select(separability, a, b, measure, metric)
             values.append(v.auroc if v is not None else np.nan)
             errors.append((v.auroc - v.ci_low, v.ci_high - v.auroc) if v is not None else (0, 0))
         x = np.arange(len(pairs)) + (k - (len(HEADLINE_SCORES) - 1) / 2) * width

@@ -24,6 +24,7 @@ dragging the augmented model below the baseline.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,40 @@ from scipy import stats as st
 
 from layergrad.analysis.curves import interval
 
-AUROC_COLUMNS = ["a", "b", "kind", "score", "metric", "auroc", "ci_low", "ci_high", "direction", "n_a", "n_b"]
+AUROC_COLUMNS = ["a", "b", "kind", "measure", "score", "metric", "auroc", "ci_low", "ci_high", "direction", "n_a",
+                 "n_b"]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One kind of score in the AUROC table: its id (the ``measure`` column readers select by), whether it is a
+    baseline or the gradient's, its words in the ``score`` column (``{metric}`` filled in) and a short name."""
+
+    id: str
+    kind: str
+    words: str
+    short: str
+
+    def score(self, metric: str) -> str:
+        return self.words.format(metric=metric)
+
+
+MEASURES = {m.id: m for m in (
+    Measure("loss", "baseline", "loss", "loss"),
+    Measure("length", "baseline", "response length (tokens)", "length"),
+    Measure("ifd", "baseline", "IFD", "IFD"),
+    Measure("per_loss", "baseline", "mean nuclear norm / loss (S_sum_regularized)", "NN / loss"),
+    Measure("mean", "gradient", "mean {metric}", "mean"),
+    Measure("profile", "gradient", "{metric} profile (logistic, CV)", "profile (CV)"),
+)}
+
+
+def select(table: pd.DataFrame, a: str, b: str, measure: str, metric: str | None = None) -> pd.Series | None:
+    """The AUROC row of one measure (and metric) for the pair a, b, or None."""
+    rows = table[(table.a == a) & (table.b == b) & (table.measure == measure)] if len(table) else table
+    if metric is not None and len(rows):
+        rows = rows[rows.metric == metric]
+    return rows.iloc[0] if len(rows) else None
 INCREMENT_COLUMNS = ["a", "b", "metric", "auroc_loss_length", "auroc_with_profile", "gain", "ci_low", "ci_high", "n_a",
                      "n_b", "verdict"]
 C_GRID = (0.01, 0.1, 1.0)
@@ -159,14 +193,16 @@ def pair_data(stats: pd.DataFrame, samples: pd.DataFrame, a: str, b: str, metric
     return wide, info, np.asarray(labels)
 
 
-def score_row(a, b, score, kind, metric, labels, values, n_boot, rng, orient=True) -> dict:
+def score_row(a, b, measure, metric, labels, values, n_boot, rng, orient=True) -> dict:
     ok = np.isfinite(values)
     value, lo, hi = auroc_ci(labels[ok], values[ok], n_boot, rng)
     if orient:
         value, lo, hi, direction = oriented(value, lo, hi, a, b)
     else:
         direction = f"cross-validated P({b})"
-    return {"a": a, "b": b, "kind": kind, "score": score, "metric": metric, "auroc": value, "ci_low": lo,
+    m = MEASURES[measure]
+    return {"a": a, "b": b, "kind": m.kind, "measure": measure, "score": m.score(metric), "metric": metric,
+            "auroc": value, "ci_low": lo,
             "ci_high": hi, "direction": direction, "n_a": int((labels[ok] == 0).sum()),
             "n_b": int((labels[ok] == 1).sum())}
 
@@ -186,18 +222,17 @@ def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metri
             ifd = ifd_values(info)
             if metric == metrics[0]:
                 loss, length = info.loss.to_numpy(dtype=float), info.n_response_tokens.to_numpy(dtype=float)
-                rows.append(score_row(a, b, "loss", "baseline", "", labels, loss, n_boot, rng))
-                rows.append(score_row(a, b, "response length (tokens)", "baseline", "", labels, length, n_boot, rng))
+                rows.append(score_row(a, b, "loss", "", labels, loss, n_boot, rng))
+                rows.append(score_row(a, b, "length", "", labels, length, n_boot, rng))
                 if ifd is not None:
-                    rows.append(score_row(a, b, "IFD", "baseline", "", labels, ifd, n_boot, rng))
+                    rows.append(score_row(a, b, "ifd", "", labels, ifd, n_boot, rng))
             if metric == "nuclear_norm":
-                rows.append(score_row(a, b, "mean nuclear norm / loss (S_sum_regularized)", "baseline", metric,
-                                      labels, values.mean(1) / info.loss.to_numpy(dtype=float), n_boot, rng))
-            rows.append(score_row(a, b, f"mean {metric}", "gradient", metric, labels, values.mean(1), n_boot, rng))
+                rows.append(score_row(a, b, "per_loss", metric, labels, values.mean(1) / info.loss.to_numpy(dtype=float),
+                                      n_boot, rng))
+            rows.append(score_row(a, b, "mean", metric, labels, values.mean(1), n_boot, rng))
             profile = log_profile(values)
             oof = cv_scores(profile, labels, groups, seed)
-            rows.append(score_row(a, b, f"{metric} profile (logistic, CV)", "gradient", metric, labels, oof,
-                                  n_boot, rng, orient=False))
+            rows.append(score_row(a, b, "profile", metric, labels, oof, n_boot, rng, orient=False))
             if metric == profile_metric:
                 base = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
                 if ifd is not None:

@@ -1,7 +1,7 @@
 """Render a sample as model text, tokenize it and locate its response tokens.
 
-Default (fixes PAPER.md §4): instruct models get their chat template (optional system
-prompt), base models ``prompt + "\\n" + response``. The rendered prompt is tokenized on its
+Default (docs/guide/how-it-works.md, "Where the default differs from the original"): instruct models
+get their chat template (optional system prompt), base models ``prompt + "\\n" + response``. The rendered prompt is tokenized on its
 own and must be a token prefix of the full text's tokens (no text search); when a BPE merge
 crosses the boundary the two parts are tokenized separately and joined (``boundary='split'``).
 Rendered templates are tokenized without extra special tokens (no double BOS). The

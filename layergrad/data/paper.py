@@ -1,4 +1,4 @@
-"""``paper:`` sources: the paper's datasets by task and style (PAPER.md §3).
+"""``paper:`` sources: the paper's datasets by task and style (docs/guide/how-it-works.md, "The data").
 
 ``paper:gsm8k/none`` | ``/simplified`` | ``/detailed`` (likewise aqua, strategyqa, ecqa, creak,
 sensemaking), ``paper:math-algebra/simplified`` (math-counting, math-geometry; no None CoT),

@@ -2,7 +2,7 @@
 
 For every sample the loss is the mean token cross-entropy over its response tokens; a
 batch's loss is the *sum* of its samples' losses, so each sample's output gradients — and
-hence its weight-gradient spectra — equal those of a batch of one (PAPER.md §5). One
+hence its weight-gradient spectra — equal those of a batch of one (docs/guide/how-it-works.md, "Exact and fast"). One
 forward and one activation-only backward per batch; weights never get a gradient.
 """
 

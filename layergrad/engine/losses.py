@@ -1,7 +1,7 @@
 """The loss a sample is scored by, and how much of the LM head a forward pass needs.
 
 For every sample the loss is the mean token cross-entropy over its scored (response) tokens, in
-fp32; a batch's loss is the sum of its samples' (PAPER.md §5), so each sample's gradients equal
+fp32; a batch's loss is the sum of its samples' (docs/guide/how-it-works.md, "Exact and fast"), so each sample's gradients equal
 those of a batch of one.
 """
 

@@ -1,4 +1,4 @@
-"""The original Layer_Gradient algorithm (PAPER.md §2), re-implemented as the baseline.
+"""The original Layer_Gradient algorithm (docs/guide/how-it-works.md, "The measurement"), re-implemented as the baseline.
 
 One sample at a time: full ``loss.backward()`` on every weight the original trains
 (ndim > 1 and square or under ``self_attn``), then a full SVD (with U and V) of each

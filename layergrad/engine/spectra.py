@@ -1,4 +1,4 @@
-"""Singular values of per-sample weight gradients from captured factors (PAPER.md §5).
+"""Singular values of per-sample weight gradients from captured factors (docs/guide/how-it-works.md, "Exact and fast").
 
 For one sample and a linear map y = W x with W of shape (p, d), the weight gradient is
 G = Δᵀ X, where X (T, d) holds the layer inputs and Δ (T, p) the loss gradients of its
@@ -189,7 +189,7 @@ def dense_cost(t: int, p: int, d: int) -> float:
 
 
 def rule_recipe(t: int, p: int, d: int, *, sharing: int = 1, device: str = "cpu") -> Recipe:
-    """The recipe without timing (PAPER.md §5 cost rule): the route with fewer flops at T positions,
+    """The recipe without timing (the flop-count rule): the route with fewer flops at T positions,
     R_Δ·R_Xᵀ on a CPU when Δ is much wider than long, Cholesky factors on a GPU (one batched call
     where cuSOLVER's QR runs column by column), plain products."""
     route = "core" if core_cost(t, p, d, sharing=sharing) < dense_cost(t, p, d) else "dense"

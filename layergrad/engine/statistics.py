@@ -40,7 +40,7 @@ STATISTICS: dict[str, Statistic] = {}
 
 
 def register_statistic(name: str, formula: Callable, *, label: str, unit: str, more: str,
-                       original: str | None = None) -> Statistic:
+                       original: str | None = None, replace: bool = False) -> Statistic:
     """Add a statistic to every table and listing from now on (computed for runs started after).
 
     Args:
@@ -50,12 +50,18 @@ def register_statistic(name: str, formula: Callable, *, label: str, unit: str, m
         unit: ``gradient``, ``count``, ``share`` or ``ratio``.
         more: What a larger value means (for the report's wording).
         original: Its key in the original code's JSONL, if it wrote it.
+        replace: Replace a statistic of the same name (else a taken name is refused).
 
     Returns:
         The registered ``Statistic``.
     """
     if not name.isidentifier():
         raise InputError(f"a statistic's name must be an identifier (letters, digits, _), got {name!r}")
+    if name in STATISTICS and not replace:
+        from layergrad.registry import TakenName
+
+        raise TakenName(f"statistic '{name}' is already registered; choose another name (or pass replace=True to "
+                        "replace it)")
     entry = Statistic(name, formula, label, unit, more, original)
     STATISTICS[name] = entry
     return entry

@@ -1,4 +1,4 @@
-"""The original code's per-sample JSONL format (PAPER.md §2): export a run to it, import it.
+"""The original code's per-sample JSONL format (docs/guide/how-it-works.md, "The measurement"): export a run to it, import it.
 
 One line per sample, keys in the original's order: ``instruction``, ``output``, ``loss``,
 then for every layer and module ``model.layers.{i}.self_attn.q_proj.weight`` (``mlp.`` for

@@ -1,6 +1,6 @@
 """Many processes with torchrun: samples are sharded by length-balanced bins, each rank writes
 its own durable shard, rank 0 merges. No DDP/FSDP wrapper is involved (per-sample statistics
-come from hooks; PAPER.md §6): torch.distributed only gives ranks and barriers.
+come from hooks; docs/guide/how-it-works.md, "Many processes"): torch.distributed only gives ranks and barriers.
 
     torchrun --nproc-per-node 4 -m layergrad compute --data ... --out RUN
     torchrun --nnodes 2 --node-rank N --master-addr HOST --nproc-per-node 8 -m layergrad compute ...

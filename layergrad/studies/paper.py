@@ -1,7 +1,7 @@
 """The first paper's study (arXiv 2410.23743), declared like any study: its grid of conditions and its
-claims H1-H7 (PAPER.md §1), each a claim kind with parameters, evaluated per task.
+claims H1-H7 (docs/guide/paper-study.md), each a claim kind with parameters, evaluated per task.
 
-The grid (PAPER.md §3): six reasoning tasks x None / Simplified / Detailed CoT, three MATH subjects x
+The grid (docs/guide/how-it-works.md, "The data"): six reasoning tasks x None / Simplified / Detailed CoT, three MATH subjects x
 Simplified / Detailed, Wikipedia popular articles at 100 / 500 / 1000 words and unpopular ones; every
 condition also with the paper's irrelevant responses. Attributes come from the sources
 (data/attributes.py): task, style, variant (correct | irrelevant), family (reasoning | wiki), group.

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from layergrad.analysis.claims.kinds import partners, sides
-from layergrad.analysis.separability import auroc
+from layergrad.analysis.separability import MEASURES, auroc, select
 from layergrad.studies.registry import ClaimOptions, caveat
 
 
@@ -74,11 +74,12 @@ def separability_caveat(row, controls: Controls, pairs: list[tuple[str, str, str
         return ""
     notes = []
     for name, a, b in pairs:
-        rows = separability[(separability.a == a) & (separability.b == b)].set_index("score")
+        rows = separability[(separability.a == a) & (separability.b == b)]
         grad = rows[(rows.kind == "gradient") & (rows.metric == "nuclear_norm")]
-        if "loss" not in rows.index or grad.empty:
+        loss = select(separability, a, b, "loss")
+        if loss is None or grad.empty:
             continue
-        loss, best = rows.loc["loss", "auroc"], grad.auroc.max()
+        loss, best = loss.auroc, grad.auroc.max()
         note = f"{name}: AUROC loss {loss:.2f} {'≥' if loss >= best else '<'} gradient {best:.2f}"
         inc = increment[(increment.a == a) & (increment.b == b)] if increment is not None and len(increment) else []
         if len(inc):
@@ -94,14 +95,14 @@ def controls_caveat(row, controls: Controls, reinit: bool) -> str:
     notes = [length_caveat(row.a, row.b, controls.lengths)]
     sep = controls.separability
     if sep is not None and len(sep):
-        rows = sep[((sep.a == row.a) & (sep.b == row.b)) | ((sep.a == row.b) & (sep.b == row.a))].set_index("score")
-        base = [f"{name} {rows.loc[score, 'auroc']:.2f}" for score, name in
-                (("response length (tokens)", "length"), ("loss", "loss"), ("IFD", "IFD")) if score in rows.index]
-        grad = rows[(rows.kind == "gradient") & rows.index.str.startswith("mean ")]
+        rows = sep[((sep.a == row.a) & (sep.b == row.b)) | ((sep.a == row.b) & (sep.b == row.a))]
+        base = [f"{MEASURES[m].short} {rows[rows.measure == m].auroc.iloc[0]:.2f}" for m in ("length", "loss", "ifd")
+                if (rows.measure == m).any()]
+        grad = rows[(rows.kind == "gradient") & (rows.measure == "mean")]
         if base:
             text = "AUROC " + ", ".join(base)
             if len(grad):
-                text += "; gradient " + ", ".join(f"{s[5:].replace('_', ' ')} {a:.2f}" for s, a in grad.auroc.items())
+                text += "; gradient " + ", ".join(f"{m.replace('_', ' ')} {a:.2f}" for m, a in zip(grad.metric, grad.auroc))
             notes.append(text)
     inc = controls.increment
     if inc is not None and len(inc):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from layergrad.analysis.separability import select
 from layergrad.analysis.report.text import cell_text, claim_evidence, pair_details
 from layergrad.analysis.tables import paper_table
 
@@ -45,14 +46,14 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
-SCORE_COLUMNS = {"loss": "loss", "response length (tokens)": "length", "IFD": "IFD",
-                 "mean nuclear norm / loss (S_sum_regularized)": "nuclear norm / loss",
-                 "mean nuclear_norm": "mean nuclear norm", "nuclear_norm profile (logistic, CV)": "profile (CV)"}
+SCORE_COLUMNS = {("loss", ""): "loss", ("length", ""): "length", ("ifd", ""): "IFD",
+                 ("per_loss", "nuclear_norm"): "nuclear norm / loss", ("mean", "nuclear_norm"): "mean nuclear norm",
+                 ("profile", "nuclear_norm"): "profile (CV)"}  # (measure, metric) of the AUROC table -> column
 
 
-def score_columns(a) -> list[str]:
+def score_columns(a) -> list[tuple[str, str]]:
     """The separability scores to show: IFD only when the run computed it."""
-    return [s for s in SCORE_COLUMNS if s != "IFD" or (a.auroc.score == "IFD").any()]
+    return [s for s in SCORE_COLUMNS if s[0] != "ifd" or (a.auroc.measure == "ifd").any()]
 
 
 def correlation_rows(table: pd.DataFrame) -> list[dict]:
@@ -71,13 +72,12 @@ def separability_rows(a, scores: list[str]) -> list[dict]:
     pairs = a.irrelevant_pairs or a.pairs
     rows = []
     for x, y in pairs:
-        part = a.auroc[(a.auroc.a == x) & (a.auroc.b == y)].set_index("score")
-        if part.empty:
+        if a.auroc[(a.auroc.a == x) & (a.auroc.b == y)].empty:
             continue
         cells = []
-        for score in scores:
-            if score in part.index:
-                r = part.loc[score]
+        for measure, metric in scores:
+            r = select(a.auroc, x, y, measure, metric)
+            if r is not None:
                 cells.append({"value": f"{r.auroc:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]", "direction": r.direction})
             else:
                 cells.append({"value": "–", "direction": ""})
