@@ -7,7 +7,8 @@ PYTHONPATH, timing on the same samples (SmolLM2-135M-Instruct, the paper's GSM8K
 forward+backward and ``layergrad.compute`` in two modes: ``paper`` (paper formatting, all seven
 kinds) and ``default``. Only the public API (load_model, load_samples, compute) is used, so any
 commit can be timed; REFs are checked out into temporary git worktrees. The original algorithm is
-timed once per round by this tree. Printed: medians over rounds of seconds per sample, of
+timed once per round by this tree, in a process of its own without OMP_WAIT_POLICY=PASSIVE (for the same
+work — layergrad on the original's q/k/v/o in one process — see original_same_work.py). Printed: medians over rounds of seconds per sample, of
 layergrad / training step, and of each tree against this one.
 """
 
@@ -60,7 +61,11 @@ def worker(args) -> None:
 
 
 def run_tree(tree: Path, args, original: bool = False) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(tree), "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    """One worker process on ``tree``: layergrad under OMP_WAIT_POLICY=PASSIVE (as its CLI runs), the original
+    algorithm under the environment's policy (as its script runs; PASSIVE slows MKL's SVDs 3.5x)."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    if not original:
+        env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     cmd = [sys.executable, __file__, "--worker", "--n", str(args.n), "--paper-data", args.paper_data,
            "--styles", *args.styles] + (["--original"] if original else [])
     out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)

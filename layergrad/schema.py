@@ -11,7 +11,7 @@ import pandas as pd
 
 from layergrad.data.samples import META_PREFIX
 from layergrad.engine import statistics
-from layergrad.engine.options import KINDS
+from layergrad.engine.options import kind_order
 
 SAMPLE_COLUMNS = ("sample_id", "condition", "source_index", "loss", "n_tokens", "n_prompt_tokens",
                   "n_response_tokens", "truncated", "status", "reason", "boundary", "prompt", "response")
@@ -31,8 +31,7 @@ def stats_frame(rows) -> pd.DataFrame:
     frame = frame.reindex(columns=columns)
     if frame.empty:
         return frame
-    order = {k: i for i, k in enumerate(KINDS)}
-    frame["_k"] = frame["module"].map(lambda k: order.get(k, len(order)))
+    frame["_k"] = frame["module"].map(kind_order)
     frame = frame.sort_values(["condition", "sample_id", "layer", "_k", "param"]).drop(columns="_k")
     return frame.reset_index(drop=True)
 

@@ -44,7 +44,7 @@ import pandas as pd
 from layergrad.data.samples import content_id, sample_from_record
 from layergrad.data.streaming import ParquetAppender, RecordSource, json_line, write_records
 from layergrad.engine.layers import segment_bounds
-from layergrad.engine.options import KINDS
+from layergrad.engine.options import KINDS, kind_order
 from layergrad.errors import InputError, did_you_mean
 from layergrad.runs.config import RunConfig
 from layergrad.runs.store import RunStore
@@ -185,7 +185,7 @@ def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda:
     if oda and "spectrum" in stats.columns:
         stats = stats.assign(effective_rank=stats.spectrum.map(oda_effective_rank))
     names = [n for n in statistic_names() if n in stats.columns]
-    kinds = sorted(set(stats.module), key=lambda k: (k not in KINDS, KINDS.index(k) if k in KINDS else 0, k))
+    kinds = sorted(set(stats.module), key=kind_order)
     layers = set(stats.layer)
     subsets = {"": stats, **{f"_{kind}": stats[stats.module == kind] for kind in kinds}}
     for segment, (lo, hi) in segment_bounds(n_layers).items():

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from layergrad.engine import plan, solvers, spectra
-from layergrad.engine.projections import Target, decoder_layers
+from layergrad.engine.projections import Target, decoder_layers, take_rows
 from layergrad.engine.threads import Jobs
 
 SAME_LAYER_PAIRS = {"q_proj": "o_proj", "k_proj": "v_proj"}  # the follow-up's same-layer cosines (q×o, k×v)
@@ -187,7 +187,7 @@ class GradientCapture:
     def _shared_input(self, x: torch.Tensor, users: int) -> SharedInput:
         key = id(x)
         if key not in self._inputs:
-            captured = x.detach().to(torch.float32)
+            captured = self._as_batch(x.detach()).to(torch.float32)
             if not bool(self.mask.all()):  # zero the pad rows (their Δ is 0 too, but be exact)
                 captured = captured * self.mask.unsqueeze(-1)
             self._inputs[key] = SharedInput(captured, x)
@@ -195,9 +195,15 @@ class GradientCapture:
         shared.users += users
         return shared
 
+    def _as_batch(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, n) of a linear map's input or output gradient; OPT's MLP flattens the batch to (B·T, n)."""
+        b, n = self.mask.shape
+        return t.view(b, n, t.shape[-1]) if t.dim() == 2 and t.shape[0] == b * n else t
+
     def _on_output_grad(self, group: list[Target], shared: SharedInput, grad: torch.Tensor) -> None:
+        grad = self._as_batch(grad)
         for target in group:
-            delta = grad if target.rows is None else grad[..., target.rows[0]:target.rows[1]]
+            delta = grad if target.rows is None else take_rows(grad, target.rows)
             delta = delta.detach().to(torch.float32)
             captured = Captured(target)
             self.results.append(captured)

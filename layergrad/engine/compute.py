@@ -9,6 +9,7 @@ forward and one activation-only backward per batch; weights never get a gradient
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -26,7 +27,7 @@ from layergrad.engine.losses import logits_to_keep, response_losses
 from layergrad.engine.products import planned_products
 from layergrad.declare import build_options
 from layergrad.engine.options import ComputeOptions
-from layergrad.engine.projections import input_sharing, select_targets
+from layergrad.engine.projections import coverage, coverage_line, input_sharing, select_targets, unexpected
 from layergrad.engine.threads import numpy_single_threaded, set_budget
 from layergrad.errors import InputError
 from layergrad.schema import samples_frame, stats_frame
@@ -64,7 +65,9 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
 
     Returns:
         One row per (sample, layer, module) with every registered statistic; ``df.attrs['samples']`` holds one
-        row per sample (loss, tokens, status and reason of a skip), ``df.attrs['plan']`` the kernel plan used.
+        row per sample (loss, tokens, status and reason of a skip), ``df.attrs['plan']`` the kernel plan used,
+        ``df.attrs['coverage']`` every decoder weight matrix measured or not, and why (a warning names what
+        is not measured).
 
     Raises:
         LayergradError: A condition none of whose samples can be computed, or an unknown option (one line,
@@ -86,15 +89,25 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
         stats.extend(records.stats)
         rows.extend(records.samples)
 
+    summary = model_coverage(m, opts)
+    if unexpected(summary):  # what the model has but this version does not measure, or no layout names
+        warnings.warn(coverage_line(summary), stacklevel=2)
     used = run_all(m, conditions, opts, collect)
     frame = stats_frame(stats)
     frame.attrs["plan"] = used
+    frame.attrs["coverage"] = summary
     frame.attrs["samples"] = samples_frame(rows)
     frame.attrs["conditions"] = list(conditions)
     frame.attrs["attributes"] = attributes
     frame.attrs["model"] = {"alias": getattr(m, "name", ""), **getattr(m, "identity", {}),
                             **({"reinit": opts.reinit} if opts.reinit is not None else {})}
     return frame
+
+
+def model_coverage(m, opts: ComputeOptions) -> dict:
+    """The coverage (projections.coverage) of the targets these options select."""
+    resolved = opts.resolved()
+    return coverage(m.model, select_targets(m.model, resolved.modules, resolved.layers))
 
 
 def run_all(m, conditions: dict[str, list[Sample]], opts: ComputeOptions, handle: Callable, *,

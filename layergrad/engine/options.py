@@ -13,6 +13,13 @@ from dataclasses import asdict, dataclass, replace
 from layergrad.declare import check_fields, fingerprint, option
 
 KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # in table order
+
+
+def kind_order(kind: str) -> tuple:
+    """The sort key of a module kind: the seven in table order, then any other (an adapter after its base
+    kind, a kind of its own by name)."""
+    base, _, rest = kind.partition(".")
+    return (KINDS.index(base) if base in KINDS else len(KINDS), base, rest)
 RECIPES = ("layergrad", "oda")
 ROUTES = ("auto", "core", "dense", "reference")
 SOLVERS = ("auto", "torch", "numpy", "cupy", "host")

@@ -1,10 +1,11 @@
-"""Find the linear projections of every decoder layer and name them by their HF kind.
+"""Find the linear maps of every decoder layer and name them by their kind.
 
-One table per layout maps module paths inside a decoder layer to the kinds
-q_proj k_proj v_proj o_proj gate_proj up_proj down_proj. Fused modules (Phi-3 ``qkv_proj``,
-``gate_up_proj``; GPT-2 ``c_attn``) become several targets, one per row block of the
-weight, so every kind is reported on its own. Layer counts come from the model, never
-from its name.
+A target is any module that applies a linear map to its input — ``nn.Linear`` and its subclasses, GPT-2's
+``Conv1D``, the base layer and the adapters of a PEFT LoRA layer — found by what it computes, not by its
+path; its kind comes from the model family's layout (layouts.py), and a fused module (Phi-3 ``qkv_proj``,
+GPT-NeoX ``query_key_value``, ...) becomes one target per kind, its row blocks laid out as the
+architecture lays them out. A module no layout names is measured under its own name and listed as such in
+the run's coverage. Layer counts come from the model, never from its name.
 """
 
 from __future__ import annotations
@@ -14,36 +15,35 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from layergrad.engine.options import KINDS  # declared beside the options, torch-free
+from layergrad.engine.layouts import Fused, layout_of, row_blocks
+from layergrad.engine.options import KINDS, kind_order  # declared beside the options, torch-free
 from layergrad.errors import InputError, did_you_mean
 
 ATTENTION_KINDS = KINDS[:4]
 MLP_KINDS = KINDS[4:]
-SELECTION_GROUPS = {"all": KINDS, "attn": ATTENTION_KINDS, "mlp": MLP_KINDS}
-
-# module path inside a decoder layer -> kinds of its output row blocks
-LAYOUT = {
-    "self_attn.q_proj": ("q_proj",), "self_attn.k_proj": ("k_proj",),
-    "self_attn.v_proj": ("v_proj",), "self_attn.o_proj": ("o_proj",),
-    "mlp.gate_proj": ("gate_proj",), "mlp.up_proj": ("up_proj",), "mlp.down_proj": ("down_proj",),
-    "self_attn.qkv_proj": ("q_proj", "k_proj", "v_proj"),  # Phi-3
-    "mlp.gate_up_proj": ("gate_proj", "up_proj"),  # Phi-3
-    "attn.c_attn": ("q_proj", "k_proj", "v_proj"),  # GPT-2 (Conv1D)
-    "attn.c_proj": ("o_proj",), "mlp.c_fc": ("up_proj",), "mlp.c_proj": ("down_proj",),
-}
+ADAPTERS = ("lora_A", "lora_B")  # a PEFT LoRA layer's adapters, measured as targets of their own
 
 
 @dataclass(frozen=True)
 class Target:
-    """One reported weight matrix: a whole linear module or a row block of a fused one."""
+    """One reported weight matrix: a whole linear module or the row blocks of one kind of a fused one."""
 
     layer: int
     kind: str
     param: str  # weight name; a fused block is suffixed with [kind]
     p: int  # output features of the block
     d: int  # input features
-    rows: tuple[int, int] | None = None  # output slice inside a fused module
+    rows: tuple[tuple[int, int], ...] | None = None  # output row ranges inside a fused module
     module: nn.Module = field(default=None, compare=False, repr=False)
+    named: bool = True  # False: no layout names its module (measured under its own name)
+
+    @property
+    def block(self) -> str:
+        """'attention' or 'mlp' (what --modules attn|mlp select), from the kind or, unnamed, the path."""
+        base = self.kind.split(".")[0]
+        if base in ATTENTION_KINDS or (not self.named and re.search(r"att", self.param)):
+            return "attention"
+        return "mlp" if base in MLP_KINDS or not self.named else "other"
 
 
 def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -72,42 +72,48 @@ def is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
 
 
-def split_rows(model: nn.Module, kinds: tuple[str, ...], p: int) -> list[tuple[int, int]]:
-    """Row blocks of a fused projection: q/k/v by head counts, others in equal parts."""
-    cfg = model.config
-    if kinds == ("q_proj", "k_proj", "v_proj") and hasattr(cfg, "num_key_value_heads"):
-        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        q, kv = cfg.num_attention_heads * head_dim, cfg.num_key_value_heads * head_dim
-        sizes = [q, kv, kv]
-    else:
-        sizes = [p // len(kinds)] * len(kinds)
-    if sum(sizes) != p:
-        raise InputError(f"cannot split a fused projection of {p} rows into {kinds}")
-    bounds, start = [], 0
-    for size in sizes:
-        bounds.append((start, start + size))
-        start += size
-    return bounds
+def take_rows(tensor, rows: tuple[tuple[int, int], ...]):
+    """The last axis's entries in ``rows`` (ranges, in order): a view for one range, else a copy."""
+    import torch
+
+    if len(rows) == 1:
+        return tensor[..., rows[0][0]:rows[0][1]]
+    return torch.cat([tensor[..., a:b] for a, b in rows], dim=-1)
+
+
+def kind_of(layout: dict, path: str) -> tuple[str | Fused, bool]:
+    """(kind or Fused, whether a layout names it) of a module path inside a decoder layer; a LoRA layer's base
+    layer takes its layer's kind, its adapters '<kind>.lora_A' / '<kind>.lora_B'."""
+    parts = path.split(".")
+    if parts[-1] == "base_layer":
+        return kind_of(layout, ".".join(parts[:-1]))
+    for adapter in ADAPTERS:
+        if adapter in parts[:-1]:
+            base, named = kind_of(layout, ".".join(parts[:parts.index(adapter)]))
+            return f"{base if isinstance(base, str) else parts[parts.index(adapter) - 1]}.{adapter}", named
+    if path in layout:
+        return layout[path], True
+    return parts[-1], False
 
 
 def all_targets(model: nn.Module) -> list[Target]:
-    """Every linear projection of every decoder layer, in layer then kind order."""
+    """Every linear map of every decoder layer, in layer then kind order."""
     prefix, layers = decoder_layers(model)
+    layout = layout_of(getattr(model.config, "model_type", None))
     found = []
     for i, layer in enumerate(layers):
         for path, mod in layer.named_modules():
             if not path or not is_linear(mod):
                 continue
             d, p = in_out_features(mod)
-            kinds = LAYOUT.get(path, (path.rsplit(".", 1)[-1],))
-            bounds = split_rows(model, kinds, p) if len(kinds) > 1 else [None]
+            kind, named = kind_of(layout, path)
             name = f"{prefix}.{i}.{path}.weight"
-            for kind, rows in zip(kinds, bounds):
-                block_p = p if rows is None else rows[1] - rows[0]
-                param = name if rows is None else f"{name}[{kind}]"
-                found.append(Target(i, kind, param, block_p, d, rows, mod))
-    order = {k: n for n, k in enumerate(KINDS)}
-    return sorted(found, key=lambda t: (t.layer, order.get(t.kind, len(order)), t.param))
+            if isinstance(kind, Fused):
+                for block, rows in zip(kind.kinds, row_blocks(model.config, kind, p)):
+                    found.append(Target(i, block, f"{name}[{block}]", sum(b - a for a, b in rows), d, rows, mod))
+            else:
+                found.append(Target(i, kind, name, p, d, None, mod, named))
+    return sorted(found, key=lambda t: (t.layer, kind_order(t.kind), t.param))
 
 
 def select_targets(model: nn.Module, modules="all", layers=None) -> list[Target]:
@@ -123,20 +129,27 @@ def select_targets(model: nn.Module, modules="all", layers=None) -> list[Target]
         pattern = re.compile(modules[3:])
         chosen = [t for t in targets if pattern.search(t.param)]
     else:
-        kinds = parse_kinds(modules, available)
+        kinds = parse_kinds(modules, available, targets)
         chosen = [t for t in targets if t.kind in kinds]
     if not chosen:
         raise InputError(f"no module matches {modules!r}; this model has: {', '.join(available)}")
     return chosen
 
 
-def parse_kinds(modules, available) -> set[str]:
-    """'all' / 'attn' / 'q_proj,k_proj' / ['q_proj'] -> set of kinds, unknown names rejected."""
+SELECTION_GROUPS = ("all", "attn", "mlp")
+
+
+def parse_kinds(modules, available, targets=()) -> set[str]:
+    """'all' (every kind the model has) / 'attn' / 'mlp' (by the targets' blocks) / 'q_proj,k_proj' /
+    ['q_proj'] -> set of kinds, unknown names rejected."""
     names = modules.split(",") if isinstance(modules, str) else list(modules)
+    groups = {"all": set(available) | set(KINDS), "attn": set(ATTENTION_KINDS), "mlp": set(MLP_KINDS)}
+    for t in targets:
+        groups[{"attention": "attn", "mlp": "mlp"}.get(t.block, "all")].add(t.kind)
     kinds = set()
     for name in (n.strip() for n in names if n.strip()):
-        if name in SELECTION_GROUPS:
-            kinds.update(SELECTION_GROUPS[name])
+        if name in groups:
+            kinds.update(groups[name])
         elif name in available or name in KINDS:
             kinds.add(name)
         else:
@@ -160,3 +173,57 @@ def input_sharing(targets: list[Target]) -> list[tuple[Target, int]]:
     for t in targets:
         counts[group(t)] = counts.get(group(t), 0) + 1
     return [(t, counts[group(t)]) for t in targets]
+
+
+def coverage(model: nn.Module, chosen: list[Target]) -> dict:
+    """Every weight matrix of the decoder layers (each parameter of two or more dimensions), measured or not,
+    and why not: {'matrices', 'measured', 'kinds': {kind: count}, 'not_measured': {reason: [param]},
+    'own_names': [params no layout names, measured under their own name]}."""
+    prefix, _ = decoder_layers(model)
+    targets = {t.param.split("[")[0]: t for t in all_targets(model)}
+    measured = {t.param.split("[")[0] for t in chosen}
+    layers = {t.layer for t in chosen}
+    missing: dict[str, list[str]] = {}
+    total = 0
+    for name, param in model.named_parameters():
+        if not name.startswith(prefix + ".") or param.ndim < 2:
+            continue
+        total += 1
+        if name not in measured:
+            missing.setdefault(why_not(name, param, targets.get(name), layers), []).append(name)
+    kinds: dict[str, int] = {}
+    for t in chosen:
+        kinds[t.kind] = kinds.get(t.kind, 0) + 1
+    return {"matrices": total, "measured": len(measured), "kinds": kinds, "not_measured": missing,
+            "own_names": sorted({t.param for t in chosen if not t.named})}
+
+
+NOT_ASKED = ("not in the layers asked (--layers)", "not among the modules asked (--modules)")
+
+
+def why_not(name: str, param, target: Target | None, layers: set[int]) -> str:
+    """Why a decoder weight matrix was not measured, in words."""
+    if target is not None:
+        return NOT_ASKED[0] if target.layer not in layers else NOT_ASKED[1]
+    if param.ndim == 3:
+        return "MoE experts (a 3-D parameter of all experts): not measured by this version"
+    if name.rsplit(".", 2)[-2] in ("gate", "router"):
+        return "MoE router (not a linear module): not measured by this version"
+    return "not a linear module layergrad knows"
+
+
+def unexpected(summary: dict) -> bool:
+    """Whether the coverage holds more than the user asked to leave out: a warning's worth."""
+    return bool(summary["own_names"]) or any(reason not in NOT_ASKED for reason in summary["not_measured"])
+
+
+def coverage_line(summary: dict) -> str:
+    """One line: how many decoder weight matrices were measured, by kind; the rest by reason."""
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary["kinds"].items(), key=lambda kv: kind_order(kv[0])))
+    line = f"coverage: {summary['measured']} of {summary['matrices']} decoder weight matrices measured ({kinds})"
+    for reason, names in summary["not_measured"].items():
+        line += f"; {len(names)} not measured, {reason} (e.g. {names[0]})"
+    if summary["own_names"]:
+        line += f"; {len(summary['own_names'])} measured under their own names, no layout names them (e.g. " \
+                f"{summary['own_names'][0]})"
+    return line

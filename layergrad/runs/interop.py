@@ -23,14 +23,14 @@ import torch
 from layergrad.data.samples import content_id
 from layergrad.engine import statistics as registry
 from layergrad.schema import SAMPLE_COLUMNS, samples_frame, stats_frame
-from layergrad.engine.projections import KINDS
+from layergrad.engine.options import kind_order
+from layergrad.engine.projections import MLP_KINDS
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run, write_atomic, write_parquet_atomic
 
 BOOKKEEPING = ("sample_id", "source_index", "n_tokens", "n_prompt_tokens", "n_response_tokens", "truncated",
                "status", "reason", "boundary")
 PARAM_KEY = re.compile(r"^(?:.*\.)?layers\.(\d+)\.(?:self_attn|mlp|attn)\.(\w+?)(?:_proj)?\.weight$")
-MLP_KINDS = {"gate_proj", "up_proj", "down_proj"}
 
 
 # ----------------------------------------------------------------------------- export
@@ -57,8 +57,7 @@ def export_run(run: str | Path, out: str | Path) -> list[Path]:
 def sample_line(sample, stats: pd.DataFrame) -> dict:
     """One sample in the original layout (plus layergrad's extras)."""
     line = {"instruction": sample.prompt, "output": sample.response, "loss": float(sample.loss)}
-    order = {k: i for i, k in enumerate(KINDS)}
-    stats = stats.assign(_k=stats.module.map(lambda k: order.get(k, len(order)))).sort_values(["layer", "_k"])
+    stats = stats.assign(_k=stats.module.map(kind_order)).sort_values(["layer", "_k"])
     for row in stats.itertuples():
         line[param_key(row.layer, row.module)] = entry(row)
     for key in BOOKKEEPING:

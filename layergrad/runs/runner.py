@@ -15,7 +15,8 @@ import pandas as pd
 
 from layergrad import __version__
 from layergrad.data.samples import load_samples
-from layergrad.engine.compute import check_usable, make_formatter, run_all
+from layergrad.engine.compute import check_usable, make_formatter, model_coverage, run_all
+from layergrad.engine.projections import coverage_line
 from layergrad.engine.threads import set_budget
 from layergrad.errors import InputError
 from layergrad.models import load_model
@@ -51,6 +52,8 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
     previous = set() if config.overwrite else store.done_ids()
     encode = make_formatter(m, config.compute.resolved()).encode  # the model's limits checked before any sample
     source.check(encode, previous, keep_going, log)
+    covered = model_coverage(m, config.compute)  # every decoder weight matrix, measured or not (and why)
+    log(coverage_line(covered))
     created_group = sharding.init(world, device)
     try:
         store.prepare(config, write=world.main)
@@ -60,7 +63,7 @@ def run(config: RunConfig, *, model=None, log=print, conditions: dict | None = N
         if world.main:
             samples = store.finalize(stats_frame, samples_frame)[1] if source.merge else \
                 store.read_table("samples", columns=["condition", "status"])
-            store.write_manifest({**manifest(config, m, samples, **info), "world_size": world.size,
+            store.write_manifest({**manifest(config, m, samples, **info), "coverage": covered, "world_size": world.size,
                                   "attributes": condition_attributes(config), **(extra or {})})
             if then is not None:
                 then()
