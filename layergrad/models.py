@@ -37,6 +37,8 @@ class LoadOptions:
                                     neutral=True)
     chat: bool | None = option(None, "Force the chat template on or off (default: detected).", flag="--chat/--base")
     trust_remote_code: bool = option(False, "Allow model code from the hub (off by default).")
+    adapter: str | None = option(None, "A saved PEFT adapter folder (adapter_config.json + adapter_model.safetensors) "
+                                 "loaded onto the model: its base weights and adapters are both measured.")
 
     def __post_init__(self):
         check_fields(self)
@@ -92,7 +94,8 @@ def cache_dir() -> Path:
 
 def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", device_map=None,
                trust_remote_code: bool = False, chat: bool | None = None,
-               attn_implementation: str | None = None, reinit: int | None = None, log=print) -> LoadedModel:
+               attn_implementation: str | None = None, reinit: int | None = None, adapter: str | None = None,
+               log=print) -> LoadedModel:
     """Load a model and its tokenizer.
 
     Args:
@@ -107,6 +110,7 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
         chat: Force the chat template on (True) or off (False); default: from the tokenizer.
         attn_implementation: Passed to transformers (e.g. ``sdpa``, ``eager``).
         reinit: Re-initialise the weights with this seed (the random-weights control).
+        adapter: A saved PEFT adapter folder to load onto the model (needs ``peft``; safetensors only).
         log: Where progress lines go.
 
     Returns:
@@ -136,7 +140,28 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
     loaded.identity["chat"] = loaded.is_chat
     if reinit is not None:
         reinitialise(loaded, reinit)
+    if adapter is not None:
+        attach_adapter(loaded, adapter)
     return loaded
+
+
+def attach_adapter(m: LoadedModel, folder: str) -> LoadedModel:
+    """A saved PEFT adapter loaded onto ``m`` (frozen, in eval mode): the base layers keep their kinds, the
+    adapters become targets of their own. Only safetensors weights are read (a .bin adapter is a pickle)."""
+    path = Path(folder).expanduser()
+    weights = path / "adapter_model.safetensors"
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(f"{path}: not a PEFT adapter folder (no adapter_config.json)")
+    if not weights.is_file():
+        raise ModelError(f"{path}: no adapter_model.safetensors (a .bin adapter is a pickle and is not loaded; "
+                         "save it with safe_serialization=True)")
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ModelError("--adapter needs peft: pip install 'layergrad[peft]'") from None
+    m.model = PeftModel.from_pretrained(m.model, str(path), is_trainable=False).eval()
+    m.identity["adapter"] = {"path": str(path.resolve()), "weights_sha256": file_hash(weights)}
+    return m
 
 
 def reinitialise(m: LoadedModel, seed: int) -> LoadedModel:

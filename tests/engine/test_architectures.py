@@ -143,3 +143,48 @@ def test_what_is_not_measured_is_named_with_its_reason(family, tmp_path):
     assert summary["kinds"] == {"q_proj": 2, "k_proj": 2, "v_proj": 2, "o_proj": 2}
     assert summary["matrices"] == summary["measured"] + sum(map(len, summary["not_measured"].values()))
     assert "coverage: 8 of" in str(caught[0].message)
+
+
+def lora_model(m: LoadedModel) -> LoadedModel:
+    """``m`` with PEFT LoRA adapters on q_proj and v_proj (both factors random, so neither gradient is 0)."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                        init_lora_weights=False)
+    return LoadedModel(get_peft_model(copy.deepcopy(m.model), config).eval(), m.tokenizer, m.name, True, {})
+
+
+def test_a_lora_model_is_measured_as_it_trains(tiny):
+    """The base weights under their base kinds (the gradient full fine-tuning would see) and each adapter's
+    A and B as targets of their own, all equal to fp64 autograd (tolerance as above)."""
+    pytest.importorskip("peft")
+    m = lora_model(tiny("tiny-random-llama"))
+    targets = all_targets(m.model)
+    kinds = {t.kind for t in targets}
+    assert {"q_proj", "v_proj", "q_proj.lora_A", "q_proj.lora_B", "v_proj.lora_A", "v_proj.lora_B"} <= kinds
+    assert decoder_matrices(m.model) <= {t.param for t in targets}
+    frame = layergrad.compute(m, SAMPLES)
+    assert frame.attrs["coverage"]["measured"] == frame.attrs["coverage"]["matrices"] == 4 * (7 + 4)
+    reference = float64_copy(m)
+    fmt = make_formatter(m, ComputeOptions())
+    for s in SAMPLES:
+        want, _ = oracle_singular_values(reference, Item("default", s, fmt.encode(s)))
+        rows = frame[frame.sample_id == s.sample_id].set_index("param")
+        for param, sigma in want.items():
+            ref = spectrum_stats(sigma)
+            for column in ("nuclear_norm", "sigma_max", "frobenius_norm"):
+                assert math.isclose(rows.loc[param, column], getattr(ref, column), rel_tol=1e-5), (param, column)
+
+
+def test_a_saved_adapter_loads_onto_its_base_model(tiny, tmp_path):
+    pytest.importorskip("peft")
+    m = lora_model(tiny("tiny-random-llama"))
+    m.model.save_pretrained(tmp_path / "adapter")
+    loaded = layergrad.load_model("tiny-random-llama", adapter=str(tmp_path / "adapter"), log=lambda *a: None)
+    assert {"q_proj.lora_A", "v_proj.lora_B"} <= {t.kind for t in all_targets(loaded.model)}
+    a = layergrad.compute(m, SAMPLES[:1])
+    b = layergrad.compute(loaded, SAMPLES[:1])
+    assert list(a.param) == list(b.param)
+    torch.testing.assert_close(torch.tensor(b.nuclear_norm.to_numpy()), torch.tensor(a.nuclear_norm.to_numpy()),
+                               rtol=1e-6, atol=0)  # the same weights, the same calls
