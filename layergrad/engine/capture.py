@@ -196,9 +196,12 @@ class GradientCapture:
         return shared
 
     def _as_batch(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, T, n) of a linear map's input or output gradient; OPT's MLP flattens the batch to (B·T, n)."""
+        """(B, T, n) of a linear map's input or output gradient, whose leading axes may be laid out otherwise
+        in batch-major order: OPT's MLP flattens them to (B·T, n), DeepSeek's kv_b_proj adds one, (B, 1, T, n)."""
         b, n = self.mask.shape
-        return t.view(b, n, t.shape[-1]) if t.dim() == 2 and t.shape[0] == b * n else t
+        if t.dim() != 3 and t.dim() >= 2 and t.shape[:-1].numel() == b * n:
+            return t.reshape(b, n, t.shape[-1])
+        return t
 
     def _on_output_grad(self, group: list[Target], shared: SharedInput, grad: torch.Tensor) -> None:
         grad = self._as_batch(grad)

@@ -69,6 +69,10 @@ register_layout("falcon", {"self_attention.query_key_value": Fused(QKV, "grouped
                            "mlp.dense_h_to_4h": "up_proj", "mlp.dense_4h_to_h": "down_proj"})
 register_layout("phi", {"self_attn.dense": "o_proj", "mlp.fc1": "up_proj", "mlp.fc2": "down_proj"})
 register_layout("starcoder2", {"mlp.c_fc": "up_proj", "mlp.c_proj": "down_proj"})
+MLA = {"self_attn.q_a_proj": "q_a_proj", "self_attn.q_b_proj": "q_b_proj",  # DeepSeek's latent attention: kinds of
+       "self_attn.kv_a_proj_with_mqa": "kv_a_proj_with_mqa", "self_attn.kv_b_proj": "kv_b_proj"}  # their own
+register_layout("deepseek_v2", MLA)
+register_layout("deepseek_v3", MLA)
 
 
 def layout_of(model_type: str | None) -> dict:

@@ -39,11 +39,11 @@ class Target:
 
     @property
     def block(self) -> str:
-        """'attention' or 'mlp' (what --modules attn|mlp select), from the kind or, unnamed, the path."""
+        """'attention' or 'mlp' (what --modules attn|mlp select): by the kind, else by the module's path."""
         base = self.kind.split(".")[0]
-        if base in ATTENTION_KINDS or (not self.named and re.search(r"att", self.param)):
+        if base in ATTENTION_KINDS or (base not in MLP_KINDS and re.search(r"att", self.param)):
             return "attention"
-        return "mlp" if base in MLP_KINDS or not self.named else "other"
+        return "mlp" if base in MLP_KINDS or re.search(r"mlp|ffn|fc", self.param) else "other"
 
 
 def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:

@@ -43,6 +43,9 @@ FAMILIES = {  # model_type -> its config's own names for the small sizes (and dr
                        tie_word_embeddings=False),
     "bloom": dict(hidden_size=64, n_layer=2, n_head=4, hidden_dropout=0.0, attention_dropout=0.0,
                   tie_word_embeddings=False),
+    "deepseek_v3": dict(SMALL, num_key_value_heads=4, moe_intermediate_size=32, q_lora_rank=32, kv_lora_rank=16,
+                        qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4,
+                        num_experts_per_tok=2, first_k_dense_replace=2),  # latent attention; dense MLPs only
 }
 SAMPLES = [Sample("What is 2+3?", "The answer is 5.", 0),
            Sample("Tell me about the city.", "It was founded in 1820 near the river, and grew quickly. " * 3, 1)]
