@@ -304,7 +304,7 @@ Examples:
   layergrad reproduce --model smollm2-135m-instruct --paper-data DIR --limit 20 --out runs/repro
   layergrad reproduce --model Qwen/Qwen2-1.5B-Instruct --paper --groups cot --tasks gsm8k,aqua --out runs/q
   layergrad reproduce --config runs/repro/reproduce.yaml     # replay (rerunning resumes)
-  layergrad compare runs/repro-base runs/repro-instruct --out runs/h4h6   # adds H4 and H6
+  layergrad compare runs/repro-base runs/repro-instruct --out runs/base-vs-instruct   # adds the between-runs claims
 \b
   layergrad reproduce --study my-study.yaml --model smollm2-135m-instruct --out runs/mine
 \b

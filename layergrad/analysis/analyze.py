@@ -125,7 +125,8 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         n_boot: Bootstrap resamples for the confidence intervals.
         seed: Seed of the resampling (the tables are reproducible from it).
         formats: Figure formats (``png``, ``svg``, ``pdf``).
-        across_runs: Compare the same condition across runs instead (base vs instruct: H4, H6; any two: F5).
+        across_runs: Compare the same condition across runs instead, with the between-runs claims (each picks
+            its two runs: base vs instruct, or the two in order).
         conditions: Only these conditions.
         control: The claims table of the same data under random weights, quoted in the caveats.
         log: Where progress lines go.

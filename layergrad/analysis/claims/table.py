@@ -138,8 +138,8 @@ def judged(table: pd.DataFrame, specs: dict, caveat) -> pd.DataFrame:
 
 def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts: dict, n_boot: int, seed: int, *,
                        labels: dict | None = None) -> pd.DataFrame:
-    """The between-runs claims per cell and module, the first run's groups against the second's (for H4 and H6
-    a base and an instruct run); ``first``/``second``: {group: attributes} of each run."""
+    """The between-runs claims per cell and module, the first run's groups against the second's (e.g. a base and
+    an instruct run); ``first``/``second``: {group: attributes} of each run."""
     ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed))
     rows, specs = [], {}
     claims = [c for c in claims if c.between_runs]
