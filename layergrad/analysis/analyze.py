@@ -17,6 +17,7 @@ import pandas as pd
 
 from layergrad.analysis import (claims, correlations, curves, figures, length, report, separability, significance,
                                 tables)
+from layergrad.analysis.claims.kinds import RUN_PAIRINGS
 from layergrad.analysis.derived import DERIVED_METRICS
 from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
 from layergrad.errors import InputError
@@ -190,9 +191,6 @@ def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, s
                                seed, labels=labels, whole=study.name if study is not None else "", **controls)
 
 
-RUN_PAIRINGS = ("in order", "base vs instruct")  # how a between-runs claim picks its two runs (options.runs)
-
-
 def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
     """Two runs: the built-in between-runs claims, each on the two runs its ``options.runs`` picks — the runs
     in the order given, or the base and the instruct model (by their chat template)."""
@@ -206,9 +204,9 @@ def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int
     parts = []
     for pairing in RUN_PAIRINGS:
         chosen = [s for s in specs if s.between_runs and s.options.runs == pairing]
-        runs = run_pair(data, pairing)
         if not chosen:
             continue
+        runs = run_pair(data, pairing)
         if runs is None:
             log(f"{'/'.join(s.id for s in chosen)} need one base and one instruct run; skipped")
             continue

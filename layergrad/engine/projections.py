@@ -38,6 +38,11 @@ class Target:
     named: bool = True  # False: no layout names its module (measured under its own name)
 
     @property
+    def weight(self) -> str:
+        """The weight parameter's name (a fused block's without its [kind])."""
+        return self.param.split("[")[0]
+
+    @property
     def block(self) -> str:
         """'attention' or 'mlp' (what --modules attn|mlp select): by the kind, else by the module's path."""
         base = self.kind.split(".")[0]
@@ -89,8 +94,9 @@ def kind_of(layout: dict, path: str) -> tuple[str | Fused, bool]:
         return kind_of(layout, ".".join(parts[:-1]))
     for adapter in ADAPTERS:
         if adapter in parts[:-1]:
-            base, named = kind_of(layout, ".".join(parts[:parts.index(adapter)]))
-            return f"{base if isinstance(base, str) else parts[parts.index(adapter) - 1]}.{adapter}", named
+            at = parts.index(adapter)
+            base, named = kind_of(layout, ".".join(parts[:at]))
+            return f"{base if isinstance(base, str) else parts[at - 1]}.{adapter}", named
     if path in layout:
         return layout[path], True
     return parts[-1], False
@@ -180,8 +186,8 @@ def coverage(model: nn.Module, chosen: list[Target]) -> dict:
     and why not: {'matrices', 'measured', 'kinds': {kind: count}, 'not_measured': {reason: [param]},
     'own_names': [params no layout names, measured under their own name]}."""
     prefix, _ = decoder_layers(model)
-    targets = {t.param.split("[")[0]: t for t in all_targets(model)}
-    measured = {t.param.split("[")[0] for t in chosen}
+    targets = {t.weight: t for t in all_targets(model)}
+    measured = {t.weight for t in chosen}
     layers = {t.layer for t in chosen}
     missing: dict[str, list[str]] = {}
     total = 0

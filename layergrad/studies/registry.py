@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, fields
 from typing import Callable
 
+from layergrad.errors import InputError, did_you_mean
 from layergrad.registry import Registry
 
 CLAIM_KINDS = Registry("claim kind", plugins=("layergrad.analysis.claims.kinds",))
@@ -82,8 +83,6 @@ def caveat(name: str, *, options: type = NoOptions):
 def parse_options(kind: str, caveat_name: str, values: dict | None, fail=None) -> tuple:
     """(kind options, caveat options) from a claim's ``options`` mapping; an unknown key or a missing required
     one is a one-line error naming it (``fail(key, message)`` raises it, with the study file's line)."""
-    from layergrad.errors import InputError, did_you_mean
-
     def refuse(key, message):
         if fail:
             fail(key, message)

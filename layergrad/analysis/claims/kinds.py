@@ -41,6 +41,7 @@ from layergrad.errors import InputError
 from layergrad.studies.registry import ClaimOptions, claim_kind
 
 DEPTH_POINTS = 20  # relative-depth grid on which two models' curves are compared (pattern_agreement)
+RUN_PAIRINGS = ("in order", "base vs instruct")  # how a between-runs claim picks its two runs (options.runs)
 
 
 # ----------------------------------------------------------------------------- the kinds' options
@@ -91,7 +92,7 @@ class BetweenRunsOptions(ClaimOptions):
     runs: str = "in order"  # which two runs: 'in order' (as given) | 'base vs instruct' (by their chat template)
 
     def __post_init__(self):
-        one_of("runs", self.runs, ("in order", "base vs instruct"))
+        one_of("runs", self.runs, RUN_PAIRINGS)
 
 
 def one_of(key: str, value, choices: tuple) -> None:

@@ -115,7 +115,7 @@ def tune_products(model, lengths) -> list[str]:
         for rows in sorted({product_rows(n) for n in lengths if n >= PRODUCT_ROWS[0]}):
             span = f"{max(rows // 2 + 1, PRODUCT_ROWS[0])}-{rows}" if rows < PRODUCT_ROWS[1] else f"{rows // 2 + 1}+"
             head = f"linear {d_in}->{d_out} ({', '.join(names)}), {span} rows, {budget()} threads: "
-            if not planned(max(rows, PRODUCT_ROWS[0]), d_in, d_out):
+            if not planned(rows, d_in, d_out):
                 lines.append(head + f"torch  [below {PRODUCT_WORK:,} multiply-adds or {PRODUCT_WEIGHTS:,} weights: "
                                     "not timed]")
                 continue
