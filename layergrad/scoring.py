@@ -48,6 +48,7 @@ from layergrad.engine.options import KINDS, kind_order
 from layergrad.errors import InputError, did_you_mean
 from layergrad.runs.config import RunConfig
 from layergrad.runs.store import RunStore
+from layergrad.schema import layer_rows
 
 PREFIX = "lg_"
 SEGMENTS = ("early", "middle", "late")
@@ -180,7 +181,7 @@ def record_sample(record, index: int, fields, oda: bool = False):
 
 def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda: bool = False) -> pd.DataFrame:
     """One chunk's samples -> their score columns, by source_index."""
-    stats = stats[stats.condition == CONDITION]
+    stats = layer_rows(stats[stats.condition == CONDITION])  # a MoE layer's experts: their summary rows
     samples = samples[samples.condition == CONDITION].drop_duplicates("source_index").set_index("source_index")
     if oda and "spectrum" in stats.columns:
         stats = stats.assign(effective_rank=stats.spectrum.map(oda_effective_rank))

@@ -51,7 +51,7 @@ def tiny_tokenizer(chat: bool = True):
 
 def tiny_config(name: str, vocab: int, bos: int | None = None, eos: int | None = None):
     """The config of a tiny model of one architecture (few layers, 64 wide, GQA where it exists)."""
-    from transformers import GPT2Config, LlamaConfig, Phi3Config, Qwen2Config
+    from transformers import GPT2Config, LlamaConfig, MixtralConfig, Phi3Config, Qwen2Config
 
     common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=96, num_hidden_layers=4,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -66,6 +66,8 @@ def tiny_config(name: str, vocab: int, bos: int | None = None, eos: int | None =
     if name == "tiny-random-gpt2":
         return GPT2Config(vocab_size=vocab, n_embd=64, n_layer=3, n_head=4, n_positions=1024,
                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=bos, eos_token_id=eos)
+    if name == "tiny-random-mixtral":  # a MoE: 8 experts, 2 per token
+        return MixtralConfig(**common, num_local_experts=8, num_experts_per_tok=2)
     raise KeyError(name)
 
 

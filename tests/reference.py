@@ -11,12 +11,13 @@ def oracle_gradients(m, item, modules="all"):
     """[(target, G fp64 as out x in)] and the loss of one encoded sample, by autograd."""
     model = m.model
     targets = select_targets(model, modules)
+    params = dict(model.named_parameters())
     saved = [(p, p.requires_grad) for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
         p.grad = None
     for t in targets:
-        t.module.weight.requires_grad_(True)
+        params[t.weight].requires_grad_(True)
     try:
         ids = torch.tensor([item.encoded.input_ids], device=next(model.parameters()).device)
         labels = ids.clone()
@@ -25,7 +26,9 @@ def oracle_gradients(m, item, modules="all"):
         loss.backward()
         out = []
         for t in targets:
-            g = t.module.weight.grad.double()
+            g = params[t.weight].grad.double()
+            if t.expert is not None:  # one expert's slice of the 3-D parameter (its orientation: same σ)
+                g = g[t.expert]
             if type(t.module).__name__ == "Conv1D":
                 g = g.T
             if t.rows is not None:  # the fused block's rows (the layout's own test checks them against the model)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from layergrad.analysis import (claims, correlations, curves, figures, length, report, separability, significance,
-                                tables)
+from layergrad.analysis import (claims, correlations, curves, experts, figures, length, report, separability,
+                                significance, tables)
 from layergrad.analysis.claims.kinds import RUN_PAIRINGS
 from layergrad.analysis.derived import DERIVED_METRICS
 from layergrad.analysis.loading import Loaded, across_run_pairs, computed, load_runs, within_run_pairs
@@ -25,7 +25,8 @@ from layergrad.runs.config import DEFAULT_METRICS
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
 TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims", "correlations")
-FIGURES = ("headline", "correlations", "panels", "conditions", "irrelevant", "mad", "heatmap")
+FIGURES = ("headline", "correlations", "experts", "panels", "conditions", "irrelevant", "mad", "heatmap")
+OPTIONAL_TABLES = ("experts",)  # written where the runs have them (MoE models)
 MODULE_MEAN = "mean of modules"
 
 
@@ -46,6 +47,7 @@ class Analysis:
     claims: pd.DataFrame
     correlations: pd.DataFrame  # the records' numeric fields against the scores and baselines
     mean_curves: pd.DataFrame = field(repr=False)  # nuclear norm averaged over modules, per sample first
+    experts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=experts.COLUMNS))  # MoE: per expert
 
     @property
     def groups(self) -> list[str]:
@@ -58,11 +60,15 @@ class Analysis:
         return [(a, b) for a, b in self.pairs if partner_of.get(b) == a]
 
     def figure(self, name: str = "headline", metric: str = "nuclear_norm"):
-        """A matplotlib Figure: headline | correlations | panels | conditions | irrelevant | mad | heatmap."""
+        """A matplotlib Figure: headline | correlations | experts | panels | conditions | irrelevant | mad | heatmap."""
         if name not in FIGURES:
             raise InputError(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
         if name == "correlations":
             return figures.correlations(self.correlations)
+        if name == "experts":
+            if self.experts.empty:
+                raise InputError("no MoE experts in these runs: the experts figure needs a model with experts")
+            return figures.experts(self.experts, self.groups)
         if name != "headline" and metric not in self.metrics:
             raise InputError(f"metric {metric!r} was not analysed; analysed: {', '.join(self.metrics)}")
         if name == "headline":
@@ -82,14 +88,15 @@ class Analysis:
 
     def figure_list(self) -> list[tuple[str, str]]:
         """(name, metric) of every figure this analysis has, headline first."""
-        names = [n for n in FIGURES[2:] if n != "irrelevant" or self.irrelevant_pairs]
-        first = [("headline", "nuclear_norm")] + ([("correlations", "")] if len(self.correlations) else [])
+        names = [n for n in FIGURES[3:] if n != "irrelevant" or self.irrelevant_pairs]
+        first = [("headline", "nuclear_norm")] + ([("correlations", "")] if len(self.correlations) else []) + \
+            ([("experts", "")] if len(self.experts) else [])
         return first + [(n, m) for m in self.metrics for n in names]
 
     def write_tables(self, out: str | Path) -> Path:
         """Only the CSVs and tables/ (no figures, no report)."""
         out = make_folder(Path(out))
-        for name in TABLES:
+        for name in TABLES + tuple(t for t in OPTIONAL_TABLES if len(getattr(self, t))):
             getattr(self, name).to_csv(out / f"{name}.csv", index=False)
         tables.write_paper_tables(self.mad, self.groups, out / "tables")
         return out
@@ -106,7 +113,7 @@ class Analysis:
             paths[(name, metric)] = figures.save(self.figure(name, metric), out / "figures", file,
                                                  list(dict.fromkeys(["png", *formats])))
         report.write_analysis_report(out / "report.html", self, paths)
-        log(f"wrote {out}/report.html, {len(paths)} figures, tables/ and {len(TABLES)} CSV files")
+        log(f"wrote {out}/report.html, {len(paths)} figures, tables/ and {len(list(out.glob('*.csv')))} CSV files")
         return out
 
 
@@ -134,7 +141,8 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
 
     Returns:
         An ``Analysis``: ``.claims``, ``.curves``, ``.mad``, ``.rd``, ``.tests``, ``.auroc``, ``.increment``,
-        ``.length``, ``.correlations`` as DataFrames; ``.figure(name, metric)``; ``.write(folder)``.
+        ``.length``, ``.correlations`` (and for MoE models ``.experts``, analysis/experts.py) as DataFrames;
+        ``.figure(name, metric)``; ``.write(folder)``.
     """
     if out is not None and any(f not in FIGURE_FORMATS for f in formats):
         bad = next(f for f in formats if f not in FIGURE_FORMATS)
@@ -162,7 +170,7 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
         related = correlations.correlation_table(stats, ok, analysed, data.runs, n_boot, seed)
     result = Analysis(data, pairs, analysed, **frames, auroc=auroc, increment=increment, claims=claim_rows,
-                      correlations=related, mean_curves=mean_curves)
+                      correlations=related, mean_curves=mean_curves, experts=experts.expert_table(data.experts, ok))
     if out is not None:
         result.write(out, formats, log)
     return result

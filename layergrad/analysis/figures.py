@@ -349,3 +349,41 @@ def correlations(table: pd.DataFrame) -> Figure:
     fig.suptitle(f"Records' own scores against the gradient, loss, length ({data.scope.iloc[0]}), 95% CI", fontsize=11)
     fixed_layout(fig, left=2.4, legend=legend_band(2, 2), wspace=0.4)
     return fig
+
+
+def experts(table: pd.DataFrame, groups: list[str]) -> Figure:
+    """Per condition (rows), layer x expert maps of the share of routed tokens (the router's choice) and of the
+    gradient load (the expert's share of the layer's nuclear norm; analysis/experts.py), of the experts'
+    down projection; one colour scale."""
+    module = "expert.down_proj" if (table.module == "expert.down_proj").any() else table.module.iloc[0]
+    data = table[table.module == module]
+    groups = [g for g in groups if g in set(data.group)]
+    top = float(data[["token_share", "load"]].max().max()) or 1.0
+    fig, axes = subplots(len(groups), 2, figsize=(7.4, 2.6 * len(groups) + 0.9), squeeze=False)
+    image = None
+    for row, group in zip(axes, groups):
+        mine = data[data.group == group]
+        for ax, column, title in zip(row, ("token_share", "load"), ("tokens routed", "gradient load (‖G_e‖* share)")):
+            grid_ = mine.pivot_table(index="layer", columns="expert", values=column, sort=True)
+            image = ax.imshow(grid_.to_numpy(), aspect="auto", vmin=0, vmax=top, cmap="magma",
+                              interpolation="nearest", origin="lower")
+            sparse_ticks(ax.set_yticks, grid_.index)
+            sparse_ticks(ax.set_xticks, grid_.columns)
+            ax.set_xlabel("expert")
+            ax.set_ylabel("layer")
+            ax.set_title(f"{group}: {title}", fontsize=9)
+    fixed_layout(fig, bottom=0.5, colorbar=1.0)
+    if image is not None:
+        width, height = fig.get_size_inches()
+        cax = fig.add_axes((1 - 0.95 / width, 0.5 / height, 0.15 / width, 1 - 1.2 / height))
+        fig.colorbar(image, cax=cax, label="mean share per sample")
+    fig.suptitle(f"MoE experts ({module}): which experts each condition's tokens reach and its gradient loads",
+                 fontsize=10)
+    return fig
+
+
+def sparse_ticks(set_ticks, labels, most: int = 16) -> None:
+    """At most ``most`` tick labels of a map's rows or columns, evenly spaced (128 experts stay readable)."""
+    step = max(1, math.ceil(len(labels) / most))
+    positions = list(range(0, len(labels), step))
+    set_ticks(positions, [labels[i] for i in positions], fontsize=7)

@@ -19,18 +19,20 @@ import pandas as pd
 from layergrad.analysis.derived import with_derived_metrics
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run
+from layergrad.schema import expert_rows, layer_rows
 
 
 @dataclass
 class Loaded:
     """Stats and samples of every run, with a ``group`` column; groups in run order."""
 
-    stats: pd.DataFrame
+    stats: pd.DataFrame  # one row per (sample, layer, kind): a MoE layer's experts as their summary rows
     samples: pd.DataFrame
     groups: list[str]
     manifests: dict[str, dict]
     runs: dict[str, list[str]] = field(default_factory=dict)  # run label -> its groups
     attributes: dict[str, dict] = field(default_factory=dict)  # group -> what its condition is
+    experts: pd.DataFrame | None = None  # the rows of single MoE experts (schema.expert_rows), with ``group``
 
     def only(self, groups: list[str]) -> "Loaded":
         """The same runs restricted to ``groups`` (e.g. one task of a reproduce grid, loaded once)."""
@@ -38,7 +40,8 @@ class Loaded:
         return Loaded(self.stats[self.stats.group.isin(keep)], self.samples[self.samples.group.isin(keep)],
                       [g for g in self.groups if g in keep], self.manifests,
                       {r: [g for g in gs if g in keep] for r, gs in self.runs.items()},
-                      {g: a for g, a in self.attributes.items() if g in keep})
+                      {g: a for g, a in self.attributes.items() if g in keep},
+                      None if self.experts is None else self.experts[self.experts.group.isin(keep)])
 
     def of_run(self, label: str) -> dict[str, dict]:
         """{group: attributes} of one run's groups, in run order."""
@@ -66,7 +69,7 @@ def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
         return runs.only(conditions) if conditions is not None else runs
     runs = list(runs) if isinstance(runs, (list, tuple)) else [runs]
     labels = run_labels(runs)
-    stats, samples, manifests, order_of, groups, attributes = [], [], {}, {}, [], {}
+    stats, experts, samples, manifests, order_of, groups, attributes = [], [], [], {}, {}, [], {}
     for run, run_label in zip(runs, labels):
         s, m, manifest = frame_run(run) if isinstance(run, pd.DataFrame) else load_run(run_directory(run))
         known = condition_attributes(manifest)
@@ -77,7 +80,8 @@ def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
         name = (lambda c: c) if len(runs) == 1 else (lambda c, r=run_label: f"{r}:{c}")
         s = s.assign(group=s.condition.map(name), run=run_label)
         m = m.assign(group=m.condition.map(name), run=run_label)
-        stats.append(with_derived_metrics(s, m))
+        experts.append(expert_rows(s))
+        stats.append(with_derived_metrics(layer_rows(s), m))
         samples.append(m)
         manifests[run_label] = manifest
         order_of[run_label] = [name(c) for c in order]
@@ -86,7 +90,9 @@ def load_runs(runs, conditions: list[str] | None = None) -> Loaded:
     stats = pd.concat(stats, ignore_index=True)
     if stats.empty:
         raise InputError(f"no statistics in {', '.join(map(str, labels))}: nothing was computed")
-    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of, attributes)
+    experts = pd.concat(experts, ignore_index=True)
+    return Loaded(stats, pd.concat(samples, ignore_index=True), groups, manifests, order_of, attributes,
+                  experts if len(experts) else None)
 
 
 def condition_attributes(manifest: dict) -> dict[str, dict]:

@@ -11,12 +11,15 @@ import pandas as pd
 from layergrad.analysis.curves import mad_table
 from layergrad.data.samples import reason_kind
 from layergrad.runs.store import load_run
+from layergrad.schema import layer_rows
 
 TOP_REASONS = 2
 
 
 def summary_table(stats: pd.DataFrame) -> list[tuple]:
-    """Rows (condition, early, middle, late, mad_all, n): means over modules of each segment."""
+    """Rows (condition, early, middle, late, mad_all, n): means over modules of each segment (a MoE layer's experts
+    as their summary rows)."""
+    stats = layer_rows(stats)
     table = mad_table(stats, "nuclear_norm", rule="thirds")
     wide = table.pivot_table(index="condition", columns="segment", values="mean", aggfunc="mean")
     mads = table[table.segment == "all"].groupby("condition")["mad"].mean()

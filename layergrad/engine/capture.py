@@ -8,7 +8,8 @@ forward), and the output-tensor hooks fire. As soon as a target's Δ exists its 
 (threads.Jobs): the small symmetric matrix whose eigenvalues are the squared singular values of
 each sample's weight gradient (spectra.py), and its eigensolve (solvers.py), while the backward goes
 on. Inputs shared by several targets (q/k/v, gate/up, the blocks of a fused module) are recognised
-by tensor identity and factored once.
+by tensor identity and factored once. The experts of a MoE block are measured per expert, over the tokens
+routed to each (experts.py): their rows packed per sample, each expert's problems sized by its own tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
-from layergrad.engine import plan, solvers, spectra
+from layergrad.engine import experts, plan, solvers, spectra
 from layergrad.engine.projections import Target, decoder_layers, take_rows
 from layergrad.engine.threads import Jobs
 
@@ -48,10 +49,18 @@ def spans_for(mask: torch.Tensor, mode: str = "auto") -> list[Span]:
     """'sample': one span per sample (exact sizes: an eigensolve costs n³; the CPU default); 'batch':
     the whole padded batch as one span (one large batched solve; the GPU default). Pad rows are zero,
     so both give the same spectra."""
-    lengths = mask.sum(1).tolist()
-    if mode == "batch" or (mode == "auto" and mask.is_cuda):
-        return [Span(0, len(lengths), max(lengths))]
-    return [Span(i, i + 1, n) for i, n in enumerate(lengths)]
+    return spans_of(mask.sum(1).tolist(), whole_batch(mask, mode))
+
+
+def whole_batch(mask: torch.Tensor, mode: str) -> bool:
+    return mode == "batch" or (mode == "auto" and mask.is_cuda)
+
+
+def spans_of(lengths: list[int], whole: bool) -> list[Span]:
+    """One span per sample of non-zero length, or (``whole``) one of the batch when any has rows."""
+    if whole:
+        return [Span(0, len(lengths), max(lengths))] if max(lengths) > 0 else []
+    return [Span(i, i + 1, n) for i, n in enumerate(lengths) if n > 0]
 
 
 @dataclass
@@ -84,10 +93,13 @@ class Part:
 
 @dataclass
 class Captured:
-    """All parts of one target for the current batch (filled in by its job)."""
+    """All parts of one target for the current batch (filled in by its job); an expert's parts cover only the
+    samples that routed tokens to it, ``routed`` holding each sample's count (None: not an expert)."""
 
     target: Target
     parts: list[Part] = field(default_factory=list)
+    spans: list[Span] | None = None  # an expert's own spans (None: the batch's)
+    routed: list[int] | None = None
 
 
 class GradientCapture:
@@ -111,6 +123,7 @@ class GradientCapture:
         self.pair_inner: dict[tuple[str, int], list[torch.Tensor]] = {}  # (q_proj|k_proj, layer) -> <G_q, G_o> ...
         self._waiting: dict[tuple[str, int], tuple[Target, list]] = {}  # the first of a same-layer pair
         self._inputs: dict[int, SharedInput] = {}
+        self._experts: dict[tuple[int, int, str], list[Target]] = {}  # (id(module), expert, matrix) -> targets
         self._handles: list = []
         self._saved_requires_grad: list[tuple[nn.Parameter, bool]] = []
         self.active = False
@@ -128,9 +141,15 @@ class GradientCapture:
         self._handles.append(lowest.register_forward_pre_hook(self._lowest_layer_hook, with_kwargs=True))
         by_module: dict[int, list[Target]] = {}
         for t in self.targets:
+            if t.expert is not None:
+                self._experts.setdefault((id(t.module), t.expert, t.weight.rsplit(".", 1)[-1]), []).append(t)
             by_module.setdefault(id(t.module), []).append(t)
         for group in by_module.values():
-            self._handles.append(group[0].module.register_forward_hook(self._make_forward_hook(group)))
+            module = group[0].module
+            if group[0].expert is not None:
+                self._handles.append(experts.Installed(module, self._on_expert))
+            else:
+                self._handles.append(module.register_forward_hook(self._make_forward_hook(group)))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -163,8 +182,13 @@ class GradientCapture:
         self.inner, self._previous, self.pair_inner, self._waiting = {}, {}, {}, {}
 
     def collect(self) -> list[Captured]:
-        """Wait for this batch's jobs (re-raising their first error); the complete results."""
+        """Wait for this batch's jobs (re-raising their first error); the complete results, with every chosen
+        expert no real token of the batch was routed to."""
         self.jobs.collect()
+        seen = {id(c.target) for c in self.results}
+        batch = self.mask.shape[0] if self.mask is not None else 0
+        self.results += [Captured(t, [], [], [0] * batch) for t in self.targets
+                         if t.expert is not None and id(t) not in seen]
         return self.results
 
     # -- hooks ---------------------------------------------------------------------------
@@ -180,7 +204,7 @@ class GradientCapture:
         def forward_hook(module, inputs, output):
             if self.hooks_on:
                 shared = self._shared_input(inputs[0], len(group))
-                output.register_hook(lambda grad: self._on_output_grad(group, shared, grad))
+                experts.router_logits(output).register_hook(lambda grad: self._on_output_grad(group, shared, grad))
 
         return forward_hook
 
@@ -203,6 +227,29 @@ class GradientCapture:
             return t.reshape(b, n, t.shape[-1])
         return t
 
+    def _on_expert(self, module, expert: int, matrix: str, x: torch.Tensor, token: torch.Tensor,
+                   y: torch.Tensor) -> None:
+        """One expert's linear map in the forward (experts.measuring_forward): its input rows packed per sample
+        now, its output gradient's when it comes; pad tokens are left out (their Δ is 0)."""
+        group = self._experts.get((id(module), expert, matrix))
+        if not self.hooks_on or not group:
+            return
+        real, sample, position, counts = experts.routed_rows(token, self.mask)
+        if sum(counts) == 0:
+            return  # only pad tokens: recorded as not routed at collect()
+        packed = experts.pack_by_sample(x.detach()[real].to(torch.float32), sample, position, counts)
+        shared = SharedInput(packed, x, users=len(group))
+        spans = spans_of(counts, whole_batch(self.mask, self.solve_per))
+
+        def on_grad(grad: torch.Tensor) -> None:
+            delta = experts.pack_by_sample(grad.detach()[real].to(torch.float32), sample, position, counts)
+            for target in group:
+                captured = Captured(target, spans=spans, routed=counts)
+                self.results.append(captured)
+                self.jobs.submit(lambda c=captured, d=delta: self._solve(c, shared, d))
+
+        y.register_hook(on_grad)
+
     def _on_output_grad(self, group: list[Target], shared: SharedInput, grad: torch.Tensor) -> None:
         grad = self._as_batch(grad)
         for target in group:
@@ -217,7 +264,8 @@ class GradientCapture:
 
     # -- the job -------------------------------------------------------------------------
     def _solve(self, captured: Captured, shared: SharedInput, delta: torch.Tensor) -> None:
-        captured.parts = [self._part(captured.target, shared, delta, span) for span in self.spans]
+        spans = self.spans if captured.spans is None else captured.spans
+        captured.parts = [self._part(captured.target, shared, delta, span) for span in spans]
 
     def _part(self, target: Target, shared: SharedInput, delta: torch.Tensor, span: Span) -> Part:
         x, delta = span.cut(shared.x), span.cut(delta)

@@ -289,15 +289,72 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
 
 
 def spectra_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
-    """Every target's σ² -> one stats row per (sample, target)."""
-    pairs = [(cap.target, part) for cap in results for part in cap.parts]
-    stats = batched_stats([part.squared for _, part in pairs], [min(t.p, t.d) for t, _ in pairs])
+    """Every target's σ² -> one stats row per (sample, target); an expert's rows carry its index and the sample's
+    tokens routed to it (a sample that routed none gets a row saying so, its statistics NaN), and each MoE
+    layer's experts get one summary row per sample and matrix (expert_summary_rows)."""
+    pairs = [(cap, part) for cap in results for part in cap.parts]
+    stats = batched_stats([part.squared for _, part in pairs], [min(c.target.p, c.target.d) for c, _ in pairs])
     rows = []
-    for (t, part), part_stats in zip(pairs, stats):
+    for (cap, part), part_stats in zip(pairs, stats):
         finite = part.finite.tolist()
         for j, item in enumerate(batch[part.span.start:part.span.stop]):
-            rows.append(stat_row(item, t, part.route, part_stats[j], part.squared[j], finite[j], opts))
+            routed = cap.routed[part.span.start + j] if cap.routed is not None else None
+            if routed != 0:
+                rows.append(stat_row(item, cap.target, part.route, part_stats[j], part.squared[j], finite[j], opts,
+                                     routed=routed))
+    for cap in (c for c in results if c.routed is not None):
+        rows += [not_routed_row(item, cap.target, opts) for item, n in zip(batch, cap.routed) if n == 0]
+    return rows + expert_summary_rows(results, batch, opts)
+
+
+EXPERTS_ROUTE = "experts"  # the route of a summary row: the union of its experts' spectra
+
+
+def expert_summary_rows(results: list[Captured], batch: list[Item], opts: ComputeOptions) -> list[dict]:
+    """One row per sample, MoE layer and expert matrix: the statistics of the layer's experts taken together as
+    one block-diagonal map diag(G_1, ..., G_E), whose singular values are exactly the union of the experts'
+    (its nuclear norm the sum of theirs, its Frobenius norm the root of the sum of their squares, its σ1 their
+    largest); module ``experts.<matrix>``, rank bound the sum of the experts'. Written only where every expert
+    of the matrix was measured."""
+    from layergrad.engine.experts import union_spectra
+
+    groups: dict[tuple, list[Captured]] = {}
+    for cap in (c for c in results if c.routed is not None):
+        groups.setdefault((cap.target.layer, cap.target.weight), []).append(cap)
+    rows, unions, fulls, keys = [], [], [], []
+    for (layer, weight), caps in groups.items():
+        t = caps[0].target
+        if len(caps) != t.module.num_experts:
+            continue
+        squared, finite = union_spectra(caps, len(batch))
+        for k, item in enumerate(batch):
+            unions.append(squared[k].unsqueeze(0))
+            fulls.append(len(caps) * min(t.p, t.d))
+            keys.append((item, t, finite[k], sum(min(c.routed[k], t.p, t.d) for c in caps),
+                         sum(c.routed[k] for c in caps)))
+    for (item, t, finite, bound, routed), values, sq in zip(keys, batched_stats(unions, fulls), unions):
+        row = stat_row(item, t, EXPERTS_ROUTE, values[0], sq[0], finite, opts, routed=routed)
+        row.update(module=t.kind.replace("expert.", "experts."), param=t.weight, expert=None, rank_bound=bound)
+        if finite and "sigma_min" in row and bound < t.module.num_experts * min(t.p, t.d):
+            row["sigma_min"] = 0.0
+        if opts.spectrum:
+            row["spectrum"] = sq[0, :bound].clamp_min(0).sqrt().tolist() if finite else []
+        rows.append(row)
     return rows
+
+
+def not_routed_row(item: Item, t, opts: ComputeOptions) -> dict:
+    """The row of an expert the sample routed no real token to: no gradient, recorded as such (NaN, not 0)."""
+    names = statistics.names()
+    row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer, "module": t.kind,
+           "param": t.param, **{n: math.nan for n in names}, "rank_bound": 0, "finite": True, "route": NOT_ROUTED,
+           "expert": t.expert, "routed_tokens": 0}
+    if opts.spectrum:
+        row["spectrum"] = []
+    return row
+
+
+NOT_ROUTED = "not routed"
 
 
 def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[list[float]]]:
@@ -317,14 +374,18 @@ def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[
     return out
 
 
-def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, finite: bool, opts) -> dict:
+def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, finite: bool, opts, *,
+             routed: int | None = None) -> dict:
+    """One stats row; ``routed``: an expert's tokens from this sample (its rank bound)."""
     n_full = min(t.p, t.d)
-    rank_bound = min(item.encoded.n_tokens, n_full)
+    rank_bound = min(item.encoded.n_tokens if routed is None else routed, n_full)
     names = statistics.names()
     values = stats if finite else [math.nan] * len(names)
     row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,
            "module": t.kind, "param": t.param, **dict(zip(names, values)),
            "rank_bound": rank_bound, "finite": finite, "route": route}
+    if routed is not None:
+        row.update(expert=t.expert, routed_tokens=routed)
     if finite and rank_bound < n_full and "sigma_min" in row:
         row["sigma_min"] = 0.0
     if opts.spectrum:

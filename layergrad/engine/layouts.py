@@ -47,6 +47,10 @@ COMMON = {
     "mlp.down_proj": "down_proj",
     "self_attn.qkv_proj": Fused(QKV), "mlp.gate_up_proj": Fused(("gate_proj", "up_proj")),  # Phi-3
     "attn.c_attn": Fused(QKV), "attn.c_proj": "o_proj", "mlp.c_fc": "up_proj", "mlp.c_proj": "down_proj",  # GPT-2
+    "mlp.gate": "router",  # MoE blocks: a router that is an nn.Linear; the shared experts (Qwen2-MoE, DeepSeek)
+    **{f"mlp.{shared}.{kind}": f"shared_expert.{kind}" for shared in ("shared_expert", "shared_experts")
+       for kind in ("gate_proj", "up_proj", "down_proj")},
+    "mlp.shared_expert_gate": "shared_expert_gate",
 }
 
 

@@ -15,11 +15,15 @@ from layergrad.declare import check_fields, fingerprint, option
 KINDS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # in table order
 
 
+PARTS = KINDS[:6] + ("gate_up_proj", "down_proj", "lora_A", "lora_B")  # the order of a dotted kind's second part
+
+
 def kind_order(kind: str) -> tuple:
     """The sort key of a module kind: the seven in table order, then any other (an adapter after its base
-    kind, a kind of its own by name)."""
+    kind; a kind of its own by name, its parts in forward order: expert.gate_up_proj before expert.down_proj)."""
     base, _, rest = kind.partition(".")
-    return (KINDS.index(base) if base in KINDS else len(KINDS), base, rest)
+    return (KINDS.index(base) if base in KINDS else len(KINDS), base,
+            PARTS.index(rest) if rest in PARTS else (-1 if not rest else len(PARTS)), rest)
 RECIPES = ("layergrad", "oda")
 ROUTES = ("auto", "core", "dense", "reference")
 SOLVERS = ("auto", "torch", "numpy", "cupy", "host")

@@ -1,11 +1,12 @@
 """Find the linear maps of every decoder layer and name them by their kind.
 
 A target is any module that applies a linear map to its input — ``nn.Linear`` and its subclasses, GPT-2's
-``Conv1D``, the base layer and the adapters of a PEFT LoRA layer — found by what it computes, not by its
-path; its kind comes from the model family's layout (layouts.py), and a fused module (Phi-3 ``qkv_proj``,
-GPT-NeoX ``query_key_value``, ...) becomes one target per kind, its row blocks laid out as the
-architecture lays them out. A module no layout names is measured under its own name and listed as such in
-the run's coverage. Layer counts come from the model, never from its name.
+``Conv1D``, the base layer and the adapters of a PEFT LoRA layer, a MoE router — found by what it computes,
+not by its path; its kind comes from the model family's layout (layouts.py), and a fused module (Phi-3
+``qkv_proj``, GPT-NeoX ``query_key_value``, ...) becomes one target per kind, its row blocks laid out as the
+architecture lays them out. Each expert of a MoE block is a target of its own per matrix (kinds
+``expert.gate_up_proj``, ``expert.down_proj``; experts.py). A module no layout names is measured under its
+own name and listed as such in the run's coverage. Layer counts come from the model, never from its name.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from layergrad.engine import experts
 from layergrad.engine.layouts import Fused, layout_of, row_blocks
 from layergrad.engine.options import KINDS, kind_order  # declared beside the options, torch-free
 from layergrad.errors import InputError, did_you_mean
@@ -22,6 +24,8 @@ from layergrad.errors import InputError, did_you_mean
 ATTENTION_KINDS = KINDS[:4]
 MLP_KINDS = KINDS[4:]
 ADAPTERS = ("lora_A", "lora_B")  # a PEFT LoRA layer's adapters, measured as targets of their own
+EXPERT = "expert."  # the kinds of one expert's matrices: expert.gate_up_proj, expert.down_proj (expert.up_proj)
+ROUTER = "router"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Target:
     rows: tuple[tuple[int, int], ...] | None = None  # output row ranges inside a fused module
     module: nn.Module = field(default=None, compare=False, repr=False)
     named: bool = True  # False: no layout names its module (measured under its own name)
+    expert: int | None = None  # the expert's index in its MoE block's 3-D parameter
 
     @property
     def weight(self) -> str:
@@ -64,17 +69,20 @@ def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def in_out_features(module: nn.Module) -> tuple[int, int]:
-    """(in, out) of an nn.Linear or a GPT-2 Conv1D (whose weight is stored transposed)."""
+    """(in, out) of an nn.Linear, a GPT-2 Conv1D (whose weight is stored transposed) or a MoE router."""
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     if type(module).__name__ == "Conv1D":
         d, p = module.weight.shape
         return d, p
+    if experts.is_router(module):
+        p, d = module.weight.shape
+        return d, p
     raise TypeError(type(module).__name__)
 
 
 def is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D" or experts.is_router(module)
 
 
 def take_rows(tensor, rows: tuple[tuple[int, int], ...]):
@@ -109,17 +117,25 @@ def all_targets(model: nn.Module) -> list[Target]:
     found = []
     for i, layer in enumerate(layers):
         for path, mod in layer.named_modules():
+            if path and experts.is_experts(mod):
+                found += expert_targets(i, f"{prefix}.{i}.{path}", mod)
             if not path or not is_linear(mod):
                 continue
             d, p = in_out_features(mod)
-            kind, named = kind_of(layout, path)
+            kind, named = (ROUTER, True) if experts.is_router(mod) else kind_of(layout, path)
             name = f"{prefix}.{i}.{path}.weight"
             if isinstance(kind, Fused):
                 for block, rows in zip(kind.kinds, row_blocks(model.config, kind, p)):
                     found.append(Target(i, block, f"{name}[{block}]", sum(b - a for a, b in rows), d, rows, mod))
             else:
                 found.append(Target(i, kind, name, p, d, None, mod, named))
-    return sorted(found, key=lambda t: (t.layer, kind_order(t.kind), t.param))
+    return sorted(found, key=lambda t: (t.layer, kind_order(t.kind), t.weight, t.expert or 0, t.param))
+
+
+def expert_targets(layer: int, path: str, module: nn.Module) -> list[Target]:
+    """One target per expert and matrix of a MoE block's experts (engine/experts.py)."""
+    return [Target(layer, EXPERT + name, f"{path}.{name}[{e}]", p, d, None, module, True, e)
+            for name, p, d in experts.matrices(module) for e in range(module.num_experts)]
 
 
 def select_targets(model: nn.Module, modules="all", layers=None) -> list[Target]:
@@ -182,40 +198,65 @@ def input_sharing(targets: list[Target]) -> list[tuple[Target, int]]:
 
 
 def coverage(model: nn.Module, chosen: list[Target]) -> dict:
-    """Every weight matrix of the decoder layers (each parameter of two or more dimensions), measured or not,
-    and why not: {'matrices', 'measured', 'kinds': {kind: count}, 'not_measured': {reason: [param]},
-    'own_names': [params no layout names, measured under their own name]}."""
+    """Every weight matrix of the decoder layers (each 2-D parameter; each expert's slice of a 3-D one), measured
+    or not, and why not: {'matrices', 'measured', 'kinds': {kind: count}, 'not_measured': {reason: [param,
+    experts as param[0-63]]}, 'not_measured_count': {reason: matrices}, 'own_names': [params no layout names,
+    measured under their own name]}."""
     prefix, _ = decoder_layers(model)
-    targets = {t.weight: t for t in all_targets(model)}
-    measured = {t.weight for t in chosen}
+    known = {(t.weight, t.expert): t for t in all_targets(model)}
+    measured = {(t.weight, t.expert) for t in chosen}
     layers = {t.layer for t in chosen}
     missing: dict[str, list[str]] = {}
+    counts: dict[str, int] = {}
     total = 0
     for name, param in model.named_parameters():
-        if not name.startswith(prefix + ".") or param.ndim < 2:
+        if not name.startswith(prefix + ".") or not is_matrix(name, param):
             continue
-        total += 1
-        if name not in measured:
-            missing.setdefault(why_not(name, param, targets.get(name), layers), []).append(name)
+        units = list(range(param.shape[0])) if param.ndim == 3 else [None]
+        total += len(units)
+        absent: dict[str, list] = {}
+        for unit in (u for u in units if (name, u) not in measured):
+            absent.setdefault(why_not(model, name, param, known.get((name, unit)), layers), []).append(unit)
+        for reason, which in absent.items():
+            missing.setdefault(reason, []).append(name if which == [None] else f"{name}[{index_ranges(which)}]")
+            counts[reason] = counts.get(reason, 0) + len(which)
     kinds: dict[str, int] = {}
     for t in chosen:
         kinds[t.kind] = kinds.get(t.kind, 0) + 1
     return {"matrices": total, "measured": len(measured), "kinds": kinds, "not_measured": missing,
-            "own_names": sorted({t.param for t in chosen if not t.named})}
+            "not_measured_count": counts, "own_names": sorted({t.param for t in chosen if not t.named})}
+
+
+def is_matrix(name: str, param) -> bool:
+    """A weight matrix: a parameter of two or more dimensions, not a bias (gpt-oss keeps its experts' biases as
+    [E, out] parameters)."""
+    return param.ndim >= 2 and not name.endswith("bias")
+
+
+def index_ranges(indices: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ",".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
 
 
 NOT_ASKED = ("not in the layers asked (--layers)", "not among the modules asked (--modules)")
 
 
-def why_not(name: str, param, target: Target | None, layers: set[int]) -> str:
+def why_not(model: nn.Module, name: str, param, target: Target | None, layers: set[int]) -> str:
     """Why a decoder weight matrix was not measured, in words."""
     if target is not None:
         return NOT_ASKED[0] if target.layer not in layers else NOT_ASKED[1]
+    owner = type(model.get_submodule(name.rsplit(".", 1)[0])).__name__
     if param.ndim == 3:
-        return "MoE experts (a 3-D parameter of all experts): not measured by this version"
+        return f"MoE experts of {owner}, which does not follow transformers' experts interface: not measured"
     if name.rsplit(".", 2)[-2] in ("gate", "router"):
-        return "MoE router (not a linear module): not measured by this version"
-    return "not a linear module layergrad knows"
+        return f"MoE router {owner} (not a linear map layergrad recognises): not measured"
+    return f"{owner}: not a linear module layergrad knows"
 
 
 def unexpected(summary: dict) -> bool:
@@ -228,7 +269,8 @@ def coverage_line(summary: dict) -> str:
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(summary["kinds"].items(), key=lambda kv: kind_order(kv[0])))
     line = f"coverage: {summary['measured']} of {summary['matrices']} decoder weight matrices measured ({kinds})"
     for reason, names in summary["not_measured"].items():
-        line += f"; {len(names)} not measured, {reason} (e.g. {names[0]})"
+        count = summary.get("not_measured_count", {}).get(reason, len(names))
+        line += f"; {count} not measured, {reason} (e.g. {names[0]})"
     if summary["own_names"]:
         line += f"; {len(summary['own_names'])} measured under their own names, no layout names them (e.g. " \
                 f"{summary['own_names'][0]})"

@@ -23,7 +23,7 @@ import torch
 from layergrad.data.samples import content_id
 from layergrad.engine import statistics as registry
 from layergrad.schema import SAMPLE_COLUMNS, samples_frame, stats_frame
-from layergrad.engine.options import kind_order
+from layergrad.engine.options import KINDS, kind_order
 from layergrad.engine.projections import MLP_KINDS
 from layergrad.errors import InputError
 from layergrad.runs.store import load_run, write_atomic, write_parquet_atomic
@@ -59,7 +59,7 @@ def sample_line(sample, stats: pd.DataFrame) -> dict:
     line = {"instruction": sample.prompt, "output": sample.response, "loss": float(sample.loss)}
     stats = stats.assign(_k=stats.module.map(kind_order)).sort_values(["layer", "_k"])
     for row in stats.itertuples():
-        line[param_key(row.layer, row.module)] = entry(row)
+        line[param_key(row.layer, row.module) if row.module in KINDS else row.param] = entry(row)
     for key in BOOKKEEPING:
         value = getattr(sample, key)
         line[key] = value.item() if hasattr(value, "item") else value

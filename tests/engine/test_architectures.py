@@ -6,6 +6,7 @@ blocks are the ones the family's own attention code reads."""
 import copy
 import math
 
+import pandas as pd
 import pytest
 import torch
 from reference import oracle_singular_values
@@ -16,7 +17,7 @@ from layergrad.engine.batching import Item
 from layergrad.engine.compute import make_formatter
 from layergrad.engine.layouts import Fused, row_blocks
 from layergrad.engine.options import ComputeOptions
-from layergrad.engine.projections import all_targets, take_rows
+from layergrad.engine.projections import NOT_ASKED, all_targets, is_matrix, take_rows
 from layergrad.engine.statistics import spectrum_stats
 from layergrad.models import LoadedModel
 from layergrad.tiny import tiny_tokenizer
@@ -44,8 +45,16 @@ FAMILIES = {  # model_type -> its config's own names for the small sizes (and dr
     "bloom": dict(hidden_size=64, n_layer=2, n_head=4, hidden_dropout=0.0, attention_dropout=0.0,
                   tie_word_embeddings=False),
     "deepseek_v3": dict(SMALL, num_key_value_heads=4, moe_intermediate_size=32, q_lora_rank=32, kv_lora_rank=16,
-                        qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4,
-                        num_experts_per_tok=2, first_k_dense_replace=2),  # latent attention; dense MLPs only
+                        qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, n_routed_experts=4, n_group=2,
+                        topk_group=1, num_experts_per_tok=2, first_k_dense_replace=1),  # latent attention; layer 1 MoE
+    "mixtral": dict(SMALL, num_local_experts=4, num_experts_per_tok=2),
+    "qwen2_moe": dict(SMALL, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                      shared_expert_intermediate_size=48, decoder_sparse_step=1, mlp_only_layers=[]),
+    "qwen3_moe": dict(SMALL, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                      decoder_sparse_step=1, mlp_only_layers=[]),
+    "olmoe": dict(SMALL, num_experts=4, num_experts_per_tok=2),
+    "gpt_oss": dict(SMALL, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                    layer_types=["sliding_attention", "full_attention"], sliding_window=8),  # biases, its own gate
 }
 SAMPLES = [Sample("What is 2+3?", "The answer is 5.", 0),
            Sample("Tell me about the city.", "It was founded in 1820 near the river, and grew quickly. " * 3, 1)]
@@ -63,37 +72,58 @@ def tiny_family(family: str, seed: int = 0) -> LoadedModel:
 
 
 def float64_copy(m: LoadedModel) -> LoadedModel:
-    return LoadedModel(copy.deepcopy(m.model).double(), m.tokenizer, m.name, m.is_chat, dict(m.identity))
+    """A float64 copy; MoE experts on the family's own eager forward (torch's grouped matmul has no float64)."""
+    model = copy.deepcopy(m.model).double()
+    if hasattr(model, "set_experts_implementation"):
+        model.set_experts_implementation("eager")
+    return LoadedModel(model, m.tokenizer, m.name, m.is_chat, dict(m.identity))
 
 
-def decoder_matrices(model) -> set[str]:
-    """Every weight matrix (2-D parameter) inside the decoder layers."""
+def decoder_matrices(model) -> set[tuple[str, int | None]]:
+    """Every weight matrix inside the decoder layers: each 2-D parameter, each expert's slice of a 3-D one."""
     from layergrad.engine.projections import decoder_layers
 
     prefix, _ = decoder_layers(model)
-    return {n for n, p in model.named_parameters() if n.startswith(prefix + ".") and p.ndim == 2}
+    return {(n, e) for n, p in model.named_parameters() if n.startswith(prefix + ".") and is_matrix(n, p)
+            for e in (range(p.shape[0]) if p.ndim == 3 else [None])}
+
+
+def assert_close_to(row, sigma, where):
+    ref = spectrum_stats(sigma)
+    for column in ("nuclear_norm", "sigma_max", "frobenius_norm"):
+        assert math.isclose(row[column], getattr(ref, column), rel_tol=1e-5), (where, column)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_decoder_matrix_is_measured_and_equals_fp64_autograd(family):
     """Tolerance: the model runs in fp32 (rounding ~1e-7 relative per op on 64-wide layers), the reference
-    in fp64; 1e-5 relative on the nuclear norm, σ1 and the Frobenius norm holds with a wide margin."""
+    in fp64; 1e-5 relative on the nuclear norm, σ1 and the Frobenius norm holds with a wide margin. Each
+    expert against its slice of the 3-D parameter's gradient (an expert the sample routed no token to: its
+    row says so and autograd's slice is exactly 0); each MoE layer's summary against the union of the
+    experts' fp64 spectra."""
     m = tiny_family(family)
     targets = all_targets(m.model)
-    measured = {t.weight for t in targets}
+    measured = {(t.weight, t.expert) for t in targets}
     assert decoder_matrices(m.model) <= measured, decoder_matrices(m.model) - measured
     assert all(t.named for t in targets), [t.param for t in targets if not t.named]
     frame = layergrad.compute(m, SAMPLES, modules="all")
+    assert frame.attrs["coverage"]["measured"] == frame.attrs["coverage"]["matrices"]
     reference = float64_copy(m)
     fmt = make_formatter(m, ComputeOptions())
     for s in SAMPLES:
         want, _ = oracle_singular_values(reference, Item("default", s, fmt.encode(s)))
         rows = frame[frame.sample_id == s.sample_id].set_index("param")
-        assert set(rows.index) == set(want)
+        summaries = rows[rows.route == "experts"]
+        assert set(rows.index) - set(summaries.index) == set(want)
         for param, sigma in want.items():
-            ref = spectrum_stats(sigma)
-            for column in ("nuclear_norm", "sigma_max", "frobenius_norm"):
-                assert math.isclose(rows.loc[param, column], getattr(ref, column), rel_tol=1e-5), (param, column)
+            if rows.loc[param].get("routed_tokens") is not None and rows.loc[param, "routed_tokens"] is not pd.NA \
+                    and rows.loc[param, "routed_tokens"] == 0:
+                assert float(sigma.abs().max()) == 0.0 and math.isnan(rows.loc[param, "nuclear_norm"]), param
+                continue
+            assert_close_to(rows.loc[param], sigma, param)
+        for param, row in summaries.iterrows():
+            union = torch.cat([sigma for p, sigma in want.items() if p.startswith(param + "[")])
+            assert_close_to(row, union.sort(descending=True).values, param)
 
 
 def query_key_value(family: str, module, config, out: torch.Tensor):
@@ -123,29 +153,58 @@ def test_fused_row_blocks_are_the_ones_the_attention_reads(family):
         torch.testing.assert_close(take_rows(out, rows), want, rtol=0, atol=0)  # the same entries, moved
 
 
-MOE = {"mixtral": dict(SMALL, num_local_experts=4, num_experts_per_tok=2),
-       "qwen3_moe": dict(SMALL, head_dim=16, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
-                         decoder_sparse_step=1, mlp_only_layers=[])}
+def test_each_expert_carries_the_tokens_the_model_routed_to_it():
+    """routed_tokens = the tokens of the sample the model's own router sent to the expert (its top-k indices,
+    read in an uncaptured forward); the layer's summary row carries their sum (tokens × k)."""
+    m = tiny_family("mixtral")
+    frame = layergrad.compute(m, SAMPLES, modules="all")
+    fmt = make_formatter(m, ComputeOptions())
+    for s in SAMPLES:
+        chosen = {}
+        hooks = [layer.mlp.gate.register_forward_hook(lambda mod, a, out, i=i: chosen.__setitem__(i, out[2]))
+                 for i, layer in enumerate(m.model.model.layers)]
+        with torch.no_grad():
+            m.model(input_ids=torch.tensor([fmt.encode(s).input_ids]))
+        for hook in hooks:
+            hook.remove()
+        rows = frame[(frame.sample_id == s.sample_id) & (frame.module == "expert.down_proj")]
+        for layer, indices in chosen.items():
+            want = torch.bincount(indices.flatten(), minlength=4).tolist()
+            got = rows[rows.layer == layer].sort_values("expert").routed_tokens.tolist()
+            assert got == want
+        summary = frame[(frame.sample_id == s.sample_id) & (frame.module == "experts.down_proj")]
+        assert summary.routed_tokens.tolist() == [fmt.encode(s).n_tokens * 2] * 2
 
 
-@pytest.mark.parametrize("family", list(MOE))
-def test_what_is_not_measured_is_named_with_its_reason(family, tmp_path):
-    """MoE experts are 3-D parameters this version does not measure: the coverage (run.json, the printed line,
-    the warning of the Python API) names them and the routers; the attention is measured."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def test_a_batch_measures_each_expert_as_one_sample_at_a_time_does():
+    """Padded batches pack each sample's routed tokens apart: the rows equal those of batches of one (the same
+    σ² problems, so to fp32 rounding of the batched forward: 1e-5 relative)."""
+    m = tiny_family("qwen2_moe")
+    one = layergrad.compute(m, SAMPLES, modules="all", batch_size=1)
+    both = layergrad.compute(m, SAMPLES, modules="all", batch_size=2, solve_per="batch")
+    assert list(one.param) == list(both.param) and list(one.routed_tokens) == list(both.routed_tokens)
+    torch.testing.assert_close(torch.tensor(both.nuclear_norm.to_numpy()), torch.tensor(one.nuclear_norm.to_numpy()),
+                               rtol=1e-5, atol=1e-9, equal_nan=True)
 
-    tok = tiny_tokenizer(chat=True)
-    config = AutoConfig.for_model(family, vocab_size=len(tok), eos_token_id=tok.eos_token_id, **MOE[family])
-    torch.manual_seed(0)
-    m = LoadedModel(AutoModelForCausalLM.from_config(config).eval(), tok, f"tiny-{family}", True, {})
-    with pytest.warns(UserWarning, match="MoE experts") as caught:
+
+def test_what_is_not_measured_is_named_with_its_reason():
+    """Experts asked to be left out are named, per expert, as not asked (no warning); experts of a class that does
+    not follow transformers' experts interface are named as such, with a warning and in the printed line."""
+    m = tiny_family("qwen3_moe")
+    frame = layergrad.compute(m, SAMPLES[:1], modules="attn")
+    summary = frame.attrs["coverage"]
+    assert summary["not_measured_count"]["not among the modules asked (--modules)"] == 2 * (2 * 4 + 1)
+    assert "model.layers.0.mlp.experts.gate_up_proj[0-3]" in summary["not_measured"][NOT_ASKED[1]]
+    m.model.set_experts_implementation("eager")
+    del m.model.model.layers[1].mlp.experts.has_gate  # no longer the interface layergrad measures
+    with pytest.warns(UserWarning, match="does not follow transformers' experts interface") as caught:
         frame = layergrad.compute(m, SAMPLES[:1])
     summary = frame.attrs["coverage"]
-    experts = summary["not_measured"]["MoE experts (a 3-D parameter of all experts): not measured by this version"]
-    assert len(experts) == 2 * 2 and all("experts" in name for name in experts)  # gate_up and down, 2 layers
-    assert summary["kinds"] == {"q_proj": 2, "k_proj": 2, "v_proj": 2, "o_proj": 2}
-    assert summary["matrices"] == summary["measured"] + sum(map(len, summary["not_measured"].values()))
-    assert "coverage: 8 of" in str(caught[0].message)
+    reason = "MoE experts of Qwen3MoeExperts, which does not follow transformers' experts interface: not measured"
+    assert summary["not_measured"][reason] == ["model.layers.1.mlp.experts.gate_up_proj[0-3]",
+                                               "model.layers.1.mlp.experts.down_proj[0-3]"]
+    assert summary["matrices"] == summary["measured"] + sum(summary["not_measured_count"].values())
+    assert f"8 not measured, {reason}" in str(caught[0].message)
 
 
 def lora_model(m: LoadedModel) -> LoadedModel:
@@ -166,7 +225,7 @@ def test_a_lora_model_is_measured_as_it_trains(tiny):
     targets = all_targets(m.model)
     kinds = {t.kind for t in targets}
     assert {"q_proj", "v_proj", "q_proj.lora_A", "q_proj.lora_B", "v_proj.lora_A", "v_proj.lora_B"} <= kinds
-    assert decoder_matrices(m.model) <= {t.param for t in targets}
+    assert decoder_matrices(m.model) <= {(t.param, t.expert) for t in targets}
     frame = layergrad.compute(m, SAMPLES)
     assert frame.attrs["coverage"]["measured"] == frame.attrs["coverage"]["matrices"] == 4 * (7 + 4)
     reference = float64_copy(m)

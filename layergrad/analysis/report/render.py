@@ -29,14 +29,14 @@ def render(template: str, path: Path, **context) -> Path:
 def write_report(path: Path, *, title: str, claims: list[dict], headline: Path | None, separability: list[dict],
                  score_names: list[str], correlations: list[dict], correlation_figure: Path | None, figures: list[Path],
                  details: list[dict], tables: list[tuple[str, pd.DataFrame]], runs: list[dict],
-                 examples: list[dict]) -> Path:
+                 examples: list[dict], experts: str = "") -> Path:
     """Render the report: claims first, then the headline figure, baselines, figures, collapsed details."""
     return render("report.html.j2", path,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), title=title,
         claims=claims, headline=embed(headline) if headline else None, separability=separability,
         score_names=score_names, correlations=correlations,
         correlation_figure=embed(correlation_figure) if correlation_figure else None,
-        figures=[embed(p) for p in figures], details=details,
+        figures=[embed(p) for p in figures], experts=experts, details=details,
         tables=[{"title": name, "html": html_table(frame)} for name, frame in tables], runs=runs, examples=examples)
 
 

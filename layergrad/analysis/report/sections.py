@@ -20,6 +20,7 @@ def report_content(a, paths: dict) -> dict:
             "correlations": correlation_rows(a.correlations),
             "correlation_figure": png.get(("correlations", "")),
             "figures": [p for key, p in png.items() if key[0] not in ("headline", "correlations")],
+            "experts": expert_note(a),
             "details": pair_details(a.tests, a.length, a.pairs), "tables": report_tables(a),
             "runs": run_rows(a.data), "examples": examples(a.data)}
 
@@ -117,7 +118,23 @@ def report_tables(a) -> list[tuple[str, pd.DataFrame]]:
                     "length (length_overlap 0 = lengths disjoint, the adjustment extrapolates)", lc[cols]))
     if not a.rd.empty:
         out.append(("Relative difference RD(a, b) of the mean curves", a.rd))
+    if not a.experts.empty:
+        out.append(("MoE experts: per layer and expert, the share of routed tokens and of the gradient load "
+                    "(experts.csv)", a.experts))
     return out
+
+
+def expert_note(a) -> str:
+    """One paragraph on how a MoE run's experts are shown ('' without experts)."""
+    if a.experts.empty:
+        return ""
+    n = a.experts[["layer", "expert"]].drop_duplicates()
+    return (f"This model routes tokens to experts ({n.expert.nunique()} per layer in {n.layer.nunique()} layers). "
+            "Each expert's gradient is measured from the tokens routed to it; the curves and claims read each "
+            "layer's experts as one block-diagonal map (modules experts.*: the union of the experts' spectra, "
+            "its nuclear norm the sum of theirs). The experts figure shows, per condition, which experts its tokens "
+            "reach and which its gradient loads (each expert's share of the layer's nuclear norm; an expert a sample "
+            "routed no token to has no gradient, a share of 0).")
 
 
 def run_rows(data) -> list[dict]:
