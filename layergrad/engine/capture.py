@@ -24,6 +24,7 @@ from torch import nn
 from layergrad.engine import experts, plan, solvers, spectra
 from layergrad.engine.projections import Target, decoder_layers, take_rows
 from layergrad.engine.threads import Jobs
+from layergrad.errors import InputError
 
 SAME_LAYER_PAIRS = {"q_proj": "o_proj", "k_proj": "v_proj"}  # the follow-up's same-layer cosines (q×o, k×v)
 
@@ -203,20 +204,24 @@ class GradientCapture:
     def _make_forward_hook(self, group: list[Target]):
         def forward_hook(module, inputs, output):
             if self.hooks_on:
-                shared = self._shared_input(inputs[0], len(group))
+                shared = self._shared_input(inputs[0], group)
                 experts.router_logits(output).register_hook(lambda grad: self._on_output_grad(group, shared, grad))
 
         return forward_hook
 
-    def _shared_input(self, x: torch.Tensor, users: int) -> SharedInput:
+    def _shared_input(self, x: torch.Tensor, group: list[Target]) -> SharedInput:
         key = id(x)
         if key not in self._inputs:
             captured = self._as_batch(x.detach()).to(torch.float32)
+            if tuple(captured.shape[:2]) != tuple(self.mask.shape):
+                raise InputError(f"{group[0].param}: its input has shape {tuple(x.shape)}, not (batch, tokens, "
+                                 f"features) = ({self.mask.shape[0]}, {self.mask.shape[1]}, ...) in batch-major order, "
+                                 "so its rows cannot be assigned to samples; leave it out with --modules")
             if not bool(self.mask.all()):  # zero the pad rows (their Δ is 0 too, but be exact)
                 captured = captured * self.mask.unsqueeze(-1)
             self._inputs[key] = SharedInput(captured, x)
         shared = self._inputs[key]
-        shared.users += users
+        shared.users += len(group)
         return shared
 
     def _as_batch(self, t: torch.Tensor) -> torch.Tensor:

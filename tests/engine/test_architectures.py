@@ -250,3 +250,26 @@ def test_a_saved_adapter_loads_onto_its_base_model(tiny, tmp_path):
     assert list(a.param) == list(b.param)
     torch.testing.assert_close(torch.tensor(b.nuclear_norm.to_numpy()), torch.tensor(a.nuclear_norm.to_numpy()),
                                rtol=1e-6, atol=0)  # the same weights, the same calls
+
+
+def test_a_linear_map_whose_rows_are_not_batch_major_is_refused_by_name(tiny):
+    """A module that reads (tokens, batch, features): its rows cannot be told apart by sample, so the run stops
+    at once with one line naming it (never a spectrum of mixed samples)."""
+    from torch import nn
+
+    from layergrad.errors import InputError
+
+    class TimeMajor(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.transpose(0, 1)).transpose(0, 1)
+
+    base = tiny("tiny-random-llama")
+    model = copy.deepcopy(base.model)
+    model.model.layers[1].mlp.down_proj = TimeMajor(model.model.layers[1].mlp.down_proj)
+    m = LoadedModel(model, base.tokenizer, base.name, True, {})
+    with pytest.raises(InputError, match=r"model.layers.1.mlp.down_proj.inner.weight: its input has shape"):
+        layergrad.compute(m, SAMPLES, batch_size=2)
