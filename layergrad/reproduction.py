@@ -84,7 +84,7 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
                                    + report.claims_markdown(table, list(cells)), encoding="utf-8")
     figure_paths = draw_figures(study.hooks.figures(study, list(analyses), config), analyses, out / "figures")
     report.write_replication_report(out / "report.html", table, figure_paths, list(cells), model=config.run.model,
-                                    limit=config.run.limit, paper=config.run.compute.paper,
+                                    limit=config.run.subsample().describe(), paper=config.run.compute.paper,
                                     command=command_line(config, study.hooks), seconds=time.perf_counter() - started, notes=notes)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<cell>/ for {len(cells)} cells")
     return out
@@ -98,7 +98,9 @@ def load_conditions(study: Study, config: ReproduceConfig) -> dict:
     out = {}
     for c in study.conditions:
         try:
-            out[c.name] = load_samples(c.source, config.run.limit, strict=False, paper_data=config.run.paper_data)
+            take = config.run.subsample()
+            out[c.name] = load_samples(c.source, take.n, head=take.head, seed=take.seed, strict=False,
+                                       paper_data=config.run.paper_data)
         except InputError as exc:
             where = study.origins.get(c.name, f"condition '{c.name}'")
             raise InputError(f"{where}: {exc}") from None
@@ -211,6 +213,9 @@ def command_line(config: ReproduceConfig, hooks) -> str:
     if config.tasks:
         parts.append(f"--tasks {','.join(config.tasks)}")
     if config.run.limit:
-        parts.append(f"--limit {config.run.limit}")
+        parts.append(f"--limit {config.run.limit}" + (f" --subsample-seed {config.run.subsample_seed}"
+                                                      if config.run.subsample_seed else ""))
+    if config.run.head:
+        parts.append(f"--head {config.run.head}")
     parts += command_words(config.run.load) + command_words(config.run.compute)
     return " ".join(parts + ([hooks.data_flag] if hooks.data_flag else []) + [f"--out {config.out}"])

@@ -160,7 +160,8 @@ def compute_windows(config: RunConfig, source: RecordSource, window: int, log, t
     from layergrad.runs.sources import Windows
 
     oda = config.compute.recipe == "oda"
-    windows = Windows(source, window, config.limit, lambda r, i: record_sample(r, i, source.fields, oda), CONDITION)
+    windows = Windows(source, window, config.subsample(), lambda r, i: record_sample(r, i, source.fields, oda),
+                      CONDITION)
     run(config, source=windows, log=log, keep_going=True, then=then)
 
 
@@ -258,7 +259,8 @@ def write_outputs(out: Path, config: RunConfig, source: RecordSource, window: in
     run = RunStore(config.out)
     n_layers = int(run.manifest().get("model", {}).get("num_layers") or 0)
     index = ScoreIndex(run, n_layers or 1, config.compute.recipe == "oda")
-    fit = length_fit(index, source, window, column, config.limit) if residualize else None
+    take = config.subsample()
+    fit = length_fit(index, source, window, column, take) if residualize else None
     ranked = column + "_given_length" if residualize else column
     values: list[tuple[float, int]] = []
     jsonl = out / "scored.jsonl"
@@ -266,16 +268,16 @@ def write_outputs(out: Path, config: RunConfig, source: RecordSource, window: in
     parquet = ParquetAppender(out / "scored.parquet", typed=lambda column: column.startswith(PREFIX))
     scored_count = total = 0
     with open(tmp, "w", encoding="utf-8") as fh:
-        for start, records in limited(source.windows(window), config.limit):
-            rows = index.rows(start, start + len(records))
+        for start, stop, records in source.picked(window, take):
+            rows = index.rows(start, stop)
             batch = []
-            for i, record in enumerate(records):
-                scores = rows.loc[start + i].to_dict() if start + i in rows.index else {PREFIX + "status": "missing"}
+            for i, record in records:
+                scores = rows.loc[i].to_dict() if i in rows.index else {PREFIX + "status": "missing"}
                 scores = {k: plain(v) for k, v in scores.items()}
                 if fit is not None:
                     scores[ranked] = residual(scores, column, fit)
                 if scores.get(PREFIX + "status") == "ok" and scores.get(ranked) is not None:
-                    values.append((scores[ranked], start + i))
+                    values.append((scores[ranked], i))
                     scored_count += 1
                 batch.append({**record, **scores})
             fh.write("".join(json_line(r) + "\n" for r in batch))
@@ -286,23 +288,17 @@ def write_outputs(out: Path, config: RunConfig, source: RecordSource, window: in
     for selection in selections:
         chosen = select(values, selection)
         path = out / selection.file_name(source.suffix)
-        write_selected(path, source, window, chosen, config.limit)
+        write_selected(path, source, window, chosen, take)
         log(f"{selection.side} {len(chosen)} by {selection.column}: {path}")
     log(f"scored {scored_count} of {total} records: {jsonl}")
 
 
-def limited(windows, limit: int | None):
-    for start, records in windows:
-        if limit is not None and start >= limit:
-            return
-        yield start, records[:limit - start] if limit is not None else records
-
-
-def length_fit(index: ScoreIndex, source: RecordSource, window: int, column: str, limit) -> tuple[float, float]:
+def length_fit(index: ScoreIndex, source: RecordSource, window: int, column: str, take) -> tuple[float, float]:
     """(a, b) of the least-squares fit score = a + b·log(response tokens) over the scored records."""
     xs, ys = [], []
-    for start, records in limited(source.windows(window), limit):
-        rows = index.rows(start, start + len(records))
+    for start, stop, records in source.picked(window, take):
+        rows = index.rows(start, stop)
+        rows = rows[rows.index.isin([i for i, _ in records])]
         if column not in rows.columns:
             continue
         ok = rows[(rows[PREFIX + "status"] == "ok") & rows[column].notna() & (rows[PREFIX + "response_tokens"] > 0)]
@@ -337,9 +333,8 @@ def select(values: list[tuple[float, int]], selection: Selection) -> list[int]:
     return sorted(i for _, i in ranked[:selection.size(len(values))])
 
 
-def write_selected(path: Path, source: RecordSource, window: int, chosen: list[int], limit) -> None:
+def write_selected(path: Path, source: RecordSource, window: int, chosen: list[int], take) -> None:
     """The chosen records unchanged, in input order, in the input's format."""
     wanted = set(chosen)
-    picked = [r for start, records in limited(source.windows(window), limit)
-              for i, r in enumerate(records) if start + i in wanted]
+    picked = [r for _, _, records in source.picked(window, take) for i, r in records if i in wanted]
     write_records(path, picked, like=source.suffix)

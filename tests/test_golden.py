@@ -11,7 +11,7 @@ any CPU (tolerance.py says why each one is what it is):
 
 tests/golden/tiny-1e103d3/: tiny-random-llama, built-in arithmetic, Detailed CoT correct and irrelevant and
 None CoT, 4 each, --cosine --spectrum; analyze with 50 bootstrap draws.
-tests/golden/reproduce-1e103d3/: ``reproduce --limit 3 --tasks gsm8k,wiki`` on tiny-random-llama; ``run/``
+tests/golden/reproduce-1e103d3/: ``reproduce --limit 3 --tasks gsm8k,wiki`` (now ``--head 3``: the first 3, as --limit took then) on tiny-random-llama; ``run/``
 is 1e103d3's run (its prompts and responses replaced by their SHA-1, so no data is stored; the analysis pairs
 samples by prompt equality only) and ``claims.csv`` 1e103d3's claims of it (both written by 1e103d3 on an
 AMD EPYC, 2026-12-06).
@@ -38,10 +38,10 @@ ANALYZE = ["--bootstrap", "50", "--formats", "png", "-q",
            "--metrics", "nuclear_norm,sigma1_ratio,effective_rank,cosine_next"]  # 1e103d3's choice
 FOLLOWUP = Path(__file__).parent / "golden" / "followup-1cf225c"
 FOLLOWUP_ARGS = ["--study", "followup", "--model", "tiny-random-llama", "--bootstrap", "20", "--metrics",
-                 "nuclear_norm,effective_rank", "--quiet", "--no-task-reports", "--limit", "3",
+                 "nuclear_norm,effective_rank", "--quiet", "--no-task-reports", "--head", "3",
                  "--tasks", "instag/mag,reward/wiz,reasoning,gsm8k"]
 REPRODUCE_ARGS = ["--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm", "--quiet",
-                  "--limit", "3", "--tasks", "gsm8k,wiki", "--no-task-reports"]
+                  "--head", "3", "--tasks", "gsm8k,wiki", "--no-task-reports"]
 
 
 def table(folder: Path, name: str) -> pd.DataFrame:

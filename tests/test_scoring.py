@@ -134,3 +134,23 @@ def test_windows_stream_the_input_and_keep_its_order(tmp_path):
                             layers="-1", quiet=True, log=lambda *a: None)
     assert list(table.grade) == list(range(10)) and (table.lg_status == "ok").all()
     assert len(list((tmp_path / "o" / "run" / "chunks").glob("*.samples.parquet"))) == 3
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".json"])
+def test_limit_scores_a_seeded_random_subsample_in_input_order_and_head_the_first(tmp_path, suffix):
+    """--limit N: N records drawn with the seed (the same draw for the same input size), kept in input order; the
+    windows, the scores, the selections read the same records. A .json array gives no count: it is read once."""
+    rows = records(20, seed=7)
+    path = tmp_path / f"d{suffix}"
+    pd.DataFrame(rows).to_parquet(path) if suffix == ".parquet" else path.write_text(json.dumps(rows))
+    want = sorted(random.Random(0).sample(range(20), 6))
+    args = ["--model", "tiny-random-llama", "-q", "--layers", "-1", "--top", "2"]
+    assert main(["score", str(path), *args, "--limit", "6", "--out", str(tmp_path / "a")]) == 0
+    scored = pd.read_parquet(tmp_path / "a" / "scored.parquet")
+    assert list(scored.grade) == want and (scored.lg_status == "ok").all()
+    (selected,) = (tmp_path / "a").glob("top-2-*")
+    top = [r["grade"] for r in json.loads(selected.read_text())] if selected.suffix == ".json" else \
+        list(pd.read_parquet(selected).grade)
+    assert len(top) == 2 and set(top) <= set(want) and top == sorted(top)
+    assert main(["score", str(path), *args, "--head", "6", "--out", str(tmp_path / "b")]) == 0
+    assert list(pd.read_parquet(tmp_path / "b" / "scored.parquet").grade) == list(range(6))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -218,7 +219,34 @@ def parse_json_line(line: str, number: int, path: Path):
 # ----------------------------------------------------------------------------- sources
 
 
-def load_samples(source, limit: int | None = None, *, fields: dict | None = None,
+@dataclass(frozen=True)
+class Subsample:
+    """Which of a source's records a run takes: every one (``n`` None), the first ``n`` (``head``), or ``n`` drawn
+    at random with ``seed`` and kept in source order. The draw depends only on the source's size and the seed, so
+    conditions of paired records (the same prompts in the same order) keep the same positions and stay paired."""
+
+    n: int | None = None
+    head: bool = False
+    seed: int = 0
+
+    def positions(self, total: int) -> list[int]:
+        """The positions taken of ``total`` records, ascending."""
+        if self.n is None or self.n >= total:
+            return list(range(total))
+        if self.head:
+            return list(range(self.n))
+        return sorted(random.Random(self.seed).sample(range(total), self.n))
+
+    def take(self, items: list) -> list:
+        return [items[i] for i in self.positions(len(items))]
+
+    def describe(self) -> str:
+        if self.n is None:
+            return "every record"
+        return f"the first {self.n}" if self.head else f"a random {self.n} (seed {self.seed}, in source order)"
+
+
+def load_samples(source, limit: int | None = None, *, head: bool = False, seed: int = 0, fields: dict | None = None,
                  strict: bool = True, paper_data: str | None = None) -> list[Sample]:
     """Samples of a data source, in source order.
 
@@ -227,7 +255,9 @@ def load_samples(source, limit: int | None = None, *, fields: dict | None = None
             other column names mapped as ``'data.csv?prompt=question&response=answer'``), ``paper:<task>/<style>
             [@irrelevant]``, ``builtin:arith/<style>[@irrelevant][?n=N]``, ``hf:<dataset>[:config][@split]``, or a
             list of records.
-        limit: Only the first ``limit`` samples.
+        limit: Only ``limit`` samples: a seeded random subsample, kept in source order (``Subsample``).
+        head: Take the first ``limit`` samples instead.
+        seed: The subsample's seed.
         fields: The column mapping, as a dict (``{"prompt": ..., "response": ...}``).
         strict: Raise on an unusable record or a duplicate; else return it with ``problem`` set.
         paper_data: A local copy of the paper's ``data/`` folder (else ``$LAYERGRAD_PAPER_DATA``, else downloaded
@@ -242,9 +272,7 @@ def load_samples(source, limit: int | None = None, *, fields: dict | None = None
     records_or_samples = _resolve(source, paper_data)
     samples = [r if isinstance(r, Sample) else sample_from_record(r, i, fields)
                for i, r in enumerate(records_or_samples)]
-    samples = mark_duplicates(samples)
-    if limit is not None:
-        samples = samples[:limit]
+    samples = Subsample(limit, head, seed).take(mark_duplicates(samples))
     if strict:
         bad = next((s for s in samples if s.problem), None)
         if bad is not None:

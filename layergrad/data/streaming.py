@@ -77,6 +77,21 @@ class RecordSource:
         if window:
             yield start, window
 
+    def picked(self, size: int, take) -> Iterator[tuple[int, int, list[tuple[int, dict]]]]:
+        """(start, stop, [(index, record)]) of each window of ``size`` records, with the records a
+        ``data.samples.Subsample`` takes (a random one counts the records first, reading them once where the format
+        does not tell)."""
+        total = None if take.n is None or take.head else self.count()
+        if total is None and take.n is not None and not take.head:
+            total = sum(len(records) for _, records in self.windows(size))
+        wanted = None if take.n is None else take.positions(total if total is not None else take.n)
+        last, keep = (wanted[-1] if wanted else -1), set(wanted or ())
+        for start, records in self.windows(size):
+            if wanted is not None and start > last:
+                return
+            pairs = [(start + i, r) for i, r in enumerate(records) if wanted is None or start + i in keep]
+            yield start, start + len(records), pairs
+
     def records(self) -> Iterator:
         path = self.path
         if path is None:

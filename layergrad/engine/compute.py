@@ -45,7 +45,7 @@ class BatchRecords:
 
 
 def compute(m, samples, modules=None, paper: bool = False, batch_size: int | None = None,
-            batch_tokens: int | None = None, limit: int | None = None, **options) -> pd.DataFrame:
+            batch_tokens: int | None = None, limit: int | None = None, head: bool = False, **options) -> pd.DataFrame:
     """Per-sample, per-layer, per-module gradient spectra as a tidy DataFrame.
 
     Args:
@@ -58,7 +58,8 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
         paper: Reproduce the original script (its formatting, batch of one).
         batch_size: Samples per batch (default: 1 on a CPU, a token budget on a GPU).
         batch_tokens: Padded tokens per batch (length-sorted).
-        limit: Only the first ``limit`` samples of each condition.
+        limit: Only ``limit`` samples of each condition: a random subsample (seed 0), in source order.
+        head: Take the first ``limit`` instead.
         **options: Any other compute option (``layergrad.engine.options.ComputeOptions``): ``layers``
             (``'-1'``, ``'-4:'``, ``'late'``, ...), ``max_length``, ``route``, ``solver``, ``threads``, ``spectrum``,
             ``cosine``, ``ifd``, ``reinit``, ``recipe``, ``append_eos``, ``system_prompt``.
@@ -74,12 +75,13 @@ def compute(m, samples, modules=None, paper: bool = False, batch_size: int | Non
             before any forward pass).
     """
     from layergrad.data.attributes import attributes_of
-    from layergrad.data.samples import load_samples
+    from layergrad.data.samples import Subsample, load_samples
 
     opts = build_options(ComputeOptions, modules=modules, paper=paper, batch_size=batch_size,
                          batch_tokens=batch_tokens, **options)
     given = samples if isinstance(samples, dict) else {"default": samples}
-    conditions = {name: load_samples(v, limit, strict=False) if isinstance(v, str) else list(v)[:limit]
+    take = Subsample(limit, head)
+    conditions = {name: load_samples(v, limit, head=head, strict=False) if isinstance(v, str) else take.take(list(v))
                   for name, v in given.items()}
     attributes = {name: attributes_of(v) if isinstance(v, str) else {} for name, v in given.items()}
     check_usable(conditions, encode=make_formatter(m, opts.resolved()).encode)

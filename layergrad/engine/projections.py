@@ -1,10 +1,10 @@
 """Find the linear maps of every decoder layer and name them by their kind.
 
 A target is any module that applies a linear map to its input — ``nn.Linear`` and its subclasses, GPT-2's
-``Conv1D``, the base layer and the adapters of a PEFT LoRA layer, a MoE router — found by what it computes,
-not by its path; its kind comes from the model family's layout (layouts.py), and a fused module (Phi-3
-``qkv_proj``, GPT-NeoX ``query_key_value``, ...) becomes one target per kind, its row blocks laid out as the
-architecture lays them out. Each expert of a MoE block is a target of its own per matrix (kinds
+``Conv1D``, the base layer and the adapters of a PEFT LoRA layer, a quantised linear, a MoE router — found by
+what it computes, not by its path; its kind comes from the model family's layout (layouts.py), and a fused
+module (Phi-3 ``qkv_proj``, GPT-NeoX ``query_key_value``, ...) becomes one target per kind, its row blocks laid
+out as the architecture lays them out. Each expert of a MoE block is a target of its own per matrix (kinds
 ``expert.gate_up_proj``, ``expert.down_proj``; experts.py). A module no layout names is measured under its
 own name and listed as such in the run's coverage. Layer counts come from the model, never from its name.
 """
@@ -69,8 +69,9 @@ def decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def in_out_features(module: nn.Module) -> tuple[int, int]:
-    """(in, out) of an nn.Linear, a GPT-2 Conv1D (whose weight is stored transposed) or a MoE router."""
-    if isinstance(module, nn.Linear):
+    """(in, out) of an nn.Linear, a quantised linear, a GPT-2 Conv1D (whose weight is stored transposed) or a
+    MoE router."""
+    if isinstance(module, nn.Linear) or quantised_linear(module):
         return module.in_features, module.out_features
     if type(module).__name__ == "Conv1D":
         d, p = module.weight.shape
@@ -82,7 +83,15 @@ def in_out_features(module: nn.Module) -> tuple[int, int]:
 
 
 def is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D" or experts.is_router(module)
+    return (isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D" or experts.is_router(module)
+            or quantised_linear(module))
+
+
+def quantised_linear(module: nn.Module) -> bool:
+    """A leaf module that is not an nn.Linear but keeps ``in_features``/``out_features`` (AWQ, HQQ, ... linears
+    over packed weights): a linear map, whose gradient is taken with respect to the weight it applies."""
+    sizes = (getattr(module, "in_features", None), getattr(module, "out_features", None))
+    return all(isinstance(n, int) for n in sizes) and next(module.children(), None) is None
 
 
 def take_rows(tensor, rows: tuple[tuple[int, int], ...]):
@@ -208,18 +217,17 @@ def coverage(model: nn.Module, chosen: list[Target]) -> dict:
     layers = {t.layer for t in chosen}
     missing: dict[str, list[str]] = {}
     counts: dict[str, int] = {}
-    total = 0
-    for name, param in model.named_parameters():
-        if not name.startswith(prefix + ".") or not is_matrix(name, param):
-            continue
-        units = list(range(param.shape[0])) if param.ndim == 3 else [None]
-        total += len(units)
-        absent: dict[str, list] = {}
-        for unit in (u for u in units if (name, u) not in measured):
-            absent.setdefault(why_not(model, name, param, known.get((name, unit)), layers), []).append(unit)
-        for reason, which in absent.items():
-            missing.setdefault(reason, []).append(name if which == [None] else f"{name}[{index_ranges(which)}]")
-            counts[reason] = counts.get(reason, 0) + len(which)
+    units = list(parameter_units(model, prefix))
+    total = len(units) + len(measured - set(units))  # + linears over packed weights (no parameter of their own)
+    params = dict(model.named_parameters())
+    absent: dict[tuple[str, str], list] = {}
+    for name, unit in units:
+        if (name, unit) not in measured:
+            reason = why_not(model, name, params[name], known.get((name, unit)), layers)
+            absent.setdefault((name, reason), []).append(unit)
+    for (name, reason), which in absent.items():
+        missing.setdefault(reason, []).append(name if which == [None] else f"{name}[{index_ranges(which)}]")
+        counts[reason] = counts.get(reason, 0) + len(which)
     kinds: dict[str, int] = {}
     for t in chosen:
         kinds[t.kind] = kinds.get(t.kind, 0) + 1
@@ -231,6 +239,13 @@ def is_matrix(name: str, param) -> bool:
     """A weight matrix: a parameter of two or more dimensions, not a bias (gpt-oss keeps its experts' biases as
     [E, out] parameters)."""
     return param.ndim >= 2 and not name.endswith("bias")
+
+
+def parameter_units(model: nn.Module, prefix: str):
+    """(name, expert or None) of every weight matrix held as a parameter of the decoder layers."""
+    for name, param in model.named_parameters():
+        if name.startswith(prefix + ".") and is_matrix(name, param):
+            yield from ((name, e) for e in (range(param.shape[0]) if param.ndim == 3 else [None]))
 
 
 def index_ranges(indices: list[int]) -> str:

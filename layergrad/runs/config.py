@@ -30,7 +30,12 @@ class RunConfig:
     model: str = option("smollm2-135m-instruct", "Alias, local folder, .gguf file or hub id.")
     data: dict = field(default_factory=dict, metadata={"help": "condition name -> source"})
     out: str = option("runs/run", "Run directory.", neutral=True)
-    limit: int | None = option(None, "Only the first N samples of each condition.", neutral=True, positive=True)
+    limit: int | None = option(None, "A random subsample of N samples of each condition, seeded, in source order (the "
+                               "same positions for sources of the same size: paired conditions stay paired).",
+                               neutral=True, positive=True)
+    head: int | None = option(None, "The first N samples of each condition instead (a metric-sorted file's first N "
+                              "are its extremes).", neutral=True, positive=True)
+    subsample_seed: int = option(0, "Seed of --limit's subsample.", neutral=True)
     paper_data: str | None = option(None, "Local copy of the paper's data/ folder.")
     quiet: bool = option(False, "No progress output and no summary.", neutral=True, flag="--quiet -q")
     overwrite: bool = option(False, "Replace a run directory with another config.", neutral=True)
@@ -41,6 +46,15 @@ class RunConfig:
         check_fields(self)
         if not isinstance(self.data, dict):
             raise InputError("data must map condition names to sources, e.g. {none: paper:gsm8k/none}")
+        if self.limit is not None and self.head is not None:
+            raise InputError("--limit (a random subsample) and --head (the first N) exclude each other; pass one")
+
+    def subsample(self):
+        """The samples taken of each condition (data/samples.Subsample)."""
+        from layergrad.data.samples import Subsample
+
+        return Subsample(self.head if self.head is not None else self.limit, self.head is not None,
+                         self.subsample_seed)
 
     @classmethod
     def build(cls, **values) -> "RunConfig":

@@ -77,8 +77,9 @@ def load_conditions(config: RunConfig) -> dict:
     """{condition: samples} of ``config.data``; data problems are refused before the model is loaded."""
     if not config.data:
         raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
-    conditions = {name: load_samples(src, config.limit, strict=False, paper_data=config.paper_data)
-                  for name, src in config.data.items()}
+    take = config.subsample()
+    conditions = {name: load_samples(src, take.n, head=take.head, seed=take.seed, strict=False,
+                                     paper_data=config.paper_data) for name, src in config.data.items()}
     check_usable(conditions)
     return conditions
 
@@ -144,7 +145,7 @@ def manifest(config: RunConfig, m, samples: pd.DataFrame, *, started, elapsed: f
     counts = samples.groupby(["condition", "status"]).size().unstack(fill_value=0)
     return {
         "layergrad_version": __version__, "git_commit": git_commit(),
-        "config": config.to_dict(), "model": m.identity,
+        "config": config.to_dict(), "subsample": config.subsample().describe(), "model": m.identity,
         "versions": {"python": sys.version.split()[0], "torch": torch.__version__,
                      "transformers": transformers.__version__, "pandas": pd.__version__,
                      "platform": platform.platform()},

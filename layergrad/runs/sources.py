@@ -60,24 +60,21 @@ class Windows:
 
     merge = False
 
-    def __init__(self, source, window: int, limit: int | None, make_sample: Callable, condition: str = "data"):
-        self.source, self.window, self.limit = source, window, limit
+    def __init__(self, source, window: int, take, make_sample: Callable, condition: str = "data"):
+        self.source, self.window, self.take = source, window, take  # take: the records used (data.samples.Subsample)
         self.make_sample, self.condition = make_sample, condition
 
     def check(self, encode, previous: set, keep_going: bool, log) -> None:
         """Nothing to check ahead: a record that cannot be computed is recorded as skipped with its reason."""
 
     def share(self, world, done: set) -> tuple[Iterator[Part], dict]:
-        total = (self.source.count() or 0) if self.limit is None else self.limit
+        total = (self.source.count() or 0) if self.take.n is None else self.take.n
         return self.parts(world, done), {"total": total}
 
     def parts(self, world, done: set) -> Iterator[Part]:
-        for k, (start, records) in enumerate(self.source.windows(self.window)):
-            if self.limit is not None and start >= self.limit:
-                return
-            records = records[:self.limit - start] if self.limit is not None else records
+        for k, (_, _, records) in enumerate(self.source.picked(self.window, self.take)):
             if world.distributed and k % world.size != world.rank:
                 continue
-            samples = [self.make_sample(r, start + i) for i, r in enumerate(records)]
+            samples = [self.make_sample(r, index) for index, r in records]
             pending = [s for s in samples if (self.condition, s.sample_id) not in done]
             yield Part({self.condition: pending}, one_chunk=True, done=len(samples) - len(pending))

@@ -1,6 +1,7 @@
 """Data formats round-trip, paper sources, condition builders, response masks, bad input."""
 
 import json
+import random
 
 import pandas as pd
 import pytest
@@ -192,3 +193,24 @@ def test_data_styles_splits_gsm8k_answers(tmp_path, capsys):
     code = main(["data", "styles", "--in", str(tmp_path / "gsm.jsonl"), "--out-dir", str(tmp_path / "o2"),
                  "--question", "q"])
     assert code == 2 and "lacks 'q'" in capsys.readouterr().err
+
+
+def test_a_subsample_is_seeded_in_source_order_and_keeps_paired_conditions_paired(paper_data):
+    from layergrad.data.samples import Subsample
+
+    take = Subsample(5, seed=3)
+    assert take.positions(50) == sorted(random.Random(3).sample(range(50), 5)) == take.positions(50)
+    assert Subsample(5, head=True).positions(50) == [0, 1, 2, 3, 4] and Subsample(9).positions(4) == [0, 1, 2, 3]
+    none = load_samples("paper:gsm8k/none", 5, seed=3, paper_data=str(paper_data))
+    detailed = load_samples("paper:gsm8k/detailed", 5, seed=3, paper_data=str(paper_data))
+    assert [s.prompt for s in none] == [s.prompt for s in detailed]  # the same problems, so the pairs hold
+    assert [s.source_index for s in none] == take.positions(len(load_samples("paper:gsm8k/none",
+                                                                            paper_data=str(paper_data))))
+    assert [s.source_index for s in load_samples("paper:gsm8k/none", 3, head=True, paper_data=str(paper_data))] == \
+        [0, 1, 2]
+
+
+def test_limit_and_head_together_are_one_line(capsys):
+    assert main(["compute", "--model", "tiny-random-llama", "--data", "a=builtin:arith/none?n=4", "--limit", "2",
+                 "--head", "2", "--out", "unused"]) == 2
+    assert "--limit (a random subsample) and --head (the first N) exclude each other" in capsys.readouterr().err

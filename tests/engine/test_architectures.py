@@ -273,3 +273,36 @@ def test_a_linear_map_whose_rows_are_not_batch_major_is_refused_by_name(tiny):
     m = LoadedModel(model, base.tokenizer, base.name, True, {})
     with pytest.raises(InputError, match=r"model.layers.1.mlp.down_proj.inner.weight: its input has shape"):
         layergrad.compute(m, SAMPLES, batch_size=2)
+
+
+def test_a_quantised_linear_is_measured_as_the_linear_map_it_applies(tiny):
+    """A leaf module over packed weights that keeps in_features/out_features (as AWQ's, HQQ's) is a target: its
+    gradient with respect to the weight it applies equals that of an nn.Linear holding the dequantised weight."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Int8Linear(nn.Module):
+        def __init__(self, linear):
+            super().__init__()
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            scale = linear.weight.detach().abs().amax(1) / 127
+            self.register_buffer("qweight", torch.round(linear.weight.detach() / scale[:, None]).to(torch.int8))
+            self.register_buffer("scale", scale)
+
+        def dequantised(self):
+            return self.qweight.float() * self.scale[:, None]
+
+        def forward(self, x):
+            return F.linear(x, self.dequantised())
+
+    base = tiny("tiny-random-llama")
+    quantised, plain = copy.deepcopy(base.model), copy.deepcopy(base.model)
+    packed = Int8Linear(quantised.model.layers[0].self_attn.q_proj)
+    quantised.model.layers[0].self_attn.q_proj = packed
+    plain.model.layers[0].self_attn.q_proj.weight.data = packed.dequantised()
+    a = layergrad.compute(LoadedModel(quantised, base.tokenizer, base.name, True, {}), SAMPLES[:1])
+    b = layergrad.compute(LoadedModel(plain, base.tokenizer, base.name, True, {}), SAMPLES[:1])
+    assert list(a.param) == list(b.param) and a.attrs["coverage"]["kinds"]["q_proj"] == 4
+    assert a.attrs["coverage"]["measured"] == a.attrs["coverage"]["matrices"] == 4 * 7
+    torch.testing.assert_close(torch.tensor(a.nuclear_norm.to_numpy()), torch.tensor(b.nuclear_norm.to_numpy()),
+                               rtol=1e-6, atol=0)  # the same weights applied by the same F.linear
