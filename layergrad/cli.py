@@ -103,7 +103,7 @@ Examples:
       --data none-irr=paper:gsm8k/none@irrelevant --paper-data DIR --limit 100 --out runs/g
   layergrad compute --config run.yaml          # replay a run (every run writes config.yaml)
 \b
-Data sources: a .json/.jsonl/.csv/.parquet file (Alpaca, prompt/completion, messages),
+Data sources: a .json/.jsonl/.csv/.parquet file (Alpaca, prompt/completion, prompt/response, messages),
 paper:<task>/<style>[@irrelevant], builtin:arith/<none|simplified|detailed>[@irrelevant],
 hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopped.""")
 @click.option("--data", "data", multiple=True, metavar="NAME=SOURCE", help="A condition; repeat for several.")

@@ -166,6 +166,10 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         if across_runs:
             claim_rows = pd.concat([claim_rows, between_runs(data, stats, matrices, prompts, n_boot, seed, log)],
                                    ignore_index=True)
+        elif not any(data.attributes.get(g) for g in data.groups):  # the user's own conditions, nothing known
+            claim_rows = default_comparisons(data, stats, matrices, prompts, lengths, analysed, n_boot, seed,
+                                             separability=auroc, increment=increment, control=control,
+                                             scores=claims.baseline_scores(ok))
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
         related = correlations.correlation_table(stats, ok, analysed, data.runs, n_boot, seed)
@@ -197,6 +201,28 @@ def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, s
     attributes = {g: data.attributes.get(g, {}) for g in data.groups}
     return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
                                seed, labels=labels, whole=study.name if study is not None else "", **controls)
+
+
+SCOPES = ("early", "middle", "late")
+
+
+def default_claims(pairs: list[tuple[str, str]], metrics: list[str]) -> list:
+    """For conditions no study describes: each pair, each statistic, each depth third — 'A and B differ', the
+    same claim machinery (two-sided test, Holm over the table, CI, length and baseline caveats)."""
+    from layergrad.studies.schema import ClaimSpec
+
+    return [ClaimSpec(f"{a} vs {b}: {metric}, {scope}", f"{a} and {b} differ in {metric} over the {scope} layers",
+                      statistic=metric, layers=scope, compare={"condition": [a, b]}, direction="two-sided")
+            for a, b in pairs for metric in metrics for scope in SCOPES]
+
+
+def default_comparisons(data: Loaded, stats, matrices, prompts, lengths, metrics, n_boot: int, seed: int,
+                        **controls) -> pd.DataFrame:
+    """The claims table of ``default_claims`` on every pair of each run's conditions."""
+    specs = default_claims(within_run_pairs(data), metrics)
+    attributes = {g: {"condition": g} for g in data.groups}
+    return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
+                               seed, **controls)
 
 
 def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:

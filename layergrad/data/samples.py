@@ -27,7 +27,7 @@ from pathlib import Path
 
 from layergrad.errors import InputError
 
-FORMATS = ("alpaca", "prompt-completion", "messages", "columns")
+FORMATS = ("alpaca", "prompt-completion", "prompt-response", "messages", "columns")
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,8 @@ def content_id(context, prompt, response) -> str:
 
 
 TEXT_FIELDS = {"alpaca": ("instruction", "input", "output"), "prompt-completion": ("prompt", "completion"),
-               "messages": ("messages",)}
+               "prompt-response": ("prompt", "response"), "messages": ("messages",)}
+PROMPT_RESPONSE = {"prompt": "prompt", "response": "response"}
 META_PREFIX = "meta."
 _NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
 
@@ -76,6 +77,8 @@ def record_format(record: dict) -> str:
         return "messages"
     if "completion" in record and "prompt" in record:
         return "prompt-completion"
+    if "response" in record and "prompt" in record:
+        return "prompt-response"
     return "alpaca"
 
 
@@ -107,13 +110,15 @@ def _sample_of(record, index: int, fields: dict | None) -> Sample:
             return _from_messages(record["messages"], index)
         if "completion" in record and "prompt" in record:
             return _from_prompt_completion(record, index)
+        if "response" in record and "prompt" in record:
+            return _from_columns(record, index, PROMPT_RESPONSE)
         if "instruction" in record or "output" in record:
             return _from_alpaca(record, index)
     except (TypeError, KeyError, AttributeError) as exc:
         return _problem(index, f"record {index} is malformed ({exc})", record)
     keys = ", ".join(sorted(map(str, record))[:8])
     return _problem(index, f"record {index} has no known fields (found: {keys}); expected "
-                    "instruction/output, prompt/completion, messages, or pass a field mapping", record)
+                    "instruction/output, prompt/completion, prompt/response, messages, or pass a field mapping", record)
 
 
 def _from_alpaca(record: dict, index: int) -> Sample:

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import layergrad
 from layergrad.analysis import curves, length, separability
 from layergrad.analysis import significance as tests
 from layergrad.cli import main
@@ -149,3 +150,19 @@ def test_analyze_bad_input_is_one_line(tiny_run, tmp_path, capsys):
         assert needle in err and len(err.splitlines()) == 1
     assert main(["analyze", str(tmp_path / "no-run"), "--out", str(tmp_path / "b")]) == 2
     assert "not a finished layergrad run" in capsys.readouterr().err
+
+
+def test_two_conditions_no_study_describes_get_the_default_comparisons(tiny):
+    """Samples given as lists carry no attributes: analyze states A vs B for each statistic and depth third, two-
+    sided, through the claims machinery (Holm over the table, CI, the length caveat)."""
+    from layergrad.data.samples import Sample
+
+    short = [Sample(f"What is {i}+{i}?", f"{2 * i}.", i) for i in range(6)]
+    long = [Sample(f"What is {i}+{i}?", f"Let us add {i} and {i}: the sum is {2 * i}. " * 3, i) for i in range(6)]
+    frame = layergrad.compute(tiny("tiny-random-llama"), {"short": short, "long": long})
+    a = layergrad.analyze(frame, n_boot=50, log=lambda *_: None)
+    want = {f"short vs long: {m}, {s}" for m in a.metrics for s in ("early", "middle", "late")}
+    assert set(a.claims.claim) == want
+    rows = a.claims[a.claims.module != "all modules"]
+    assert rows.verdict.isin(["holds", "fails", "inconclusive"]).all() and (rows.n == 6).all()
+    assert rows.caveats.str.contains("response lengths do not overlap").all()

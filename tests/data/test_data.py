@@ -214,3 +214,10 @@ def test_limit_and_head_together_are_one_line(capsys):
     assert main(["compute", "--model", "tiny-random-llama", "--data", "a=builtin:arith/none?n=4", "--limit", "2",
                  "--head", "2", "--out", "unused"]) == 2
     assert "--limit (a random subsample) and --head (the first N) exclude each other" in capsys.readouterr().err
+
+
+def test_prompt_response_records_load_without_a_mapping(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"prompt": "What is 2+2?", "response": "4", "score": 0.5}) + "\n")
+    (sample,) = load_samples(str(path))
+    assert (sample.prompt, sample.response, dict(sample.meta)) == ("What is 2+2?", "4", {"score": 0.5})

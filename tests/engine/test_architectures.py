@@ -271,7 +271,8 @@ def test_a_linear_map_whose_rows_are_not_batch_major_is_refused_by_name(tiny):
     model = copy.deepcopy(base.model)
     model.model.layers[1].mlp.down_proj = TimeMajor(model.model.layers[1].mlp.down_proj)
     m = LoadedModel(model, base.tokenizer, base.name, True, {})
-    with pytest.raises(InputError, match=r"model.layers.1.mlp.down_proj.inner.weight: its input has shape"):
+    with pytest.raises(InputError, match=r"model.layers.1.mlp.down_proj.inner.weight: its input has shape"), \
+            pytest.warns(UserWarning, match="measured under their own names"):  # no layout names 'inner'
         layergrad.compute(m, SAMPLES, batch_size=2)
 
 
