@@ -15,6 +15,11 @@ tests/golden/reproduce-1e103d3/: ``reproduce --limit 3 --tasks gsm8k,wiki`` (now
 is 1e103d3's run (its prompts and responses replaced by their SHA-1, so no data is stored; the analysis pairs
 samples by prompt equality only) and ``claims.csv`` 1e103d3's claims of it (both written by 1e103d3 on an
 AMD EPYC, 2026-12-06).
+The claims tables (the three ``claims.csv``) were renewed on 2026-12-07 when H2 and H3b moved to the scale-free
+MAD (the MAD over the curve's mean; issue 41): only H2/H3b rows changed — their effects, and 12 verdicts from
+holds to inconclusive on these tiny random models, whose raw MAD fell with the curve's level (H1) while its shape
+did not flatten. Everything else in them is still the earlier code's.
+
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own
 fields left out) and the claims 1cf225c (the code before studies were data) wrote of them.
@@ -32,7 +37,7 @@ from tolerance import assert_analysis_close, assert_stats_close
 GOLDEN = Path(__file__).parent / "golden" / "tiny-1e103d3"
 REPRODUCE = Path(__file__).parent / "golden" / "reproduce-1e103d3"
 KEYS = {"stats": ["condition", "sample_id", "param"], "samples": ["condition", "sample_id"]}
-ADDED = {"cosine_pair", "n_to_decide", "measure"}  # columns and metrics added since 1e103d3 (same-layer cosines, with
+ADDED = {"cosine_pair", "n_to_decide", "measure", "mad_relative", "mad_relative_low", "mad_relative_high"}  # columns and metrics added since 1e103d3 (same-layer cosines, with
 # --cosine; the samples an inconclusive claim would need; the id of a separability score)
 ANALYZE = ["--bootstrap", "50", "--formats", "png", "-q",
            "--metrics", "nuclear_norm,sigma1_ratio,effective_rank,cosine_next"]  # 1e103d3's choice

@@ -34,6 +34,14 @@ def mad(values, axis: int = -1):
     return float(out) if np.ndim(out) == 0 else out
 
 
+def relative_mad(values, axis: int = -1):
+    """MAD of the curve over its mean's magnitude: its flatness in its own scale, so that a curve that is only
+    lower everywhere (the same shape, scaled) has the same value."""
+    v = np.asarray(values, dtype=float)
+    scale = np.abs(v.mean(axis=axis))
+    return mad(v, axis=axis) / np.where(scale == 0, np.nan, scale)
+
+
 def relative_difference(a, b, axis: int = -1):
     """The paper's RD(a, b) = mean_l |a_l - b_l| / |a_l| (a_l = 0 counts as 1e-10)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -94,9 +102,12 @@ def curve_tables(matrices: dict, metric: str, n_boot: int, seed: int) -> tuple[p
             for segment, (a, b) in segment_bounds(values.shape[1], rule).items():
                 point = mad(means[a:b])
                 mlo, mhi = interval(mad(draws[:, a:b], axis=1)) if b - a > 1 else (np.nan, np.nan)
+                rlo, rhi = interval(relative_mad(draws[:, a:b], axis=1)) if b - a > 1 else (np.nan, np.nan)
                 mad_rows.append({"group": group, "module": module, "metric": metric, "rule": rule,
                                  "segment": segment, "layers": f"{a}-{b - 1}", "mad": point,
                                  "ci_low": float(mlo), "ci_high": float(mhi), "mean": float(means[a:b].mean()),
+                                 "mad_relative": float(relative_mad(means[a:b])) if b - a > 1 else np.nan,
+                                 "mad_relative_low": float(rlo), "mad_relative_high": float(rhi),
                                  "n": len(values)})
     return pd.DataFrame(curve_rows), pd.DataFrame(mad_rows)
 

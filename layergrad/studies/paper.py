@@ -42,15 +42,18 @@ CLAIMS = (
           "holds); paired Wilcoxon on shared prompts.", "difference", {"style": ["detailed", "none"]}, "less",
           layers="early", where=REASONING, test=WILCOXON, options=EARLY),
     claim("H2", "MAD over all layers: None > Detailed CoT",
-          "Relative change of the MAD of the mean nuclear-norm curve over all layers, Detailed vs None (negative = holds: "
-          "slow thinking gives a flatter curve); bootstrap over prompts.", "mad_change", {"style": ["detailed", "none"]},
+          "Relative change of the MAD of the mean nuclear-norm curve over all layers divided by the curve's mean (its "
+          "flatness in its own scale: a curve only lower everywhere is not flatter), Detailed vs None (negative = "
+          "holds: slow thinking gives a flatter curve); bootstrap over prompts. The raw MAD, in the curve's units, "
+          "falls with the level as H1 does (mad.csv has both).", "mad_change", {"style": ["detailed", "none"]},
           "less", where=REASONING, test="bootstrap"),
     claim("H3a", "Early-layer nuclear norm: Simplified > Detailed CoT",
           "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); Wilcoxon. The paper "
           "states it for MATH; on the other tasks it is the inferred None ≥ Simplified ≥ Detailed.", "difference",
           {"style": ["detailed", "simplified"]}, "less", layers="early", where=REASONING, test=WILCOXON, options=EARLY),
     claim("H3b", "MAD over all layers: Simplified > Detailed CoT",
-          "Relative change of the MAD over all layers, Detailed vs Simplified (negative = holds); bootstrap.",
+          "Relative change of the MAD over all layers divided by the curve's mean, Detailed vs Simplified (negative = "
+          "holds); bootstrap.",
           "mad_change", {"style": ["detailed", "simplified"]}, "less", where=REASONING, test="bootstrap"),
     claim("H5", "Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
           "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None (positive = holds); "

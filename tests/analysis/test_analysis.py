@@ -166,3 +166,30 @@ def test_two_conditions_no_study_describes_get_the_default_comparisons(tiny):
     rows = a.claims[a.claims.module != "all modules"]
     assert rows.verdict.isin(["holds", "fails", "inconclusive"]).all() and (rows.n == 6).all()
     assert rows.caveats.str.contains("response lengths do not overlap").all()
+
+
+def test_relative_mad_is_blind_to_scale_and_sees_shape():
+    curve = np.array([4.0, 3.0, 5.0, 2.0])
+    assert curves.relative_mad(10 * curve) == pytest.approx(curves.relative_mad(curve), rel=1e-12)
+    assert curves.relative_mad(curve) == pytest.approx(curves.mad(curve) / curve.mean(), rel=1e-12)
+    assert curves.relative_mad(np.array([3.5, 3.5, 3.5, 3.5])) == 0.0
+
+
+@pytest.mark.parametrize("scale,flatter", [("relative", False), ("raw", True)])
+def test_a_curve_only_scaled_down_is_not_flatter_in_its_own_scale(scale, flatter):
+    """mad_change: 'low' is 'high' divided by 5 sample by sample (the same shape): the raw MAD falls by 80% with
+    the level, the scale-free one does not move."""
+    from layergrad.analysis.claims import claims_table
+    from layergrad.studies.schema import ClaimSpec
+
+    rng = np.random.default_rng(1)
+    ids = [f"s{i}" for i in range(12)]
+    high = pd.DataFrame(rng.normal([10, 14, 9, 16, 12], 0.5, (12, 5)), index=ids)
+    metrics = {"nuclear_norm": {("high", "q_proj"): high, ("low", "q_proj"): high / 5}}
+    prompts = {side: pd.Series([f"prompt {i}" for i in range(12)], index=ids) for side in ("high", "low")}
+    spec = ClaimSpec(id="M", statement="-", kind="mad_change", compare={"level": ["low", "high"]}, direction="less",
+                     options={"scale": scale})
+    table = claims_table([spec], {"high": {"level": "high"}, "low": {"level": "low"}}, metrics, prompts, {}, 200, 0,
+                         whole="all")
+    row = table[table.module == "q_proj"].iloc[0]
+    assert row.effect == pytest.approx(-0.8 if flatter else 0.0, abs=1e-9)

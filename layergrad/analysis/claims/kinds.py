@@ -34,7 +34,7 @@ from scipy import stats as st
 
 from layergrad.analysis.claims.context import Cell, Context, Where
 from layergrad.analysis.claims.testing import boot_p, equivalence_p, summary
-from layergrad.analysis.curves import interval, mad, relative_difference, segment_bounds
+from layergrad.analysis.curves import interval, mad, relative_difference, relative_mad, segment_bounds
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.analysis.significance import compare
 from layergrad.errors import InputError
@@ -49,6 +49,15 @@ RUN_PAIRINGS = ("in order", "base vs instruct")  # how a between-runs claim pick
 @dataclass(frozen=True, kw_only=True)
 class Wording(ClaimOptions):
     effect_kind: str = ""  # the effect's words in the table (default: written from the claim's parameters)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MadOptions(ClaimOptions):
+    scale: str = "relative"  # relative: the MAD over the curve's mean (its shape; a curve only scaled has the same);
+    # raw: the MAD in the statistic's units (moves with the curve's level as much as with its shape)
+
+    def __post_init__(self):
+        one_of("scale", self.scale, ("relative", "raw"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,15 +255,17 @@ def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
             "n": min(len(x), len(y))}
 
 
-@claim_kind("mad_change", needs=pair_needs, describe="relative change of the MAD of the mean curve over the layers")
+@claim_kind("mad_change", needs=pair_needs, options=MadOptions,
+            describe="relative change of the MAD of the mean curve over the layers (by default the MAD over the "
+                     "curve's mean: its shape, not its level)")
 def mad_change(ctx: Context, spec, on: Where, module: str) -> dict | None:
     a, b = (on.cell.one(s) for s in sides(spec))
-    got = resampled(ctx, a, b, module,
-                    lambda ca, cb: mad(scope(cb, spec.layers), axis=-1) / mad(scope(ca, spec.layers), axis=-1) - 1,
-                    spec.statistic)
-    layers = spec.layers if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
-    return summary(*got[:2], f"relative change of MAD ({layers} layers)" if layers == "all" else
-                   f"relative change of MAD ({layers})", got[2]) if got else None
+    flatness = relative_mad if spec.options.scale == "relative" else mad
+    got = resampled(ctx, a, b, module, lambda ca, cb: flatness(scope(cb, spec.layers), axis=-1)
+                    / flatness(scope(ca, spec.layers), axis=-1) - 1, spec.statistic)
+    layers = f"{spec.layers} layers" if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
+    words = "MAD / mean of the curve" if spec.options.scale == "relative" else "MAD"
+    return summary(*got[:2], f"relative change of {words} ({layers})", got[2]) if got else None
 
 
 @claim_kind("rd_difference", needs=partner_needs, options=WithinOptions,
