@@ -15,10 +15,12 @@ tests/golden/reproduce-1e103d3/: ``reproduce --limit 3 --tasks gsm8k,wiki`` (now
 is 1e103d3's run (its prompts and responses replaced by their SHA-1, so no data is stored; the analysis pairs
 samples by prompt equality only) and ``claims.csv`` 1e103d3's claims of it (both written by 1e103d3 on an
 AMD EPYC, 2026-12-06).
-The claims tables (the three ``claims.csv``) were renewed on 2026-12-07 when H2 and H3b moved to the scale-free
-MAD (the MAD over the curve's mean; issue 41): only H2/H3b rows changed — their effects, and 12 verdicts from
-holds to inconclusive on these tiny random models, whose raw MAD fell with the curve's level (H1) while its shape
-did not flatten. Everything else in them is still the earlier code's.
+The claims tables (the three ``claims.csv``) were renewed on 2026-12-07 (issue 41), deliberately, row by row:
+H2 and H3b moved to the scale-free MAD (the MAD over the curve's mean): 12 verdicts from holds to inconclusive on
+these tiny random models, whose raw MAD fell with the curve's level (H1) while its shape did not flatten; H7a/H7b
+compare log-ratios per unit of log response length: 14 wiki verdicts from holds to inconclusive (the raw
+|log-ratio| difference held only because None→Detailed is ~100x longer than 100→1000 words). Holm's p of the
+other rows moved with them; everything else in them is still the earlier code's.
 
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own

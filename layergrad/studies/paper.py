@@ -62,11 +62,14 @@ CLAIMS = (
           options={"within": CORRECT_VS_IRRELEVANT, "names": ["Detailed", "None"]}),
     claim("H7a", "Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",
           "|log-ratio None→Detailed| (mean over the run's reasoning tasks) minus |log-ratio popular 100→1000 words| of "
-          "the early-layer mean nuclear norm (positive = holds: length alone changes it less); bootstrap.",
+          "the early-layer mean nuclear norm, each per unit of its log response-length ratio (None→Detailed is some "
+          "100x longer, 100→1000 words some 9x: a nuclear norm that only fell as a power of length would change as "
+          "much per unit in both; positive = holds: slow thinking moves it more than its length explains); bootstrap.",
           "thinking_vs_length", {"style": ["popular-1000", "popular-100"]}, "greater", where=WIKI, test="bootstrap",
           caveat="none", options={**LENGTH_CONTROL, "measure": "early"}),
     claim("H7b", "Longer Wikipedia answers do not reproduce slow thinking's flat curve",
-          "The same comparison for the MAD over all layers (positive = holds); bootstrap.", "thinking_vs_length",
+          "The same comparison, per unit of log length, for the MAD over all layers divided by the curve's mean "
+          "(positive = holds); bootstrap.", "thinking_vs_length",
           {"style": ["popular-1000", "popular-100"]}, "greater", where=WIKI, test="bootstrap", caveat="none",
           options={**LENGTH_CONTROL, "measure": "mad"}),
     claim("H7c", "Longer Wikipedia answers do not reproduce slow thinking's correct/irrelevant gap",

@@ -193,3 +193,29 @@ def test_a_curve_only_scaled_down_is_not_flatter_in_its_own_scale(scale, flatter
                          whole="all")
     row = table[table.module == "q_proj"].iloc[0]
     assert row.effect == pytest.approx(-0.8 if flatter else 0.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("claim_id", ["H7a", "H7b"])
+def test_h7_is_zero_when_the_statistic_follows_length_alone(claim_id):
+    """Each sample's nuclear norm is c·T^-0.5 (T its response length) in every condition, the curve's shape the
+    same: slow thinking and longer Wikipedia answers then move it equally per unit of log length, and H7's effect
+    is 0 (the raw |log-ratio| difference was not: None→Detailed is 100x longer, 100→1000 words 10x)."""
+    from layergrad.analysis.claims import claims_table
+    from layergrad.studies import builtin_claims
+
+    spec = next(c for c in builtin_claims() if c.id == claim_id)
+    rng = np.random.default_rng(2)
+    shape = np.array([3.0, 2.0, 2.5, 1.0, 1.5])
+    groups = {"none": ("gsm8k", "reasoning", "none", 5), "detailed": ("gsm8k", "reasoning", "detailed", 500),
+              "w100": ("wiki", "wiki", "popular-100", 130), "w1000": ("wiki", "wiki", "popular-1000", 1300)}
+    metrics, prompts, lengths, attributes = {"nuclear_norm": {}}, {}, {}, {}
+    for group, (task, family, style, length) in groups.items():
+        ids = [f"{group}{i}" for i in range(10)]
+        tokens = np.round(length * rng.uniform(0.8, 1.25, 10))
+        metrics["nuclear_norm"][(group, "q_proj")] = pd.DataFrame(np.outer(tokens ** -0.5, shape), index=ids)
+        prompts[group] = pd.Series([f"{task} prompt {i}" for i in range(10)], index=ids)
+        lengths[group] = pd.Series(tokens, index=ids)
+        attributes[group] = {"task": task, "family": family, "style": style, "variant": "correct"}
+    table = claims_table([spec], attributes, metrics, prompts, lengths, 100, 0)
+    row = table[(table.module == "q_proj") & (table.task == "wiki")].iloc[0]
+    assert row.effect == pytest.approx(0.0, abs=0.02 if claim_id == "H7a" else 1e-9)

@@ -27,6 +27,7 @@ class Context:
     rng: np.random.Generator
     unavailable: dict = field(default_factory=dict)  # group -> why it has no values (a dead cell of a study)
     pooled: set = field(default_factory=set)  # the names of groups made by pool() (not conditions of the run)
+    lengths: dict = field(default_factory=dict)  # group -> response tokens by sample_id (length-aware kinds)
 
     def of(self, metric: str) -> dict:
         return self.metrics.get(metric, {})
@@ -60,9 +61,9 @@ class Context:
                 if len(parts) == len(groups) and (name, module) not in matrices:
                     frames = [p.set_axis([f"{g}:{i}" for i in p.index]) for g, p in zip(groups, parts)]
                     matrices[(name, module)] = pd.concat(frames)
-        if all(g in self.prompts for g in groups):
-            self.prompts[name] = pd.concat([p.set_axis([f"{g}:{i}" for i in p.index])
-                                            for g, p in ((g, self.prompts[g]) for g in groups)])
+        for joined in (self.prompts, self.lengths):
+            if all(g in joined for g in groups):
+                joined[name] = pd.concat([joined[g].set_axis([f"{g}:{i}" for i in joined[g].index]) for g in groups])
         return name
 
 

@@ -72,7 +72,9 @@ class ReferenceOptions(ClaimOptions):
     reference_words: str = "reference"
     words: str = "this pair"
     reference_needs: str = "a reference cell"  # the words of an n/a row when no cell has the reference pair
-    measure: str = "early"  # early (the early-layer mean) | mad (the MAD of the mean curve)
+    measure: str = "early"  # early (the early-layer mean) | mad (the MAD of the mean curve over its mean)
+    per_log_length: bool = True  # each pair's log-ratio per unit of its log response-length ratio (an elasticity:
+    # a statistic that only follows length as a power of it moves the same per unit in both pairs)
 
     def __post_init__(self):
         one_of("measure", self.measure, ("early", "mad"))
@@ -176,16 +178,23 @@ def relative_change_draws(x: np.ndarray, y: np.ndarray, paired: bool, ctx: Conte
     return float(point), draws
 
 
-def resampled(ctx: Context, a: str, b: str, module: str, fn, metric: str = "nuclear_norm"):
+def resampled(ctx: Context, a: str, b: str, module: str, fn, metric: str = "nuclear_norm", *, lengths: bool = False):
     """(point, draws, n) of ``fn(mean curve of a, mean curve of b)`` for the data and each bootstrap
-    resample (prompt pairs resampled together), or None."""
+    resample (prompt pairs resampled together), or None; ``lengths``: ``fn`` also gets the two sides' mean
+    response lengths of the same samples (None without them)."""
     pair = ctx.pair(a, b, module, metric)
     if pair is None:
         return None
     ma, mb, paired = pair
     va, vb = ma.to_numpy(), mb.to_numpy()
     ia, ib = ctx.resample(len(va), len(vb), paired)
-    return fn(va.mean(0), vb.mean(0)), fn(va[ia].mean(1), vb[ib].mean(1)), min(len(va), len(vb))
+    if not lengths:
+        return fn(va.mean(0), vb.mean(0)), fn(va[ia].mean(1), vb[ib].mean(1)), min(len(va), len(vb))
+    if a not in ctx.lengths or b not in ctx.lengths:
+        return None
+    la, lb = (ctx.lengths[g].reindex(m.index).to_numpy(dtype=float) for g, m in ((a, ma), (b, mb)))
+    return (fn(va.mean(0), vb.mean(0), la.mean(), lb.mean()), fn(va[ia].mean(1), vb[ib].mean(1), la[ia].mean(1),
+                                                                 lb[ib].mean(1)), min(len(va), len(vb)))
 
 
 def scope(curve: np.ndarray, layers) -> np.ndarray:
@@ -199,11 +208,22 @@ def early_mean(curve: np.ndarray) -> np.ndarray:
     return scope(curve, "early").mean(-1)
 
 
-def log_ratio(ctx: Context, a: str, b: str, module: str, measure: str):
-    """(point, draws) of log(stat(b) / stat(a)); stat = early-layer mean or MAD of the mean curve."""
-    stat = early_mean if measure == "early" else (lambda c: mad(c, axis=-1))
-    got = resampled(ctx, a, b, module, lambda ca, cb: np.log(stat(cb) / stat(ca)))
+def log_ratio(ctx: Context, a: str, b: str, module: str, measure: str, per_log_length: bool = False):
+    """(point, draws) of log(stat(b) / stat(a)); stat = early-layer mean or MAD over the mean curve's mean;
+    ``per_log_length``: divided by log(mean length b / mean length a), the change per unit of log length."""
+    stat = early_mean if measure == "early" else (lambda c: relative_mad(c, axis=-1))
+    if not per_log_length:
+        got = resampled(ctx, a, b, module, lambda ca, cb: np.log(stat(cb) / stat(ca)))
+    else:
+        got = resampled(ctx, a, b, module, lambda ca, cb, la, lb: np.log(stat(cb) / stat(ca)) / log_length(la, lb),
+                        lengths=True)
     return got[:2] if got else None
+
+
+def log_length(la, lb):
+    """log(lb / la), NaN where the two lengths are too close for a ratio per unit of it (under 10%)."""
+    ratio = np.log(np.asarray(lb, dtype=float) / np.asarray(la, dtype=float))
+    return np.where(np.abs(ratio) < np.log(1.1), np.nan, ratio)
 
 
 def rd_of(ctx: Context, correct: str, other: str, module: str):
@@ -298,16 +318,17 @@ def reference_pairs(spec, reference: list[Cell]) -> list[tuple[Cell, dict, dict]
 @claim_kind("thinking_vs_length", needs=pair_needs, options=ReferenceOptions, compare="two values, options.reference",
             describe="|log-ratio| of a reference pair minus |log-ratio| of this pair")
 def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
-    cell, reference, measure = on.cell, on.reference, spec.options.measure
+    cell, reference, measure, per = on.cell, on.reference, spec.options.measure, spec.options.per_log_length
     a, b = (cell.one(s) for s in sides(spec))
-    this = log_ratio(ctx, a, b, module, measure)
-    refs = [log_ratio(ctx, c.one(s), c.one(f), module, measure) for c, s, f in reference_pairs(spec, reference)]
+    this = log_ratio(ctx, a, b, module, measure, per)
+    refs = [log_ratio(ctx, c.one(s), c.one(f), module, measure, per) for c, s, f in reference_pairs(spec, reference)]
     refs = [r for r in refs if r is not None]
     if this is None or not refs:
         return None
     r_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
-    label = "early-layer mean" if measure == "early" else "MAD"
-    kind = (f"|log-ratio| of the {label}: {spec.options.reference_words} {r_ref:+.2f} (mean of "
+    label = "early-layer mean" if measure == "early" else "MAD / mean"
+    unit = " per unit of log response length" if per else ""
+    kind = (f"|log-ratio| of the {label}{unit}: {spec.options.reference_words} {r_ref:+.2f} (mean of "
             f"{len(refs)} tasks) vs {spec.options.words} {this[0]:+.2f}")
     n = len(ctx.of(spec.statistic)[(a, module)])
     return summary(abs(r_ref) - abs(this[0]), np.abs(d_ref) - np.abs(this[1]), kind, n)

@@ -33,7 +33,7 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
     ``whole``: the name of the one cell of claims without ``per`` (the study's).
     """
     claims = [c for c in claims if not c.between_runs]
-    ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed))
+    ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed), lengths=dict(lengths))
     by_per = {per: cells_of(attributes, per, ctx, whole) for per in dict.fromkeys(c.per for c in claims)}
     order = list(dict.fromkeys((per, key) for group, attrs in attributes.items() for per in by_per
                                for key in [str(attrs.get(per, "")) if per else whole]))
