@@ -20,7 +20,9 @@ H2 and H3b moved to the scale-free MAD (the MAD over the curve's mean): 12 verdi
 these tiny random models, whose raw MAD fell with the curve's level (H1) while its shape did not flatten; H7a/H7b
 compare log-ratios per unit of log response length: 14 wiki verdicts from holds to inconclusive (the raw
 |log-ratio| difference held only because None→Detailed is ~100x longer than 100→1000 words). Holm's p of the
-other rows moved with them; everything else in them is still the earlier code's.
+other rows moved with them; the increment (increment.csv, and its words in the caveats) is now cross-validated
+over 5 fold assignments for every metric's profile with baselines and profile penalised alike (no verdict moved).
+Everything else in them is still the earlier code's.
 
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own

@@ -69,9 +69,9 @@ def select(table: pd.DataFrame, a: str, b: str, measure: str, metric: str | None
 INCREMENT_COLUMNS = ["a", "b", "metric", "auroc_loss_length", "auroc_with_profile", "gain", "ci_low", "ci_high", "n_a",
                      "n_b", "verdict"]
 C_GRID = (0.01, 0.1, 1.0)
-BASE_BOOST = 10.0  # baseline columns x10 after standardising: ~100x less penalised
 FOLDS = 5
 INNER_FOLDS = 3
+CV_SEEDS = 5  # the increment's cross-validation repeated with this many fold assignments (its CI spans them)
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -118,18 +118,17 @@ def oriented(value: float, lo: float, hi: float, a: str, b: str) -> tuple[float,
 
 # ----------------------------------------------------------------------------- cross-validated models
 
-def standardise(train: np.ndarray, test: np.ndarray, boost: int) -> tuple[np.ndarray, np.ndarray]:
+def standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every column to the training fold's mean 0 and scale 1: baselines and profile penalised alike."""
     mean, scale = train.mean(0), train.std(0)
     scale = np.where(scale > 0, scale, 1.0)
-    weights = np.ones(train.shape[1])
-    weights[:boost] = BASE_BOOST
-    return (train - mean) / scale * weights, (test - mean) / scale * weights
+    return (train - mean) / scale, (test - mean) / scale
 
 
-def fit_predict(train_x, train_y, test_x, c: float, boost: int) -> np.ndarray:
+def fit_predict(train_x, train_y, test_x, c: float) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
 
-    xa, xb = standardise(train_x, test_x, boost)
+    xa, xb = standardise(train_x, test_x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = LogisticRegression(C=c, solver="liblinear", max_iter=2000).fit(xa, train_y)
@@ -148,7 +147,7 @@ def splits(labels: np.ndarray, groups: np.ndarray, n: int, seed: int) -> list[tu
             if len(np.unique(labels[tr])) == 2]
 
 
-def choose_c(x, y, groups, seed: int, boost: int, grid=C_GRID) -> float:
+def choose_c(x, y, groups, seed: int, grid=C_GRID) -> float:
     """The penalty of the grid with the best mean inner-CV AUROC (ties: the stronger penalty)."""
     if len(grid) == 1:
         return grid[0]
@@ -157,20 +156,20 @@ def choose_c(x, y, groups, seed: int, boost: int, grid=C_GRID) -> float:
         return grid[-1]
     scores = []
     for c in grid:
-        aucs = [auroc(y[te], fit_predict(x[tr], y[tr], x[te], c, boost)) for tr, te in inner
+        aucs = [auroc(y[te], fit_predict(x[tr], y[tr], x[te], c)) for tr, te in inner
                 if len(np.unique(y[te])) == 2]
         scores.append(np.mean(aucs) if aucs else -np.inf)
     return grid[int(np.argmax(scores))]
 
 
-def cv_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int, *, boost: int = 0,
-              grid=C_GRID) -> np.ndarray:
-    """Out-of-fold P(label 1) of a standardised L2 logistic regression (prompt-grouped folds;
-    the first ``boost`` columns are barely penalised; C chosen per fold by an inner CV)."""
+def cv_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int, *,
+              grid=None) -> np.ndarray:
+    """Out-of-fold P(label 1) of a standardised L2 logistic regression (prompt-grouped folds; C chosen per
+    fold by an inner CV over ``grid``, default ``C_GRID``)."""
     out = np.full(len(labels), np.nan)
     for train, test in splits(labels, groups, FOLDS, seed):
-        c = choose_c(features[train], labels[train], groups[train], seed, boost, grid)
-        out[test] = fit_predict(features[train], labels[train], features[test], c, boost)
+        c = choose_c(features[train], labels[train], groups[train], seed, grid or C_GRID)
+        out[test] = fit_predict(features[train], labels[train], features[test], c)
     return out
 
 
@@ -186,6 +185,8 @@ def pair_data(stats: pd.DataFrame, samples: pd.DataFrame, a: str, b: str, metric
     sub = stats[stats.group.isin([a, b])]
     wide = sub.pivot_table(index=["group", "sample_id"], columns=["module", "layer"], values=metric,
                            aggfunc="first").replace([np.inf, -np.inf], np.nan).dropna()
+    side = (wide.index.get_level_values("group") == b).astype(int)  # rows in (side, sample) order: the folds do
+    wide = wide.iloc[np.lexsort((wide.index.get_level_values("sample_id"), side))]  # not depend on the names
     info = samples.set_index(["group", "sample_id"]).reindex(wide.index)
     keep = info.loss.notna().to_numpy() & np.isfinite(info.loss.to_numpy(dtype=float))
     wide, info = wide[keep], info[keep]
@@ -208,8 +209,8 @@ def score_row(a, b, measure, metric, labels, values, n_boot, rng, orient=True) -
 
 
 def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metrics: list[str], n_boot: int,
-                        seed: int, *, profile_metric: str = "nuclear_norm") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(auroc, increment): every score of every pair, and the profile's value beyond loss and length."""
+                        seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(auroc, increment): every score of every pair, and each metric's profile's value beyond loss and length."""
     rng = np.random.default_rng(seed)
     rows, increments = [], []
     for a, b in pairs:
@@ -233,12 +234,11 @@ def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metri
             profile = log_profile(values)
             oof = cv_scores(profile, labels, groups, seed)
             rows.append(score_row(a, b, "profile", metric, labels, oof, n_boot, rng, orient=False))
-            if metric == profile_metric:
-                base = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
-                if ifd is not None:
-                    base.append(np.log(np.nan_to_num(ifd, nan=np.nanmedian(ifd)).clip(1e-6)))
-                increments.append(increment_row(a, b, metric, np.column_stack(base), profile, labels, groups, seed,
-                                                n_boot, rng, with_ifd=ifd is not None))
+            base = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
+            if ifd is not None:
+                base.append(np.log(np.nan_to_num(ifd, nan=np.nanmedian(ifd)).clip(1e-6)))
+            increments.append(increment_row(a, b, metric, np.column_stack(base), profile, labels, groups, seed,
+                                            n_boot, rng, with_ifd=ifd is not None))
     return pd.DataFrame(rows, columns=AUROC_COLUMNS), pd.DataFrame(increments, columns=INCREMENT_COLUMNS)
 
 
@@ -251,26 +251,36 @@ def ifd_values(info: pd.DataFrame) -> np.ndarray | None:
 
 
 def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng, *, with_ifd: bool = False) -> dict:
-    """CV AUROC of the baselines ([loss, log length(, log IFD)]) and of them plus the profile, their
-    difference and its CI."""
-    base_oof = cv_scores(base, labels, groups, seed, boost=base.shape[1], grid=(1.0,))
-    full_oof = cv_scores(np.column_stack([base, profile]), labels, groups, seed, boost=base.shape[1])
-    ok = np.isfinite(base_oof) & np.isfinite(full_oof)
-    y, s0, s1 = labels[ok], base_oof[ok], full_oof[ok]
-    gain = auroc(y, s1) - auroc(y, s0)
-    index = bootstrap_indices(y, n_boot, rng)
-    draws = auroc_draws(y, s1, index) - auroc_draws(y, s0, index)
+    """CV AUROC of the baselines ([loss, log length(, log IFD)]) and of them plus the metric's profile (every
+    column standardised and penalised alike, the penalty chosen by inner CV for both), their difference and its
+    CI: means over ``CV_SEEDS`` fold assignments, the bootstrap draws split among them (so the CI spans the
+    folds' luck as well as the samples')."""
+    aurocs, draws = [], []
+    for k in range(CV_SEEDS):
+        base_oof = cv_scores(base, labels, groups, seed + k)
+        full_oof = cv_scores(np.column_stack([base, profile]), labels, groups, seed + k)
+        ok = np.isfinite(base_oof) & np.isfinite(full_oof)
+        y, s0, s1 = labels[ok], base_oof[ok], full_oof[ok]
+        if len(np.unique(y)) < 2:
+            continue
+        aurocs.append((auroc(y, s0), auroc(y, s1)))
+        index = bootstrap_indices(y, max(1, n_boot // CV_SEEDS), rng)
+        draws.append(auroc_draws(y, s1, index) - auroc_draws(y, s0, index))
+    base_auc, full_auc = np.mean(aurocs, axis=0) if aurocs else (np.nan, np.nan)
+    draws = np.concatenate(draws) if draws else np.array([])
     lo, hi = interval(draws) if len(draws) else (np.nan, np.nan)
-    return {"a": a, "b": b, "metric": metric, "auroc_loss_length": auroc(y, s0), "auroc_with_profile": auroc(y, s1),
-            "gain": gain, "ci_low": float(lo), "ci_high": float(hi), "n_a": int((y == 0).sum()),
-            "n_b": int((y == 1).sum()), "verdict": increment_verdict(gain, lo, hi, with_ifd)}
+    gain = full_auc - base_auc
+    return {"a": a, "b": b, "metric": metric, "auroc_loss_length": base_auc, "auroc_with_profile": full_auc,
+            "gain": gain, "ci_low": float(lo), "ci_high": float(hi), "n_a": int((labels == 0).sum()),
+            "n_b": int((labels == 1).sum()), "verdict": increment_verdict(gain, lo, hi, with_ifd, metric)}
 
 
-def increment_verdict(gain: float, lo: float, hi: float, with_ifd: bool = False) -> str:
-    """The sentence the report prints for one pair."""
+def increment_verdict(gain: float, lo: float, hi: float, with_ifd: bool = False, metric: str = "") -> str:
+    """The sentence the report prints for one pair and profile."""
     beyond = "loss, length and IFD" if with_ifd else "loss and length"
+    profile = f"the {metric.replace('_', ' ')} profile" if metric else "the gradient profile"
     if not np.isfinite(gain):
-        return "not estimable (too few samples per class)"
+        return f"{profile}: not estimable (too few samples per class)"
     if lo > 0:
-        return f"the gradient profile adds {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] AUROC beyond {beyond}"
-    return f"the gradient profile adds nothing detectable beyond {beyond} ({gain:+.2f} [{lo:+.2f}, {hi:+.2f}])"
+        return f"{profile} adds {gain:+.2f} [{lo:+.2f}, {hi:+.2f}] AUROC beyond {beyond}"
+    return f"{profile} adds nothing detectable beyond {beyond} ({gain:+.2f} [{lo:+.2f}, {hi:+.2f}])"

@@ -81,16 +81,26 @@ def separability_caveat(row, controls: Controls, pairs: list[tuple[str, str, str
             continue
         loss, best = loss.auroc, grad.auroc.max()
         note = f"{name}: AUROC loss {loss:.2f} {'≥' if loss >= best else '<'} gradient {best:.2f}"
-        inc = increment[(increment.a == a) & (increment.b == b)] if increment is not None and len(increment) else []
-        if len(inc):
-            r = inc.iloc[0]
+        r = increment_for(increment, a, b, "nuclear_norm")
+        if r is not None:
             note += f", profile adds {r.gain:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] beyond loss and length"
         notes.append(note)
     return "; ".join(notes)
 
 
-def controls_caveat(row, controls: Controls, reinit: bool) -> str:
-    """Lengths, the baselines' AUROC against the gradient's, the profile's increment, and (``reinit``)
+def increment_for(increment: pd.DataFrame | None, a: str, b: str, metric: str):
+    """The increment row of a pair (either order) for ``metric``'s profile, else the nuclear norm's; or None."""
+    if increment is None or not len(increment):
+        return None
+    pair = increment[((increment.a == a) & (increment.b == b)) | ((increment.a == b) & (increment.b == a))]
+    for wanted in (metric, "nuclear_norm"):
+        if (pair.metric == wanted).any():
+            return pair[pair.metric == wanted].iloc[0]
+    return pair.iloc[0] if len(pair) else None
+
+
+def controls_caveat(row, controls: Controls, reinit: bool, metric: str = "nuclear_norm") -> str:
+    """Lengths, the baselines' AUROC against the gradient's, ``metric``'s profile increment, and (``reinit``)
     the same claim under random weights."""
     notes = [length_caveat(row.a, row.b, controls.lengths)]
     sep = controls.separability
@@ -104,11 +114,9 @@ def controls_caveat(row, controls: Controls, reinit: bool) -> str:
             if len(grad):
                 text += "; gradient " + ", ".join(f"{m.replace('_', ' ')} {a:.2f}" for m, a in zip(grad.metric, grad.auroc))
             notes.append(text)
-    inc = controls.increment
-    if inc is not None and len(inc):
-        match = inc[((inc.a == row.a) & (inc.b == row.b)) | ((inc.a == row.b) & (inc.b == row.a))]
-        if len(match):
-            notes.append(str(match.verdict.iloc[0]))
+    inc = increment_for(controls.increment, row.a, row.b, metric)
+    if inc is not None:
+        notes.append(str(inc.verdict))
     control = controls.reinit
     if reinit and control is not None and len(control):
         same = control[(control.claim == row.claim) & (control.task == row.task) & (control.module == row.module)]
@@ -139,7 +147,7 @@ class SeparabilityOptions(ClaimOptions):
 @caveat("controls", options=ControlsOptions)
 def controls_note(spec, row, controls: Controls, cell) -> str:
     """Lengths, the baselines' AUROC against the gradient's, the profile's increment, random weights."""
-    return controls_caveat(row, controls, spec.caveat_options.reinit)
+    return controls_caveat(row, controls, spec.caveat_options.reinit, spec.statistic)
 
 
 @caveat("length")

@@ -83,7 +83,7 @@ def separability_rows(a, scores: list[str]) -> list[dict]:
             else:
                 cells.append({"value": "–", "direction": ""})
         inc = a.increment[(a.increment.a == x) & (a.increment.b == y)]
-        rows.append({"pair": f"{x} vs {y}", "cells": cells, "increment": inc.verdict.iloc[0] if len(inc) else ""})
+        rows.append({"pair": f"{x} vs {y}", "cells": cells, "increment": "; ".join(inc.verdict)})
     return rows
 
 
