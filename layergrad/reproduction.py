@@ -98,9 +98,8 @@ def load_conditions(study: Study, config: ReproduceConfig) -> dict:
     out = {}
     for c in study.conditions:
         try:
-            take = config.run.subsample()
-            out[c.name] = load_samples(c.source, take.n, head=take.head, seed=take.seed, strict=False,
-                                       paper_data=config.run.paper_data)
+            out[c.name] = config.run.subsample().take(load_samples(c.source, strict=False,
+                                                                    paper_data=config.run.paper_data))
         except InputError as exc:
             where = study.origins.get(c.name, f"condition '{c.name}'")
             raise InputError(f"{where}: {exc}") from None

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from layergrad.analysis.loading import of_samples
+
 COLUMNS = ["group", "layer", "module", "expert", "samples", "routed_samples", "token_share", "load", "nuclear_norm"]
 
 
@@ -23,8 +25,7 @@ def expert_table(experts: pd.DataFrame | None, ok: pd.DataFrame) -> pd.DataFrame
     """The table above, from the single experts' rows of the samples computed (``ok``: group, sample_id)."""
     if experts is None or experts.empty:
         return pd.DataFrame(columns=COLUMNS)
-    keys = pd.MultiIndex.from_frame(ok[["group", "sample_id"]])
-    rows = experts[pd.MultiIndex.from_frame(experts[["group", "sample_id"]]).isin(keys)]
+    rows = of_samples(experts, ok)
     rows = rows.assign(routed_tokens=rows.routed_tokens.astype(float), nuclear=rows.nuclear_norm.fillna(0.0))
     per_layer = ["group", "sample_id", "layer", "module"]
     rows = rows.assign(token_share=rows.routed_tokens / rows.groupby(per_layer).routed_tokens.transform("sum"),

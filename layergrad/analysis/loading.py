@@ -134,11 +134,16 @@ def run_labels(runs: list) -> list[str]:
 def computed(data: Loaded) -> tuple[pd.DataFrame, pd.DataFrame, dict, dict]:
     """(samples with status ok, their stats rows, {group: prompt by sample_id}, {group: response tokens})."""
     ok = data.samples[data.samples.status == "ok"]
-    keys = pd.MultiIndex.from_frame(ok[["group", "sample_id"]])
-    stats = data.stats[pd.MultiIndex.from_frame(data.stats[["group", "sample_id"]]).isin(keys)]
+    stats = of_samples(data.stats, ok)
     prompts = {g: rows.set_index("sample_id")["prompt"] for g, rows in ok.groupby("group")}
     lengths = {g: rows.set_index("sample_id")["n_response_tokens"] for g, rows in ok.groupby("group")}
     return ok, stats, prompts, lengths
+
+
+def of_samples(frame: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``frame`` whose (group, sample_id) is one of ``samples``'."""
+    keys = pd.MultiIndex.from_frame(samples[["group", "sample_id"]])
+    return frame[pd.MultiIndex.from_frame(frame[["group", "sample_id"]]).isin(keys)]
 
 
 def within_run_pairs(data: Loaded) -> list[tuple[str, str]]:

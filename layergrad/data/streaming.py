@@ -81,10 +81,10 @@ class RecordSource:
         """(start, stop, [(index, record)]) of each window of ``size`` records, with the records a
         ``data.samples.Subsample`` takes (a random one counts the records first, reading them once where the format
         does not tell)."""
-        total = None if take.n is None or take.head else self.count()
-        if total is None and take.n is not None and not take.head:
-            total = sum(len(records) for _, records in self.windows(size))
-        wanted = None if take.n is None else take.positions(total if total is not None else take.n)
+        wanted = None
+        if take.n is not None:
+            total = take.n if take.head else self.count() or sum(len(records) for _, records in self.windows(size))
+            wanted = take.positions(total)
         last, keep = (wanted[-1] if wanted else -1), set(wanted or ())
         for start, records in self.windows(size):
             if wanted is not None and start > last:

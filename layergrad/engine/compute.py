@@ -334,14 +334,11 @@ def expert_summary_rows(results: list[Captured], batch: list[Item], opts: Comput
             fulls.append(len(caps) * min(t.p, t.d))
             keys.append((item, t, finite[k], sum(min(c.routed[k], t.p, t.d) for c in caps),
                          sum(c.routed[k] for c in caps)))
-    for (item, t, finite, bound, routed), values, sq in zip(keys, batched_stats(unions, fulls), unions):
-        row = stat_row(item, t, EXPERTS_ROUTE, values[0], sq[0], finite, opts, routed=routed)
-        row.update(module=t.kind.replace("expert.", "experts."), param=t.weight, expert=None, rank_bound=bound)
-        if finite and "sigma_min" in row and bound < t.module.num_experts * min(t.p, t.d):
-            row["sigma_min"] = 0.0
-        if opts.spectrum:
-            row["spectrum"] = sq[0, :bound].clamp_min(0).sqrt().tolist() if finite else []
-        rows.append(row)
+    for (item, t, finite, bound, routed), values, sq, n_full in zip(keys, batched_stats(unions, fulls), unions,
+                                                                     fulls):
+        row = stat_row(item, t, EXPERTS_ROUTE, values[0], sq[0], finite, opts, routed=routed, n_full=n_full,
+                       rank_bound=bound)
+        rows.append({**row, "module": t.kind.replace("expert.", "experts."), "param": t.weight, "expert": None})
     return rows
 
 
@@ -377,10 +374,12 @@ def batched_stats(squared: list[torch.Tensor], n_fulls: list[int]) -> list[list[
 
 
 def stat_row(item: Item, t, route: str, stats: list[float], sq: torch.Tensor, finite: bool, opts, *,
-             routed: int | None = None) -> dict:
-    """One stats row; ``routed``: an expert's tokens from this sample (its rank bound)."""
-    n_full = min(t.p, t.d)
-    rank_bound = min(item.encoded.n_tokens if routed is None else routed, n_full)
+             routed: int | None = None, n_full: int | None = None, rank_bound: int | None = None) -> dict:
+    """One stats row; ``routed``: an expert's tokens from this sample (its rank bound); ``n_full`` and
+    ``rank_bound``: a MoE layer's summary's (the block-diagonal map's), else the target's own."""
+    n_full = n_full or min(t.p, t.d)
+    if rank_bound is None:
+        rank_bound = min(item.encoded.n_tokens if routed is None else routed, n_full)
     names = statistics.names()
     values = stats if finite else [math.nan] * len(names)
     row = {"sample_id": item.sample.sample_id, "condition": item.condition, "layer": t.layer,

@@ -78,8 +78,8 @@ def load_conditions(config: RunConfig) -> dict:
     if not config.data:
         raise InputError("no data given; pass --data NAME=SOURCE (e.g. --data none=paper:gsm8k/none)")
     take = config.subsample()
-    conditions = {name: load_samples(src, take.n, head=take.head, seed=take.seed, strict=False,
-                                     paper_data=config.paper_data) for name, src in config.data.items()}
+    conditions = {name: take.take(load_samples(src, strict=False, paper_data=config.paper_data))
+                  for name, src in config.data.items()}
     check_usable(conditions)
     return conditions
 
