@@ -22,7 +22,13 @@ compare log-ratios per unit of log response length: 14 wiki verdicts from holds 
 |log-ratio| difference held only because None→Detailed is ~100x longer than 100→1000 words). Holm's p of the
 other rows moved with them; the increment (increment.csv, and its words in the caveats) is now cross-validated
 over 5 fold assignments for every metric's profile with baselines and profile penalised alike (no verdict moved).
-Everything else in them is still the earlier code's.
+Renewed again the same day for the one family of tests (randomization.py; columns ``test`` and ``z`` added): every
+p is now a sign-flip or label-permutation p of the claim's own statistic (a bootstrap p for contrasts of different
+cells or runs), never below the exact floor of its design. On these 2-4 samples a side that moved 64 verdicts, all
+to inconclusive, none the other way: tiny H2 (6 modules + all; 4 vs 4 unpaired: floor 2/70, then Holm over 19),
+reproduce H2 gsm8k q/gate/down (3 vs 3: floor 0.1), follow-up H2 gsm8k down_proj, F4 reasoning k/v/down (fails ->
+inconclusive; 2-3 records: floor 0.2) and 47 F6 rows + 3 'all modules' (a mean cosine of 2-3 samples: TOST floor
+0.25-0.5; the bootstrap's normal tail had given p = 0). Everything else in them is still the earlier code's.
 
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own

@@ -4,7 +4,7 @@ first paper's GSM8K None / Detailed CoT as the carry-over (when the paper's data
 plus the first paper's claims for the carry-over task.
 
 - F1 high quality gives a lower nuclear norm, F2 a higher effective rank (relative change of the
-  per-sample mean over all layers, high vs low; Mann-Whitney: different records);
+  per-sample mean over all layers, high vs low; label permutation: different records);
 - F3 the effective rank separates high from low better than the nuclear norm (AUROC of each in its
   claimed direction, the same stratified bootstrap resamples for both);
 - F4 the s1.1 traces give the largest effective rank of all the run's data;
@@ -36,21 +36,22 @@ LABELS = {**PAPER_LABELS, "quality": "", "traces": ""}
 CLAIMS = (
     claim("F1", "High-quality data gives lower nuclear norms than low-quality data",
           "Relative change of the per-sample mean nuclear norm over all layers, high vs low subset of a (metric, pool) "
-          "cell (negative = holds); Mann-Whitney (different records).", "difference", {"quality": ["high", "low"]},
-          "less", where=QUALITY, paired="no", test="Mann-Whitney", caveat="controls", options={"reinit": True}),
+          "cell (negative = holds); label permutation of the log ratio of the means (different records).", "difference", {"quality": ["high", "low"]},
+          "less", where=QUALITY, paired="no", caveat="controls", options={"reinit": True}),
     claim("F2", "High-quality data gives higher effective ranks than low-quality data",
           "Relative change of the per-sample mean effective rank over all layers, high vs low (positive = holds); "
-          "Mann-Whitney.", "difference", {"quality": ["high", "low"]}, "greater", statistic="effective_rank",
-          where=QUALITY, paired="no", test="Mann-Whitney", caveat="controls", options={"reinit": True}),
+          "label permutation.", "difference", {"quality": ["high", "low"]}, "greater", statistic="effective_rank",
+          where=QUALITY, paired="no", caveat="controls", options={"reinit": True}),
     claim("F3", "Effective rank separates high from low quality better than nuclear norm",
           "AUROC of the per-sample mean effective rank (higher in high) minus that of the nuclear norm (lower in high), "
-          "the same stratified bootstrap resamples for both (positive = holds).", "auroc_difference",
-          {"quality": ["high", "low"]}, "greater", where=QUALITY, test="paired bootstrap of the AUROC difference",
+          "the same stratified bootstrap resamples for both for the CI, the two statistics' ranks swapped sample by sample "
+          "for p (positive = holds).", "auroc_difference",
+          {"quality": ["high", "low"]}, "greater", where=QUALITY,
           caveat="controls", options={"statistics": [["effective_rank", 1], ["nuclear_norm", -1]], "reinit": False}),
     claim("F4", "Reasoning data (s1.1 R1 traces) gives the largest effective ranks of all the data",
           "Relative difference of the s1.1 traces' mean effective rank (all layers) to that of the run's condition with "
-          "the next largest (positive = holds); bootstrap.", "largest", {"trace": ["s1-r1"]}, "greater",
-          statistic="effective_rank", where={"family": "traces"}, test="bootstrap", caveat="traces",
+          "the next largest (positive = holds); label permutation.", "largest", {"trace": ["s1-r1"]}, "greater",
+          statistic="effective_rank", where={"family": "traces"}, caveat="traces",
           options={"effect_kind": "relative difference of the mean effective rank, s1 traces vs the largest other"}),
     claim("F5", "Within a model family the layer-wise patterns agree across sizes; across families they differ",
           "Spearman ρ of the two runs' mean effective-rank curves over relative depth, per cell and module "
@@ -60,8 +61,8 @@ CLAIMS = (
                                                    "relative depth (high subset)"}),
     claim("F6", "Same-layer (q×o, k×v) and adjacent-layer gradient cosines stay near zero for every kind of data",
           f"Mean cosine of the flattened gradients (per sample over layers, then over samples) within ±{MARGIN}: two "
-          "one-sided tests (holds), the CI outside ±0.1 (fails).", "near_zero", {}, "equivalent", margin=MARGIN,
-          where={"family": ["quality", "traces"]}, test="two one-sided tests (equivalence)", caveat="cosine",
+          "one-sided sign-flip tests (holds), the CI outside ±0.1 (fails).", "near_zero", {}, "equivalent", margin=MARGIN,
+          where={"family": ["quality", "traces"]}, caveat="cosine",
           options={"label_by": ["quality", "trace"]}),
 )
 ALL_CLAIMS = PAPER_CLAIMS + CLAIMS  # the carry-over task is judged by the first paper's claims too

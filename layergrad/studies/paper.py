@@ -23,7 +23,6 @@ LABELS = {"none": "None CoT", "simplified": "Simplified CoT", "detailed": "Detai
 REASONING = {"family": "reasoning", "variant": "correct"}
 WIKI = {"family": "wiki", "variant": "correct"}
 CORRECT_VS_IRRELEVANT = {"variant": ["correct", "irrelevant"]}
-WILCOXON = "paired Wilcoxon (Mann-Whitney when unpaired)"
 EARLY = {"effect_kind": "relative change of the early-layer mean"}
 NONE_TO_DETAILED = {"where": REASONING, "compare": {"style": ["detailed", "none"]}}
 LENGTH_CONTROL = {"reference": NONE_TO_DETAILED, "reference_words": "None→Detailed", "words": "popular 100→1000",
@@ -39,26 +38,26 @@ def claim(id, statement, definition, kind, compare, direction, caveat="length", 
 CLAIMS = (
     claim("H1", "Early-layer nuclear norm: None > Detailed CoT",
           "Relative change of the per-sample mean nuclear norm over the early layers, Detailed vs None (negative = "
-          "holds); paired Wilcoxon on shared prompts.", "difference", {"style": ["detailed", "none"]}, "less",
-          layers="early", where=REASONING, test=WILCOXON, options=EARLY),
+          "holds); sign-flip test of the log ratio of the means on shared prompts.", "difference",
+          {"style": ["detailed", "none"]}, "less", layers="early", where=REASONING, options=EARLY),
     claim("H2", "MAD over all layers: None > Detailed CoT",
           "Relative change of the MAD of the mean nuclear-norm curve over all layers divided by the curve's mean (its "
           "flatness in its own scale: a curve only lower everywhere is not flatter), Detailed vs None (negative = "
-          "holds: slow thinking gives a flatter curve); bootstrap over prompts. The raw MAD, in the curve's units, "
+          "holds: slow thinking gives a flatter curve); sign-flip test of the log ratio on shared prompts. The raw MAD, in the curve's units, "
           "falls with the level as H1 does (mad.csv has both).", "mad_change", {"style": ["detailed", "none"]},
-          "less", where=REASONING, test="bootstrap"),
+          "less", where=REASONING),
     claim("H3a", "Early-layer nuclear norm: Simplified > Detailed CoT",
-          "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); Wilcoxon. The paper "
+          "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); sign-flip test. The paper "
           "states it for MATH; on the other tasks it is the inferred None ≥ Simplified ≥ Detailed.", "difference",
-          {"style": ["detailed", "simplified"]}, "less", layers="early", where=REASONING, test=WILCOXON, options=EARLY),
+          {"style": ["detailed", "simplified"]}, "less", layers="early", where=REASONING, options=EARLY),
     claim("H3b", "MAD over all layers: Simplified > Detailed CoT",
           "Relative change of the MAD over all layers divided by the curve's mean, Detailed vs Simplified (negative = "
-          "holds); bootstrap.",
-          "mad_change", {"style": ["detailed", "simplified"]}, "less", where=REASONING, test="bootstrap"),
+          "holds); sign-flip test.",
+          "mad_change", {"style": ["detailed", "simplified"]}, "less", where=REASONING),
     claim("H5", "Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
           "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None (positive = holds); "
-          "bootstrap over prompts. The AUROC of loss, length and gradient is in the caveats.", "rd_difference",
-          {"style": ["detailed", "none"]}, "greater", where=REASONING, test="bootstrap", caveat="separability",
+          "sign-flip test on the prompts all four conditions share. The AUROC of loss, length and gradient is in the caveats.", "rd_difference",
+          {"style": ["detailed", "none"]}, "greater", where=REASONING, caveat="separability",
           options={"within": CORRECT_VS_IRRELEVANT, "names": ["Detailed", "None"]}),
     claim("H7a", "Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",
           "|log-ratio None→Detailed| (mean over the run's reasoning tasks) minus |log-ratio popular 100→1000 words| of "
@@ -80,8 +79,8 @@ CLAIMS = (
                    "reference": {**NONE_TO_DETAILED, "within": CORRECT_VS_IRRELEVANT}}),
     claim("H7d", "Popular and long-tail knowledge differ in early-layer nuclear norm",
           "Relative change of the early-layer mean, unpopular vs popular (100 words, the closest length); two-sided: "
-          "the direction is reported, not claimed; Mann-Whitney (different articles).", "difference",
-          {"style": ["unpopular", "popular-100"]}, "two-sided", layers="early", where=WIKI, test="Mann-Whitney",
+          "the direction is reported, not claimed; label permutation (different articles).", "difference",
+          {"style": ["unpopular", "popular-100"]}, "two-sided", layers="early", where=WIKI,
           options=EARLY),
     claim("H4", "The None-vs-Detailed gap is smaller for the base model than for the instruct model",
           "|log-ratio None→Detailed| of the early-layer mean nuclear norm, instruct minus base (positive = holds); each "

@@ -141,7 +141,8 @@ def test_bootstrap_p_is_not_floored_at_one_over_the_draws():
 
 def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
     """F5 between two runs: Spearman ρ of the mean effective-rank curves over relative depth (the same
-    rising shape on 6 and 9 layers agrees, ρ = 1), with its caveat on the module rows."""
+    rising shape on 6 and 9 layers agrees, ρ = 1), with its caveat on the module rows; 6 prompts, the fewest whose
+    exact floor (2 / 2^6) lies below 0.05."""
     from layergrad.analysis import claims
     from layergrad.studies import builtin_claims
 
@@ -151,10 +152,10 @@ def test_f5_compares_two_runs_curves_and_says_what_the_claim_is_about():
         for side in ("high", "low"):
             group = f"{run}:instag/mag/{side}"
             curve = np.linspace(1, 3, layers) * (2 if side == "high" else 1)
-            ids = [f"{run}{side}{i}" for i in range(5)]
+            ids = [f"{run}{side}{i}" for i in range(6)]
             metrics["effective_rank"][(group, "q_proj")] = pd.DataFrame(
-                curve + rng.normal(0, 0.01, (5, layers)), index=ids)
-            prompts[group] = pd.Series([f"p{i}" for i in range(5)], index=ids)
+                curve + rng.normal(0, 0.01, (6, layers)), index=ids)
+            prompts[group] = pd.Series([f"p{i}" for i in range(6)], index=ids)
     attributes = {g: {"task": "instag/mag", "quality": g.rsplit("/", 1)[1], "family": "quality"} for g in prompts}
     first = {g: a for g, a in attributes.items() if g.startswith("small:")}
     second = {g: a for g, a in attributes.items() if g.startswith("large:")}

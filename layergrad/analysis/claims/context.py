@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from layergrad.analysis.significance import paired_index
+from layergrad.analysis.significance import MIN_PAIRED, paired_index
 
 
 @dataclass
 class Context:
     """Per-sample matrices (``metrics``: metric -> {(group, module): samples x layers}), prompts by group,
-    the bootstrap count and the generator every statistic draws from (in table order)."""
+    the bootstrap count and the generator every statistic draws from (in table order); ``arrangements``: the
+    generator of the randomization tests' random arrangements (apart, so that the intervals do not depend on
+    which test a row uses)."""
 
     metrics: dict
     prompts: dict
@@ -28,6 +30,7 @@ class Context:
     unavailable: dict = field(default_factory=dict)  # group -> why it has no values (a dead cell of a study)
     pooled: set = field(default_factory=set)  # the names of groups made by pool() (not conditions of the run)
     lengths: dict = field(default_factory=dict)  # group -> response tokens by sample_id (length-aware kinds)
+    arrangements: np.random.Generator = field(default_factory=lambda: np.random.default_rng(1))
 
     def of(self, metric: str) -> dict:
         return self.metrics.get(metric, {})
@@ -44,6 +47,24 @@ class Context:
         if pairing:
             return ma.loc[[p[0] for p in pairing]], mb.loc[[p[1] for p in pairing]], True
         return ma, mb, False
+
+    def aligned(self, groups: list[str], module: str, metric: str = "nuclear_norm") -> list[pd.DataFrame] | None:
+        """The rows of several groups on the prompts all of them have (once each), in one order: the units of a
+        paired test over more than two conditions; None when they do not pair up (as ``paired_index``)."""
+        matrices = self.of(metric)
+        if any((g, module) not in matrices or g not in self.prompts for g in groups):
+            return None
+        by_prompt = []
+        for g in groups:
+            prompts = self.prompts[g].reindex(matrices[(g, module)].index).dropna()
+            prompts = prompts[~prompts.duplicated(keep=False)]
+            by_prompt.append(pd.Series(prompts.index, index=prompts.values))
+        shared = by_prompt[0].index
+        for other in by_prompt[1:]:
+            shared = shared.intersection(other.index, sort=False)
+        if len(shared) < MIN_PAIRED or len(shared) < 0.5 * min(len(matrices[(g, module)]) for g in groups):
+            return None
+        return [matrices[(g, module)].loc[ids.loc[shared].to_numpy()] for g, ids in zip(groups, by_prompt)]
 
     def resample(self, n_a: int, n_b: int, paired: bool) -> tuple[np.ndarray, np.ndarray]:
         """(n_boot, n) row indices for a and for b (the same rows when paired)."""

@@ -8,9 +8,8 @@ n (``on``: the cell, the reference cells and, between runs, the second run's cel
 from the context's generator in table order, so a table is reproducible from its seed.
 
 - ``difference``: relative change of the per-sample mean of a statistic over a layer scope, first vs
-  second; Wilcoxon on shared prompts, else Mann-Whitney; an equivalence claim: two one-sided tests
-  on the bootstrap draws against the relative margin;
-- ``mad_change``: relative change of the MAD of the mean curve over the scope; bootstrap p;
+  second; an equivalence claim: two one-sided randomization tests against the relative margin;
+- ``mad_change``: relative change of the MAD of the mean curve over the scope;
 - ``rd_difference``: RD(first, its partner) minus RD(second, its partner), the partners chosen by
   ``options.within`` (e.g. correct vs irrelevant responses) — a difference of differences;
 - ``thinking_vs_length`` / ``separation_vs_length``: |log-ratio| (of the early-layer mean or of the
@@ -22,6 +21,10 @@ from the context's generator in table order, so a table is reproducible from its
 - ``near_zero``: the mean cosine within ±margin (two one-sided tests), a row per cosine the run has;
 - between two runs: ``gap_between_runs`` (|log-ratio| of a pair, second run minus first),
   ``rd_between_runs`` (RD of a pair), ``pattern_agreement`` (Spearman ρ of the curves over relative depth).
+
+p-values come from one family of tests (randomization.py): a sign-flip test on shared prompts, else a label
+permutation, of the kind's own statistic, with the design's exact floor; the kinds that compare contrasts of
+different cells or runs (no exchange of rows is a null for them) use the bootstrap with the same floor.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import pandas as pd
 from scipy import stats as st
 
 from layergrad.analysis.claims.context import Cell, Context, Where
-from layergrad.analysis.claims.testing import boot_p, equivalence_p, summary
+from layergrad.analysis.claims.randomization import (CHANGE_WORDS, equivalence_test, log_ratio_or_difference, mean_test,
+                                                     one_sample_equivalence, paired_rank_test)
+from layergrad.analysis.claims.testing import equivalence_p, summary
 from layergrad.analysis.curves import interval, mad, relative_difference, relative_mad, segment_bounds
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
-from layergrad.analysis.significance import compare
 from layergrad.errors import InputError
 from layergrad.studies.registry import ClaimOptions, claim_kind
 
@@ -251,7 +255,7 @@ def per_sample_mean(ctx: Context, metric: str, group: str, module: str) -> pd.Se
 
 # ----------------------------------------------------------------------------- the kinds
 
-@claim_kind("difference", needs=pair_needs, options=Wording, test="paired Wilcoxon (Mann-Whitney when unpaired)",
+@claim_kind("difference", needs=pair_needs, options=Wording, test=CHANGE_WORDS,
             describe="relative change of the per-sample mean over the layers")
 def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
     cell = on.cell
@@ -265,14 +269,21 @@ def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
         return None
     effect, draws = relative_change_draws(x, y, paired, ctx)
     lo, hi = interval(draws)
-    p = equivalence_p(draws, effect, spec.margin) if spec.direction == "equivalent" else compare(x, y, paired)["p"]
+    positive = bool((x > 0).all() and (y > 0).all())
+    if spec.direction != "equivalent":
+        test = mean_test(x, y, paired, log_ratio_or_difference(positive), ctx.arrangements).row()
+    elif positive:
+        test = equivalence_test(x, y, paired, spec.margin, ctx.arrangements).row()
+    else:
+        test = {"p": equivalence_p(draws, effect, spec.margin), "test": "two one-sided tests on the bootstrap draws",
+                "z": np.nan}
     attribute, first, second = spec.first_second()
     scope_words = "all layers" if spec.layers == "all" else (
         f"the {spec.layers} layers" if isinstance(spec.layers, str) else f"layers {', '.join(map(str, spec.layers))}")
     kind = spec.options.effect_kind or (f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
                                         f"{scope_words}, {first} vs {second}")
-    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "p": p, "effect_kind": kind,
-            "n": min(len(x), len(y))}
+    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "effect_kind": kind,
+            "n": min(len(x), len(y)), "paired": paired, **test}
 
 
 @claim_kind("mad_change", needs=pair_needs, options=MadOptions,
@@ -281,11 +292,15 @@ def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
 def mad_change(ctx: Context, spec, on: Where, module: str) -> dict | None:
     a, b = (on.cell.one(s) for s in sides(spec))
     flatness = relative_mad if spec.options.scale == "relative" else mad
-    got = resampled(ctx, a, b, module, lambda ca, cb: flatness(scope(cb, spec.layers), axis=-1)
-                    / flatness(scope(ca, spec.layers), axis=-1) - 1, spec.statistic)
+    ratio = lambda ca, cb: flatness(scope(cb, spec.layers), axis=-1) / flatness(scope(ca, spec.layers), axis=-1)
+    got = resampled(ctx, a, b, module, lambda ca, cb: ratio(ca, cb) - 1, spec.statistic)
+    if got is None:
+        return None
+    ma, mb, paired = ctx.pair(a, b, module, spec.statistic)
+    test = mean_test(ma.to_numpy(), mb.to_numpy(), paired, lambda ca, cb: np.log(ratio(ca, cb)), ctx.arrangements)
     layers = f"{spec.layers} layers" if isinstance(spec.layers, str) else "layers " + ", ".join(map(str, spec.layers))
     words = "MAD / mean of the curve" if spec.options.scale == "relative" else "MAD"
-    return summary(*got[:2], f"relative change of {words} ({layers})", got[2]) if got else None
+    return {**summary(*got[:2], f"relative change of {words} ({layers})", got[2]), "paired": paired, **test.row()}
 
 
 @claim_kind("rd_difference", needs=partner_needs, options=WithinOptions,
@@ -300,7 +315,17 @@ def rd_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
     effect, draws, (rd_second, rd_first) = got
     n = min(len(ctx.of(spec.statistic)[(cell.one(s), module)]) for s in (second, first))
     name_first, name_second = spec.options.names or spec.first_second()[1:]
-    return summary(effect, draws, f"RD {name_first} {rd_first:.3f} minus RD {name_second} {rd_second:.3f}", n)
+    row = summary(effect, draws, f"RD {name_first} {rd_first:.3f} minus RD {name_second} {rd_second:.3f}", n,
+                  "no prompts shared by all four conditions")
+    groups = [cell.one(g) for s in (second, first) for g in within_pair(spec.options.within, s)]
+    units = ctx.aligned(groups, module, spec.statistic)
+    if units is None:  # no exchange of rows is a null for it: the bootstrap
+        return row
+    rows_second, rows_first = (np.hstack([u.to_numpy() for u in units[i:i + 2]]) for i in (0, 2))
+    half = units[0].shape[1]
+    gain = lambda ca, cb: (relative_difference(cb[:, :half], cb[:, half:], axis=-1)
+                           - relative_difference(ca[:, :half], ca[:, half:], axis=-1))
+    return {**row, "paired": True, **mean_test(rows_second, rows_first, True, gain, ctx.arrangements).row()}
 
 
 def reference_pairs(spec, reference: list[Cell]) -> list[tuple[Cell, dict, dict]]:
@@ -353,11 +378,12 @@ def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | N
     return summary(g_ref - this[0], d_ref - this[1], kind, n)
 
 
-@claim_kind("auroc_difference", needs=pair_needs, options=AurocOptions, test="paired bootstrap of the AUROC difference",
+@claim_kind("auroc_difference", needs=pair_needs, options=AurocOptions,
+            test="sign-flip of the two statistics' ranks sample by sample (a paired permutation test of two AUROCs)",
             compare="two values, options.statistics", describe="AUROC of one statistic minus that of another")
 def auroc_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
-    """AUROC of the first statistic minus that of the second (each in its claimed direction), the same
-    stratified bootstrap resamples for both; p floored at the exact rank test's minimum."""
+    """AUROC of the first statistic minus that of the second (each in its claimed direction): CI from the same
+    stratified bootstrap resamples for both, p from swapping the two statistics' ranks sample by sample."""
     a, b = (on.cell.one(s) for s in sides(spec))
     values = {}
     for metric, sign in spec.options.statistics:
@@ -382,16 +408,8 @@ def auroc_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
     row = summary(a_1 - a_2, draws, f"AUROC {first_metric.replace('_', ' ')} {a_1:.2f} minus "
                   f"{second_metric.replace('_', ' ')} {a_2:.2f}, {first} vs {second}",
                   int(min(len(shared[0]), len(shared[1]))))
-    row["p"] = max(row["p"], rank_test_floor(len(shared[0]), len(shared[1])))
-    return row
-
-
-def rank_test_floor(n_low: int, n_high: int) -> float:
-    """The smallest two-sided p an exact rank test can reach with these counts, 2 / C(n_low + n_high, n_low):
-    on a few samples a bootstrap of AUROCs (every resample perfectly separated) is not more certain than that."""
-    from math import comb
-
-    return min(1.0, 2.0 / comb(n_low + n_high, n_low))
+    test = paired_rank_test(labels, scores[first_metric], scores[second_metric], ctx.arrangements)
+    return {**row, "paired": True, **test.row()}
 
 
 def largest_rows(ctx: Context, spec, cell: Cell) -> list[str]:
@@ -412,19 +430,14 @@ def largest(ctx: Context, spec, on: Where, module: str) -> dict | None:
         return None
     best = max(others, key=lambda g: others[g].mean())
     x, y = others[best].to_numpy(), mine.to_numpy()
-    effect, lo, hi = _relative_change_ci(x, y, ctx)
-    draws = y[ctx.rng.integers(0, len(y), (ctx.n_boot, len(y)))].mean(1) / \
-        x[ctx.rng.integers(0, len(x), (ctx.n_boot, len(x)))].mean(1) - 1
-    kind = spec.options.effect_kind or (f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
-                                        f"{spec.first_second()[1]} vs the largest other")
-    return {"effect": effect, "ci_low": lo, "ci_high": hi, "p": boot_p(draws, effect), "a": best, "b": target,
-            "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y))}
-
-
-def _relative_change_ci(x, y, ctx) -> tuple[float, float, float]:
     effect, draws = relative_change_draws(x, y, False, ctx)
     lo, hi = interval(draws)
-    return effect, float(lo), float(hi)
+    test = mean_test(x, y, False, log_ratio_or_difference(bool((x > 0).all() and (y > 0).all())),
+                        ctx.arrangements)
+    kind = spec.options.effect_kind or (f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
+                                        f"{spec.first_second()[1]} vs the largest other")
+    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "a": best, "b": target,
+            "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y)), "paired": False, **test.row()}
 
 
 PAIR_LABELS = {"q_proj": "q×o", "k_proj": "k×v"}
@@ -450,9 +463,10 @@ def cosine_rows(ctx: Context, spec, cell: Cell) -> list[str]:
 
 
 @claim_kind("near_zero", needs=lambda spec: [], options=CosineOptions, rows=cosine_rows,
-            test="two one-sided tests (equivalence)", compare="nothing", describe="equivalence of the mean cosine with 0")
+            test="two one-sided sign-flip tests (equivalence)", compare="nothing",
+            describe="equivalence of the mean cosine with 0")
 def near_zero(ctx: Context, spec, on: Where, row: str) -> dict | None:
-    """The mean cosine (per sample over layers, then over samples) within ±margin, two one-sided tests."""
+    """The mean cosine (per sample over layers, then over samples) within ±margin, two one-sided sign-flip tests."""
     cell = on.cell
     label, _, style = row.rpartition(" · ")
     if label.endswith(" × next layer"):
@@ -466,12 +480,11 @@ def near_zero(ctx: Context, spec, on: Where, row: str) -> dict | None:
     v = values.to_numpy()
     draws = v[ctx.rng.integers(0, len(v), (ctx.n_boot, len(v)))].mean(1)
     lo, hi = interval(draws)
-    effect, se = float(v.mean()), float(draws.std(ddof=1))
     margin = spec.margin
-    p = max(st.norm.cdf((effect - margin) / se), st.norm.cdf((-margin - effect) / se)) if se > 0 else \
-        float(abs(effect) >= margin)
-    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "p": float(p), "a": group, "b": group,
-            "effect_kind": f"mean {metric.replace('_', ' ')} (equivalence margin ±{margin:g})", "n": len(v)}
+    test = one_sample_equivalence(v, margin, ctx.arrangements)
+    return {"effect": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "a": group, "b": group,
+            "effect_kind": f"mean {metric.replace('_', ' ')} (equivalence margin ±{margin:g})", "n": len(v),
+            "paired": True, **test.row()}
 
 
 # ----------------------------------------------------------------------------- between two runs

@@ -44,7 +44,7 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
             rows += claim_rows(spec, ctx, cell, reference, labels or {}, unavailable or {})
     controls = Controls(prompts, lengths, separability, increment, control, scores or {})
     specs = {c.id: c for c in claims}
-    return judged(pd.DataFrame(rows, columns=COLUMNS), specs,
+    return judged(pd.DataFrame(rows, columns=[*COLUMNS, "paired"]), specs,
                   lambda r: caveat_of(specs[r.claim], r, controls, by_per[specs[r.claim].per].get(r.task)))
 
 
@@ -110,8 +110,8 @@ def definition(spec) -> str:
     scope = "all layers" if spec.layers == "all" else scope
     direction = {"greater": "positive = holds", "less": "negative = holds", "two-sided": "either sign",
                  "equivalent": f"holds within ±{spec.margin or 0:g}"}[spec.direction]
-    test = spec.test or ("two one-sided tests on the bootstrap draws" if spec.direction == "equivalent"
-                         else "Mann-Whitney" if spec.paired == "no" and spec.kind == "difference" else kind.test)
+    test = spec.test or ("two one-sided randomization tests" if spec.direction == "equivalent"
+                         else "label permutation" if spec.paired == "no" and spec.kind == "difference" else kind.test)
     what = kind.describe
     what = what[0].upper() + what[1:]
     return (f"{what} ({spec.statistic.replace('_', ' ')}, {scope}), {first} vs {second} by {attribute} ({direction}); "
@@ -164,4 +164,5 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
                 if stat:
                     rows.append({"claim": spec.id, "task": key, "module": module, "statement": spec.statement,
                                  "definition": definition(spec), "a": cell_a.one(shown), "b": cell_b.one(shown), **stat})
-    return judged(pd.DataFrame(rows, columns=COLUMNS), specs, lambda r: caveat_of(specs[r.claim], r, Controls(prompts, {}), None))
+    return judged(pd.DataFrame(rows, columns=[*COLUMNS, "paired"]), specs,
+                  lambda r: caveat_of(specs[r.claim], r, Controls(prompts, {}), None))

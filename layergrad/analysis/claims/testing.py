@@ -1,6 +1,6 @@
-"""From effects to verdicts: bootstrap p-values, Holm over a table, the verdict of each row by its claim's
-direction (or equivalence margin), the 'all modules' summaries, and for an inconclusive row the number
-of samples per side at which its observed effect would pass (an estimate)."""
+"""From effects to verdicts: Holm over a table, the verdict of each row by its claim's direction (or equivalence
+margin), the 'all modules' summaries, and for an inconclusive row an estimate of the samples per side at which its
+test would pass with 80% power; the bootstrap p of the kinds no randomization test serves."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from layergrad.analysis.claims.randomization import Design, smallest_n
 from layergrad.analysis.curves import interval
 from layergrad.analysis.significance import holm
 
 ALPHA = 0.05
 ALL = "all modules"
 COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "effect", "ci_low", "ci_high",
-           "effect_kind", "a", "b", "p", "p_holm", "n", "n_to_decide", "caveats"]
+           "effect_kind", "a", "b", "p", "p_holm", "n", "n_to_decide", "test", "z", "caveats"]
+POWER = 0.8  # n_to_decide: the samples per side at which the test would pass this often
 TAIL_DRAWS = 10  # below this many draws beyond zero, the percentile p is only a bound
 
 
@@ -53,10 +55,16 @@ def equivalence_p(draws: np.ndarray, effect: float, margin: float) -> float:
     return float(min(1.0, max(one_sided)))
 
 
-def summary(effect: float, draws: np.ndarray, kind: str, n: int) -> dict:
+def summary(effect: float, draws: np.ndarray, kind: str, n: int, why: str = "contrasts of different cells") -> dict:
+    """A bootstrap row (a kind for which no exchange of rows is a null): effect, CI, the bootstrap p never below
+    the floor of an exact paired test of ``n`` units, and z = effect / bootstrap SE."""
     lo, hi = interval(draws)
-    return {"effect": float(effect), "ci_low": float(lo), "ci_high": float(hi), "p": boot_p(draws, effect),
-            "effect_kind": kind, "n": int(n)}
+    design = Design(True, int(n), int(n))
+    finite = draws[np.isfinite(draws)]
+    spread = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
+    return {"effect": float(effect), "ci_low": float(lo), "ci_high": float(hi),
+            "p": max(boot_p(draws, effect), design.floor), "effect_kind": kind, "n": int(n), "paired": True,
+            "test": f"bootstrap ({why}; floor {design.floor:.2g})", "z": float(effect) / spread if spread else np.nan}
 
 
 def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataFrame:
@@ -82,25 +90,29 @@ def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataF
 
 
 def samples_to_decide(rows: pd.DataFrame, margins: np.ndarray) -> np.ndarray:
-    """Per inconclusive row, an estimate of the samples per side at which its observed effect would pass
-    at its Holm rank: the bootstrap standard error (CI width / 3.92) shrinks as 1/√n, and the effect must
-    lie z standard errors from 0 (from the margin, for an equivalence claim), z the two-sided quantile of
-    the row's Holm threshold α / (m - rank + 1). NaN where the row is decided, or where no n would do
-    (a zero effect; an equivalence effect outside its margin)."""
+    """Per inconclusive row, an estimate of the samples per side at which its test would pass at its Holm
+    rank with probability ``POWER``, at a shrunken effect: the row's z (its statistic over the null spread;
+    for an equivalence claim the distance to the nearer bound) shrunk by the positive-part James-Stein factor
+    1 - 1/z^2 (the observed effect of a row picked for being large overstates the true one), the spread
+    shrinking as 1/sqrt(n), so z_needed = z_threshold + z_power; and never fewer than the exact test needs
+    for its floor to lie below the threshold (2 / 2^n paired, 2 / C(2n, n) unpaired). NaN where the row is
+    decided, or where no n would do (|z| <= 1: a shrunken effect of 0)."""
     p = rows.p.to_numpy(dtype=float)
     finite = np.isfinite(p)
     rank = np.empty(len(p))
     rank[np.argsort(np.where(finite, p, np.inf), kind="stable")] = np.arange(len(p))
     threshold = ALPHA / (finite.sum() - rank)
-    z = stats.norm.isf(threshold / 2)
-    se = (rows.ci_high.to_numpy(dtype=float) - rows.ci_low.to_numpy(dtype=float)) / (2 * stats.norm.isf(0.025))
-    effect = np.abs(rows.effect.to_numpy(dtype=float))
-    distance = np.where(np.isfinite(margins), margins - effect, effect)
+    two_sided = ~np.isfinite(margins)
+    needed_z = stats.norm.isf(np.where(two_sided, threshold / 2, threshold)) + stats.norm.isf(1 - POWER)
+    z = np.abs(rows.z.to_numpy(dtype=float))
+    shrunk = z * np.clip(1 - 1 / np.where(z > 0, z, np.nan) ** 2, 0, None)
     n = rows.n.to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        needed = np.ceil(n * (z * se / distance) ** 2)
-    keep = (rows.verdict.to_numpy() == "inconclusive") & finite & (distance > 0) & np.isfinite(needed) & (se > 0)
-    return np.where(keep, np.maximum(needed, n + 1), np.nan)
+        needed = np.ceil(n * (needed_z / shrunk) ** 2)
+    paired = rows.paired.to_numpy(dtype=bool) if "paired" in rows else np.ones(len(rows), bool)
+    floors = np.array([smallest_n(t, bool(pr)) if 0 < t < 1 else 0 for t, pr in zip(threshold, paired)])
+    keep = (rows.verdict.to_numpy() == "inconclusive") & finite & (shrunk > 0) & np.isfinite(needed)
+    return np.where(keep, np.maximum(np.maximum(needed, floors), n + 1), np.nan)
 
 
 def module_summaries(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,190 @@
+"""Randomization tests, one family for every claim: sign-flip (the same units on both sides, swapped unit by unit)
+and label permutation (different units, their side labels shuffled), of the claim's own statistic.
+
+Exact where every arrangement can be listed (2^n sign vectors, C(N, n_a) splits, up to ``MAX_EXACT``); else
+``DRAWS`` random arrangements with SciPy's convention ((k + 1) / (draws + 1) per side), and where fewer than
+``TAIL_DRAWS`` arrangements reach the observed value a normal tail of the arrangements' own spread (the
+permutation distribution of a mean is close to normal; a share of 0 of 4096 only says p < 5e-4, which Holm over
+hundreds of rows would turn into 'inconclusive' however large the effect). A p-value never goes below the
+design's exact floor: the smallest p its enumeration could give (2 / 2^n paired, 2 / C(N, n_a) unpaired), so
+a claim on few samples cannot be more certain than its data allow, whichever kind of statistic it is.
+Two-sided p is twice the smaller one-sided p (SciPy's ``permutation_test``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from math import comb, log2
+
+import numpy as np
+from scipy import stats
+
+from layergrad.analysis.separability import auroc_rows
+
+MAX_EXACT = 4096  # list every arrangement up to this many
+DRAWS = 4096  # random arrangements beyond it
+TAIL_DRAWS = 10  # fewer arrangements than this beyond the observed value: the normal tail decides
+ATOL = 1e-12  # arrangements within this (relative) of the observed value count as reaching it
+CHANGE_WORDS = "sign-flip test of the log ratio of the means on shared prompts, label permutation otherwise"
+
+
+@dataclass(frozen=True)
+class Design:
+    """Which rows may be exchanged under the null: ``paired`` (n units on both sides, swapped one by one) or not
+    (n_a and n_b rows whose labels are shuffled)."""
+
+    paired: bool
+    n_a: int
+    n_b: int
+
+    @property
+    def count(self) -> int:
+        """How many arrangements the design has."""
+        return 2 ** self.n_a if self.paired else comb(self.n_a + self.n_b, self.n_a)
+
+    @property
+    def exact(self) -> bool:
+        return self.count <= MAX_EXACT
+
+    @property
+    def floor(self) -> float:
+        """The smallest two-sided p the exact test can reach."""
+        count = self.count
+        return min(1.0, 2.0 / count) if count < 10 ** 300 else 0.0
+
+    def arrangements(self, rng: np.random.Generator) -> np.ndarray:
+        """(draws, n) 0/1: paired, 1 = the unit's sides swapped; unpaired, over the N = n_a + n_b pooled rows,
+        1 = the row is on side a. Every arrangement when exact (the identity among them), else random ones."""
+        if self.paired:
+            if self.exact:
+                return (np.arange(self.count)[:, None] >> np.arange(self.n_a)[None, :]) & 1
+            return rng.integers(0, 2, (DRAWS, self.n_a))
+        n = self.n_a + self.n_b
+        if self.exact:
+            out = np.zeros((self.count, n), dtype=np.int64)
+            for i, rows in enumerate(itertools.combinations(range(n), self.n_a)):
+                out[i, list(rows)] = 1
+            return out
+        keys = rng.random((DRAWS, n))
+        return (np.argsort(np.argsort(keys, axis=1), axis=1) < self.n_a).astype(np.int64)
+
+    def words(self) -> str:
+        kind = "sign-flip" if self.paired else "label permutation"
+        how = f"exact, {self.count} arrangements" if self.exact else f"{DRAWS} random arrangements"
+        return f"{kind} ({how}; floor {self.floor:.2g})"
+
+    def tost_words(self) -> str:
+        how = f"exact, {self.count} arrangements" if self.exact else f"{DRAWS} random arrangements"
+        kind = "sign-flip" if self.paired else "label-permutation"
+        return f"two one-sided {kind} tests ({how}; floor {self.floor / 2:.2g})"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A randomization test's p-values, its observed statistic in units of the null spread (``z``) and its
+    design (for the floor and the words)."""
+
+    less: float
+    greater: float
+    z: float
+    design: Design
+    equivalence: float | None = None  # two one-sided tests: the larger of their p (each floored at 1 / count)
+
+    @property
+    def p(self) -> float:
+        if self.equivalence is not None:
+            return float(max(self.equivalence, self.design.floor / 2))
+        return float(max(min(1.0, 2 * min(self.less, self.greater)), self.design.floor))
+
+    def row(self) -> dict:
+        words = self.design.words() if self.equivalence is None else self.design.tost_words()
+        return {"p": self.p, "test": words, "z": self.z}
+
+
+def one_sided(observed: float, null: np.ndarray, design: Design) -> Result:
+    """p of 'as small' and 'as large' as ``observed`` among the arrangements' statistics ``null``."""
+    null = null[np.isfinite(null)]
+    if not len(null) or not np.isfinite(observed):
+        return Result(np.nan, np.nan, np.nan, design)
+    tol = ATOL * max(1.0, abs(observed))
+    below, above = int((null <= observed + tol).sum()), int((null >= observed - tol).sum())
+    spread = float(null.std())
+    z = (observed - float(null.mean())) / spread if spread > 0 else (0.0 if observed == null.mean() else np.inf)
+    if design.exact:
+        return Result(below / len(null), above / len(null), z, design)
+    less, greater = (below + 1) / (len(null) + 1), (above + 1) / (len(null) + 1)
+    if np.isfinite(z):  # a tail the draws cannot resolve: the normal tail of their spread, never below the floor
+        if below < TAIL_DRAWS:
+            less = max(float(stats.norm.cdf(z)), design.floor / 2)
+        if above < TAIL_DRAWS:
+            greater = max(float(stats.norm.sf(z)), design.floor / 2)
+    return Result(less, greater, z, design)
+
+
+def mean_test(a: np.ndarray, b: np.ndarray, paired: bool, statistic, rng: np.random.Generator) -> Result:
+    """The randomization test of ``statistic(mean row of a, mean row of b)`` (broadcast over a leading axis of
+    arrangements); a, b: (n_a, k), (n_b, k) rows (the same units in the same order when ``paired``)."""
+    a, b = np.asarray(a, dtype=float).reshape(len(a), -1), np.asarray(b, dtype=float).reshape(len(b), -1)
+    design = Design(paired, len(a), len(b))
+    flips = design.arrangements(rng).astype(float)
+    if paired:
+        shift = flips @ (b - a) / len(a)
+        mean_a, mean_b = a.mean(0) + shift, b.mean(0) - shift
+    else:
+        pooled = np.vstack([a, b])
+        sum_a = flips @ pooled
+        mean_a, mean_b = sum_a / len(a), (pooled.sum(0) - sum_a) / len(b)
+    observed = float(statistic(a.mean(0)[None], b.mean(0)[None])[0])
+    return one_sided(observed, np.asarray(statistic(mean_a, mean_b), dtype=float), design)
+
+
+def equivalence_test(x: np.ndarray, y: np.ndarray, paired: bool, margin: float, rng: np.random.Generator) -> Result:
+    """Two one-sided randomization tests of 'mean(y) / mean(x) - 1 lies within ±margin' (positive values): y
+    scaled to each bound is tested against x, the larger one-sided p reported (as ``less`` and ``greater``)."""
+    log_ratio = lambda ma, mb: np.log(mb[:, 0] / ma[:, 0])
+    upper = mean_test(x, y / (1 + margin), paired, log_ratio, rng)  # below 1 + margin
+    lower = mean_test(x, y / (1 - margin), paired, log_ratio, rng) if margin < 1 else upper  # above 1 - margin
+    p = max(upper.less, lower.greater if margin < 1 else 0.0)
+    return Result(upper.less, lower.greater, min(-upper.z, lower.z), upper.design, equivalence=p)
+
+
+def one_sample_equivalence(values: np.ndarray, margin: float, rng: np.random.Generator) -> Result:
+    """Two one-sided sign-flip tests of 'the mean lies within ±margin' (symmetric about each bound under its null)."""
+    values = np.asarray(values, dtype=float)[:, None]
+    zero = np.zeros_like(values)
+    difference = lambda ma, mb: mb[:, 0] - ma[:, 0]
+    upper = mean_test(zero, values - margin, True, difference, rng)
+    lower = mean_test(zero, values + margin, True, difference, rng)
+    return Result(upper.less, lower.greater, min(-upper.z, lower.z), upper.design,
+                  equivalence=max(upper.less, lower.greater))
+
+
+def paired_rank_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> Result:
+    """AUROC(first) - AUROC(second) on the same samples: the two scores' pooled ranks swapped sample by sample
+    (a paired permutation test of two AUROCs); labels 0/1."""
+    r1, r2 = stats.rankdata(first) / len(first), stats.rankdata(second) / len(second)
+    design = Design(True, len(labels), len(labels))
+    flips = design.arrangements(rng).astype(bool)
+    lab = np.broadcast_to(labels, flips.shape)
+    null = auroc_rows(lab, np.where(flips, r2, r1)) - auroc_rows(lab, np.where(flips, r1, r2))
+    observed = float(auroc_rows(labels[None], r1[None])[0] - auroc_rows(labels[None], r2[None])[0])
+    return one_sided(observed, null, design)
+
+
+def log_ratio_or_difference(positive: bool):
+    """The test statistic of a change of means: log(mean b / mean a) for positive values (symmetric when the
+    sides are swapped: a ratio of 2 and of 1/2 are equally far), else mean b - mean a."""
+    if positive:
+        return lambda ma, mb: np.log(mb[:, 0] / ma[:, 0])
+    return lambda ma, mb: mb[:, 0] - ma[:, 0]
+
+
+def smallest_n(threshold: float, paired: bool) -> int:
+    """The fewest units per side whose exact floor lies below ``threshold`` (2 / 2^n, or 2 / C(2n, n))."""
+    if paired:
+        return int(np.floor(log2(2 / threshold))) + 1
+    n = 1
+    while 2 / comb(2 * n, n) >= threshold:
+        n += 1
+    return n
