@@ -140,3 +140,45 @@ def test_n_to_decide_respects_the_floor_and_gives_up_on_no_effect():
     needed = samples_to_decide(rows, np.array([np.nan, np.nan]))
     assert needed[0] == rz.smallest_n(0.05 / 2, True)  # a huge z at 3 pairs: the exact floor decides (Holm rank 1 of 2)
     assert np.isnan(needed[1])  # |z| <= 1: the shrunken effect is 0, no n would do
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_the_length_adjusted_effect_is_zero_where_the_statistic_follows_length_alone(paired):
+    """A statistic that is a power of the response length (times noise): the raw change is large, the change at
+    equal length is 0 within its CI and its test finds nothing."""
+    rng = np.random.default_rng(8)
+    n = 40
+    lx = rng.integers(50, 400, n).astype(float)
+    ly = lx * rng.uniform(1.2, 3.0, n) if paired else rng.integers(100, 800, n).astype(float)
+    stat = lambda length: 10 * length ** -0.5 * rng.lognormal(0, 0.05, len(length))
+    x, y = stat(lx), stat(ly)
+    raw = rz.mean_test(x, y, paired, LOG_RATIO, rng)
+    adjusted = rz.length_adjusted(x, y, lx, ly, paired, 500, rng)
+    assert raw.p < 1e-3 and np.mean(y) / np.mean(x) - 1 < -0.15
+    assert abs(np.expm1(adjusted.log_ratio)) < 0.03 and adjusted.low < 0 < adjusted.high
+    assert adjusted.result.p > 0.05
+
+
+def test_a_claim_rests_on_the_adjusted_effect_where_lengths_overlap():
+    """F1 on two subsets whose nuclear norm only follows length: the raw effect 'holds' no more; the row says
+    what it rests on and carries the adjusted effect with its CI."""
+    from layergrad.analysis import claims
+    from layergrad.studies import builtin_claims
+
+    rng = np.random.default_rng(9)
+    metrics, prompts, lengths, attributes = {"nuclear_norm": {}}, {}, {}, {}
+    for side, (lo, hi) in (("high", (50, 300)), ("low", (100, 600))):
+        group = f"instag/mag/{side}"
+        ids = [f"{side}{i}" for i in range(30)]
+        length = rng.integers(lo, hi, 30).astype(float)
+        metrics["nuclear_norm"][(group, "q_proj")] = pd.DataFrame(
+            (length ** -0.5)[:, None] * rng.lognormal(0, 0.05, (30, 4)), index=ids)
+        prompts[group] = pd.Series(ids, index=ids)
+        lengths[group] = pd.Series(length, index=ids)
+        attributes[group] = {"task": "instag/mag", "quality": side, "family": "quality"}
+    table = claims.claims_table([c for c in builtin_claims() if c.id == "F1"], attributes, metrics, prompts, lengths,
+                                200, 0)
+    row = table[(table.claim == "F1") & (table.module == "q_proj")].iloc[0]
+    assert row.rests_on.startswith("length-adjusted")
+    assert row.verdict == "inconclusive" and row.adjusted_low < 0 < row.adjusted_high
+    assert "Freedman-Lane" in row.test

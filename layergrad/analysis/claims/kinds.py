@@ -36,10 +36,12 @@ import pandas as pd
 from scipy import stats as st
 
 from layergrad.analysis.claims.context import Cell, Context, Where
-from layergrad.analysis.claims.randomization import (CHANGE_WORDS, equivalence_test, log_ratio_or_difference, mean_test,
-                                                     one_sample_equivalence, paired_rank_test)
+from layergrad.analysis.claims.randomization import (CHANGE_WORDS, ENOUGH_OVERLAP, equivalence_test, length_adjusted,
+                                                     log_ratio_or_difference, mean_test, one_sample_equivalence,
+                                                     paired_rank_test)
 from layergrad.analysis.claims.testing import equivalence_p, summary
 from layergrad.analysis.curves import interval, mad, relative_difference, relative_mad, segment_bounds
+from layergrad.analysis.length import length_overlap
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.errors import InputError
 from layergrad.studies.registry import ClaimOptions, claim_kind
@@ -282,8 +284,39 @@ def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
         f"the {spec.layers} layers" if isinstance(spec.layers, str) else f"layers {', '.join(map(str, spec.layers))}")
     kind = spec.options.effect_kind or (f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
                                         f"{scope_words}, {first} vs {second}")
-    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "effect_kind": kind,
-            "n": min(len(x), len(y)), "paired": paired, **test}
+    row = {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "effect_kind": kind,
+           "n": min(len(x), len(y)), "paired": paired, **test}
+    return with_length(ctx, row, (a, ma, x), (b, mb, y), paired, spec.direction == "equivalent",
+                       spec.statistic == "nuclear_norm")
+
+
+def with_length(ctx: Context, row: dict, first, second, paired: bool, equivalence: bool = False,
+                summed: bool = False) -> dict:
+    """The row with the effect adjusted for log response length beside the raw one, and the test its verdict
+    rests on: the adjusted one where the two sides' lengths overlap (``ENOUGH_OVERLAP`` of the samples in the
+    range both cover), else the raw one, the reason in ``rests_on``. ``first``/``second``: (group, its rows,
+    their per-sample values); ``summed``: the values are mean-loss nuclear norms, whose summed-loss change
+    (x response tokens: the mean loss divides the gradient by T) is given too."""
+    (a, ma, x), (b, mb, y) = first, second
+    if a not in ctx.lengths or b not in ctx.lengths:
+        return {**row, "rests_on": "raw effect (no response lengths)"}
+    lx, ly = (np.maximum(ctx.lengths[g].reindex(m.index).to_numpy(dtype=float), 1) for g, m in ((a, ma), (b, mb)))
+    if summed:
+        row = {**row, "effect_summed_loss": float(np.mean(y * ly) / np.mean(x * lx) - 1)}
+    if not ((x > 0).all() and (y > 0).all()):
+        return {**row, "rests_on": "raw effect (values not all positive: no adjustment on the log scale)"}
+    adjusted = length_adjusted(x, y, lx, ly, paired, ctx.n_boot, ctx.arrangements)
+    if adjusted is None:
+        return {**row, "rests_on": "raw effect (the lengths do not vary: no adjustment)"}
+    overlap = length_overlap(lx, ly)
+    row = {**row, **adjusted.row()}
+    if equivalence:
+        return {**row, "rests_on": "raw effect (an equivalence claim)"}
+    if overlap < ENOUGH_OVERLAP:
+        return {**row, "rests_on": f"raw effect (only {overlap:.0%} of the samples lie in the length range both "
+                                   "cover: the adjustment would extrapolate)"}
+    return {**row, **adjusted.result.row(),
+            "rests_on": f"length-adjusted effect ({overlap:.0%} of the samples in the length range both cover)"}
 
 
 @claim_kind("mad_change", needs=pair_needs, options=MadOptions,
@@ -356,7 +389,8 @@ def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | Non
     kind = (f"|log-ratio| of the {label}{unit}: {spec.options.reference_words} {r_ref:+.2f} (mean of "
             f"{len(refs)} tasks) vs {spec.options.words} {this[0]:+.2f}")
     n = len(ctx.of(spec.statistic)[(a, module)])
-    return summary(abs(r_ref) - abs(this[0]), np.abs(d_ref) - np.abs(this[1]), kind, n)
+    row = summary(abs(r_ref) - abs(this[0]), np.abs(d_ref) - np.abs(this[1]), kind, n)
+    return {**row, "rests_on": "effect per unit of log response length" if per else row["rests_on"]}
 
 
 @claim_kind("separation_vs_length", needs=partner_needs, options=SeparationOptions,
@@ -409,7 +443,7 @@ def auroc_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
                   f"{second_metric.replace('_', ' ')} {a_2:.2f}, {first} vs {second}",
                   int(min(len(shared[0]), len(shared[1]))))
     test = paired_rank_test(labels, scores[first_metric], scores[second_metric], ctx.arrangements)
-    return {**row, "paired": True, **test.row()}
+    return {**row, "paired": True, **test.row(), "rests_on": "raw effect (both statistics of the same samples)"}
 
 
 def largest_rows(ctx: Context, spec, cell: Cell) -> list[str]:
@@ -436,8 +470,10 @@ def largest(ctx: Context, spec, on: Where, module: str) -> dict | None:
                         ctx.arrangements)
     kind = spec.options.effect_kind or (f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
                                         f"{spec.first_second()[1]} vs the largest other")
-    return {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "a": best, "b": target,
-            "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y)), "paired": False, **test.row()}
+    row = {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "a": best, "b": target,
+           "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y)), "paired": False, **test.row()}
+    return with_length(ctx, row, (best, others[best], x), (target, mine, y), False,
+                       summed=spec.statistic == "nuclear_norm")
 
 
 PAIR_LABELS = {"q_proj": "q×o", "k_proj": "k×v"}
@@ -484,7 +520,7 @@ def near_zero(ctx: Context, spec, on: Where, row: str) -> dict | None:
     test = one_sample_equivalence(v, margin, ctx.arrangements)
     return {"effect": float(v.mean()), "ci_low": float(lo), "ci_high": float(hi), "a": group, "b": group,
             "effect_kind": f"mean {metric.replace('_', ' ')} (equivalence margin ±{margin:g})", "n": len(v),
-            "paired": True, **test.row()}
+            "paired": True, **test.row(), "rests_on": "raw effect (one condition)"}
 
 
 # ----------------------------------------------------------------------------- between two runs

@@ -90,6 +90,7 @@ class Result:
     z: float
     design: Design
     equivalence: float | None = None  # two one-sided tests: the larger of their p (each floored at 1 / count)
+    words: str = ""  # the test's words where they are not the design's
 
     @property
     def p(self) -> float:
@@ -98,12 +99,13 @@ class Result:
         return float(max(min(1.0, 2 * min(self.less, self.greater)), self.design.floor))
 
     def row(self) -> dict:
-        words = self.design.words() if self.equivalence is None else self.design.tost_words()
+        words = self.words or (self.design.words() if self.equivalence is None else self.design.tost_words())
         return {"p": self.p, "test": words, "z": self.z}
 
 
-def one_sided(observed: float, null: np.ndarray, design: Design) -> Result:
-    """p of 'as small' and 'as large' as ``observed`` among the arrangements' statistics ``null``."""
+def one_sided(observed: float, null: np.ndarray, design: Design, exact: bool | None = None) -> Result:
+    """p of 'as small' and 'as large' as ``observed`` among the arrangements' statistics ``null`` (``exact``:
+    every arrangement, by default when the design lists them all; else random ones)."""
     null = null[np.isfinite(null)]
     if not len(null) or not np.isfinite(observed):
         return Result(np.nan, np.nan, np.nan, design)
@@ -111,7 +113,7 @@ def one_sided(observed: float, null: np.ndarray, design: Design) -> Result:
     below, above = int((null <= observed + tol).sum()), int((null >= observed - tol).sum())
     spread = float(null.std())
     z = (observed - float(null.mean())) / spread if spread > 0 else (0.0 if observed == null.mean() else np.inf)
-    if design.exact:
+    if design.exact if exact is None else exact:
         return Result(below / len(null), above / len(null), z, design)
     less, greater = (below + 1) / (len(null) + 1), (above + 1) / (len(null) + 1)
     if np.isfinite(z):  # a tail the draws cannot resolve: the normal tail of their spread, never below the floor
@@ -188,3 +190,89 @@ def smallest_n(threshold: float, paired: bool) -> int:
     while 2 / comb(2 * n, n) >= threshold:
         n += 1
     return n
+
+
+# ----------------------------------------------------------------------------- adjusted for response length
+
+ENOUGH_OVERLAP = 0.5  # a verdict rests on the length-adjusted effect where this share of samples lies in the shared range
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    """The log ratio of the two sides at equal response length (regression on log length), its bootstrap CI and
+    its randomization test (Freedman-Lane: the null model's residuals exchanged, the full model refitted)."""
+
+    log_ratio: float
+    low: float
+    high: float
+    result: Result
+
+    def row(self) -> dict:
+        return {"adjusted": float(np.expm1(self.log_ratio)), "adjusted_low": float(np.expm1(self.low)),
+                "adjusted_high": float(np.expm1(self.high))}
+
+
+def length_adjusted(x, y, lx, ly, paired: bool, n_boot: int, rng: np.random.Generator) -> Adjusted | None:
+    """y against x (positive per-sample values) adjusted for log response length: paired, the intercept of
+    log(y/x) ~ 1 + log(ly/lx) (the log ratio of a pair of equal lengths); unpaired, the side's coefficient in
+    log value ~ 1 + side + log length. None where the design cannot separate the two (no spread of length)."""
+    x, y, lx, ly = (np.asarray(v, dtype=float) for v in (x, y, lx, ly))
+    if paired:
+        return _paired_adjusted(np.log(y) - np.log(x), np.log(ly) - np.log(lx), n_boot, rng)
+    return _unpaired_adjusted(np.log(np.r_[x, y]), np.r_[np.zeros(len(x)), np.ones(len(y))],
+                              np.log(np.r_[lx, ly]), n_boot, rng)
+
+
+def _intercepts(d: np.ndarray, l: np.ndarray) -> np.ndarray:
+    """Intercepts of d ~ 1 + l along the last axis (closed form of the simple regression)."""
+    n = d.shape[-1]
+    sl, sd, sll, sld = l.sum(-1), d.sum(-1), (l * l).sum(-1), (l * d).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sd * sll - sl * sld) / (n * sll - sl * sl)
+
+
+def _paired_adjusted(d, l, n_boot, rng) -> Adjusted | None:
+    n = len(d)
+    if n < 3 or np.ptp(l) == 0:
+        return None
+    design = np.column_stack([np.ones(n), l])
+    c = np.linalg.pinv(design)[0]  # intercept = c . d
+    gamma = (l @ d) / (l @ l) if l @ l else 0.0  # the null model: no difference at equal length
+    residual = d - gamma * l
+    spec = Design(True, n, n)
+    signs = 1 - 2 * spec.arrangements(rng).astype(float)
+    result = one_sided(float(c @ d), signs @ (c * residual), spec)
+    result = Result(result.less, result.greater, result.z, spec, words="Freedman-Lane " + spec.words())
+    idx = rng.integers(0, n, (n_boot, n))
+    low, high = np.nanpercentile(_intercepts(d[idx], l[idx]), [2.5, 97.5])
+    return Adjusted(float(c @ d), float(low), float(high), result)
+
+
+def _unpaired_adjusted(u, side, log_length, n_boot, rng) -> Adjusted | None:
+    n_a, n_b = int((side == 0).sum()), int((side == 1).sum())
+    design = np.column_stack([np.ones(len(u)), side, log_length])
+    if min(n_a, n_b) < 2 or np.linalg.matrix_rank(design) < 3:
+        return None
+    c = np.linalg.pinv(design)[1]
+    null = np.column_stack([np.ones(len(u)), log_length])
+    residual = u - null @ np.linalg.lstsq(null, u, rcond=None)[0]
+    spec = Design(False, n_a, n_b)
+    order = np.argsort(rng.random((DRAWS, len(u))), axis=1)
+    result = one_sided(float(c @ u), residual[order] @ c, spec, exact=False)
+    result = Result(result.less, result.greater, result.z, spec,
+                    words=f"Freedman-Lane permutation ({DRAWS} random arrangements; floor {spec.floor:.2g})")
+    a, b = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
+    idx = np.hstack([rng.choice(a, (n_boot, n_a)), rng.choice(b, (n_boot, n_b))])
+    beta = _batched_ols(design[idx], u[idx])
+    low, high = np.nanpercentile(beta[:, 1], [2.5, 97.5])
+    return Adjusted(float(c @ u), float(low), float(high), result)
+
+
+def _batched_ols(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Least squares of every (N, k) design and its y at once; NaN where a resample's design is singular."""
+    gram = np.einsum("bni,bnj->bij", xs, xs)
+    rhs = np.einsum("bni,bn->bi", xs, ys)
+    out = np.full(rhs.shape, np.nan)
+    ok = np.linalg.cond(gram) < 1e12
+    out[ok] = np.linalg.solve(gram[ok], rhs[ok][..., None])[..., 0]
+    return out

@@ -15,7 +15,10 @@ from layergrad.analysis.significance import holm
 ALPHA = 0.05
 ALL = "all modules"
 COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "effect", "ci_low", "ci_high",
-           "effect_kind", "a", "b", "p", "p_holm", "n", "n_to_decide", "test", "z", "caveats"]
+           "effect_kind", "adjusted", "adjusted_low", "adjusted_high", "rests_on", "effect_summed_loss", "a", "b",
+           "p", "p_holm", "n", "n_to_decide", "test", "z", "caveats"]
+ADJUSTED = "length-adjusted"  # rests_on of a row whose verdict rests on the effect at equal response length
+CURVES = "raw effect (of the mean curves: no per-sample adjustment for length; the caveats give the lengths)"
 POWER = 0.8  # n_to_decide: the samples per side at which the test would pass this often
 TAIL_DRAWS = 10  # below this many draws beyond zero, the percentile p is only a bound
 
@@ -64,7 +67,8 @@ def summary(effect: float, draws: np.ndarray, kind: str, n: int, why: str = "con
     spread = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
     return {"effect": float(effect), "ci_low": float(lo), "ci_high": float(hi),
             "p": max(boot_p(draws, effect), design.floor), "effect_kind": kind, "n": int(n), "paired": True,
-            "test": f"bootstrap ({why}; floor {design.floor:.2g})", "z": float(effect) / spread if spread else np.nan}
+            "test": f"bootstrap ({why}; floor {design.floor:.2g})", "z": float(effect) / spread if spread else np.nan,
+            "rests_on": CURVES}
 
 
 def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataFrame:
@@ -75,7 +79,9 @@ def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataF
     rows = table.verdict.isna().to_numpy()
     table.loc[rows, "p_holm"] = holm(table.loc[rows, "p"].to_numpy(dtype=float))
     direction = signs.to_numpy(dtype=float)
-    sign = np.sign(table.effect.to_numpy(dtype=float)) * direction
+    on_adjusted = np.array([str(r).startswith(ADJUSTED) for r in table.rests_on])
+    effect = np.where(on_adjusted, table.adjusted.to_numpy(dtype=float), table.effect.to_numpy(dtype=float))
+    sign = np.sign(effect) * direction
     significant = table.p_holm.to_numpy(dtype=float) < ALPHA
     two_sided = direction == 0
     verdict = np.where(significant & ((sign > 0) | two_sided), "holds",

@@ -73,7 +73,10 @@ def length_sentence(length: pd.DataFrame, a: str, b: str) -> str:
 def effect_text(r) -> str:
     """'-96% [-96%, -95%], Holm p < 0.001, n = 50' (relative effects) or '+0.370 [+0.200, +0.520], ...'."""
     fmt = pct if "relative" in str(r.effect_kind) else (lambda v: f"{v:+.3f}")
-    return f"{fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}], Holm {p_text(r.p_holm)}, n = {int(r.n)}"
+    text = f"{fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+    if str(getattr(r, "rests_on", "")).startswith("length-adjusted"):
+        text += f"; at equal length {pct(r.adjusted)} [{pct(r.adjusted_low)}, {pct(r.adjusted_high)}] (the verdict's)"
+    return f"{text}, Holm {p_text(r.p_holm)}, n = {int(r.n)}"
 
 
 def shown_module(modules: pd.DataFrame):
