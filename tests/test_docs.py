@@ -80,6 +80,7 @@ def test_the_old_spellings_still_parse_but_are_hidden():
     assert "--limit" in demo and " -n " not in demo
 
 
+@pytest.mark.slow
 def test_importing_and_analysing_leaves_matplotlibs_backend_alone(tmp_path):
     code = """
 import matplotlib

@@ -52,6 +52,7 @@ def study(folder, paper_data, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_pair_of_the_layout_gets_its_claims(study):
     claims = pd.read_csv(study / "claims.csv")
     summary = claims[claims.module == "all modules"]

@@ -19,6 +19,7 @@ TINY = ["--model", "tiny-random-llama", "-q"]
 FIELDS = ("reward", "ifd_gpt2", "diff", "instag")
 
 
+@pytest.mark.slow
 def test_record_fields_travel_and_are_correlated(followup_data, tmp_path, capsys):
     run, out = tmp_path / "run", tmp_path / "analysis"
     files = {s: followup_data / "reward" / f"wiz_10k_{s}_200.json" for s in ("highest", "lowest")}

@@ -69,6 +69,7 @@ def test_every_claim_of_every_task_and_resume_after_kill(paper_data, tmp_path):
         pd.testing.assert_frame_equal(a[name], b[name], obj=name)
 
 
+@pytest.mark.slow
 def test_the_same_numbers_as_compute_and_analyze_by_hand(paper_data, tmp_path):
     out = tmp_path / "repro"
     assert main(["reproduce", *FAST, "--paper-data", paper_data, "--limit", "3", "--tasks", "gsm8k",
@@ -85,6 +86,7 @@ def test_the_same_numbers_as_compute_and_analyze_by_hand(paper_data, tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "claims.csv"), pd.read_csv(by_hand / "analysis" / "claims.csv"))
 
 
+@pytest.mark.slow
 def test_compare_of_a_base_and_an_instruct_reproduction_adds_h4_and_h6(paper_data, tmp_path):
     for model in ("tiny-random-llama", "tiny-random-gpt2"):  # ChatML instruct / no template: base
         args = [a if a != "tiny-random-llama" else model for a in FAST]

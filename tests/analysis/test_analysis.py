@@ -94,6 +94,7 @@ def test_paired_index_needs_shared_prompts():
     assert tests.paired_index(a, c) is None
 
 
+@pytest.mark.slow
 def test_analyze_writes_every_output(tiny_run, tmp_path):
     out = tmp_path / "analysis"
     assert main(["analyze", str(tiny_run), "--out", str(out), "--bootstrap", "200", "--formats", "png", "-q"]) == 0

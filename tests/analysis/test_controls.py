@@ -118,6 +118,7 @@ def test_derived_metrics_and_python_api(tiny, tmp_path):
     assert html.index("Claims") < html.index("headline figure") < html.index("Details per pair")
 
 
+@pytest.mark.slow
 def test_analyze_accepts_a_directory_and_a_list(tiny_run, tmp_path):
     one = layergrad.analyze(tiny_run, metrics=["nuclear_norm"], n_boot=50, log=lambda *a: None)
     two = layergrad.analyze([tiny_run, tiny_run], metrics=["nuclear_norm"], n_boot=50, log=lambda *a: None,
