@@ -50,6 +50,15 @@ def relative_difference(a, b, axis: int = -1):
     return float(out) if np.ndim(out) == 0 else out
 
 
+def net_relative_difference(a, b, axis: int = -1):
+    """The net RD, |mean_l (b_l - a_l) / |a_l||: the signed differences averaged over the layers before the
+    magnitude is taken, so noise that changes sign from layer to layer averages out instead of adding up (the
+    paper's mean of |a_l - b_l| / |a_l| is positive however alike the two curves are)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    out = np.abs(np.mean((b - a) / np.where(a == 0, 1e-10, np.abs(a)), axis=axis))
+    return float(out) if np.ndim(out) == 0 else out
+
+
 def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of bootstrap draws along axis 0."""
     tail = (1 - level) / 2 * 100

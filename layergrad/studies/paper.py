@@ -55,7 +55,9 @@ CLAIMS = (
           "holds); sign-flip test.",
           "mad_change", {"style": ["detailed", "simplified"]}, "less", where=REASONING),
     claim("H5", "Correct vs irrelevant differ more for Detailed than for None CoT (RD)",
-          "RD(correct, irrelevant) of the mean nuclear-norm curves for Detailed minus that for None (positive = holds); "
+          "Net RD(correct, irrelevant) = |mean over layers of (irrelevant - correct) / |correct|| of the mean "
+          "nuclear-norm curves (noise that changes sign between layers averages out; options.rd: paper for the "
+          "paper's mean of |.|), Detailed minus None (positive = holds), the prompts' four rows resampled together; "
           "sign-flip test on the prompts all four conditions share. The AUROC of loss, length and gradient is in the caveats.", "rd_difference",
           {"style": ["detailed", "none"]}, "greater", where=REASONING, caveat="separability",
           options={"within": CORRECT_VS_IRRELEVANT, "names": ["Detailed", "None"]}),
@@ -72,7 +74,7 @@ CLAIMS = (
           {"style": ["popular-1000", "popular-100"]}, "greater", where=WIKI, test="bootstrap", caveat="none",
           options={**LENGTH_CONTROL, "measure": "mad"}),
     claim("H7c", "Longer Wikipedia answers do not reproduce slow thinking's correct/irrelevant gap",
-          "RD(correct, irrelevant) gain None→Detailed (mean over reasoning tasks) minus the gain popular 100→1000 "
+          "Net RD(correct, irrelevant) gain None→Detailed (mean over reasoning tasks) minus the gain popular 100→1000 "
           "(positive = holds); bootstrap.", "separation_vs_length", {"style": ["popular-1000", "popular-100"]},
           "greater", where=WIKI, test="bootstrap", caveat="none",
           options={**LENGTH_CONTROL, "within": CORRECT_VS_IRRELEVANT,
@@ -88,7 +90,7 @@ CLAIMS = (
           where=REASONING, test="bootstrap", caveat="none",
           options={"words": "None→Detailed", "first_run": "base", "second_run": "instruct", "runs": "base vs instruct"}),
     claim("H6", "Correct vs irrelevant differ less for the instruct model than for the base model",
-          "RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).",
+          "Net RD(correct, irrelevant) of the Detailed CoT curves, instruct minus base (negative = holds).",
           "rd_between_runs", {"style": ["detailed"]}, "less", where={"family": "reasoning"}, test="bootstrap",
           caveat="none", options={"within": CORRECT_VS_IRRELEVANT, "words": "Detailed", "first_run": "base",
                                   "second_run": "instruct", "runs": "base vs instruct"}),

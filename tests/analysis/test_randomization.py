@@ -182,3 +182,14 @@ def test_a_claim_rests_on_the_adjusted_effect_where_lengths_overlap():
     assert row.rests_on.startswith("length-adjusted")
     assert row.verdict == "inconclusive" and row.adjusted_low < 0 < row.adjusted_high
     assert "Freedman-Lane" in row.test
+
+
+def test_the_net_rd_does_not_grow_with_noise():
+    """Two curves that differ only by noise: the paper's RD is about the noise's mean |difference|; the net RD,
+    averaged over the layers before the magnitude, shrinks as 1/sqrt(layers) — and a real shift shows in both."""
+    from layergrad.analysis.curves import net_relative_difference, relative_difference
+
+    rng = np.random.default_rng(10)
+    a, b = 1 + rng.normal(0, 0.1, 400), 1 + rng.normal(0, 0.1, 400)
+    assert relative_difference(a, b) > 0.1 and net_relative_difference(a, b) < 0.04
+    assert net_relative_difference(a, 1.2 * b) == pytest.approx(0.2, abs=0.04)

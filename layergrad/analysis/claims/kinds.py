@@ -40,7 +40,8 @@ from layergrad.analysis.claims.randomization import (CHANGE_WORDS, ENOUGH_OVERLA
                                                      log_ratio_or_difference, mean_test, one_sample_equivalence,
                                                      paired_rank_test)
 from layergrad.analysis.claims.testing import equivalence_p, summary
-from layergrad.analysis.curves import interval, mad, relative_difference, relative_mad, segment_bounds
+from layergrad.analysis.curves import (interval, mad, relative_difference, relative_mad, segment_bounds,
+                                       net_relative_difference)
 from layergrad.analysis.length import length_overlap
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.errors import InputError
@@ -70,6 +71,10 @@ class MadOptions(ClaimOptions):
 class WithinOptions(ClaimOptions):
     within: dict  # {attribute: [own value, partner value]}: each side's partner (e.g. correct vs irrelevant)
     names: list | None = None  # the two sides' words (default: the compared values)
+    rd: str = "net"  # net: |mean_l (partner - own) / |own|| (noise averages out over layers); paper: mean_l |.|
+
+    def __post_init__(self):
+        one_of("rd", self.rd, tuple(RD))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +94,11 @@ class ReferenceOptions(ClaimOptions):
 @dataclass(frozen=True, kw_only=True)
 class SeparationOptions(ReferenceOptions):
     within: dict  # as in rd_difference, for this pair and (``reference.within``) the reference pair
+    rd: str = "net"  # as in rd_difference
+
+    def __post_init__(self):
+        super().__post_init__()
+        one_of("rd", self.rd, tuple(RD))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +131,11 @@ def one_of(key: str, value, choices: tuple) -> None:
 class RdBetweenRunsOptions(BetweenRunsOptions):
     within: dict
     words: str = ""
+    rd: str = "net"  # as in rd_difference
+
+    def __post_init__(self):
+        super().__post_init__()
+        one_of("rd", self.rd, tuple(RD))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,19 +247,22 @@ def log_length(la, lb):
     return np.where(np.abs(ratio) < np.log(1.1), np.nan, ratio)
 
 
-def rd_of(ctx: Context, correct: str, other: str, module: str):
+RD = {"net": net_relative_difference, "paper": relative_difference}
+
+
+def rd_of(ctx: Context, correct: str, other: str, module: str, rd=relative_difference):
     """(point, draws) of RD(correct, other) of the mean curves."""
-    got = resampled(ctx, correct, other, module, lambda cc, ci: relative_difference(cc, ci, axis=-1))
+    got = resampled(ctx, correct, other, module, lambda cc, ci: rd(cc, ci, axis=-1))
     return got[:2] if got else None
 
 
-def rd_gain(ctx: Context, cell: Cell, within: dict, second: dict, first: dict, module: str):
+def rd_gain(ctx: Context, cell: Cell, within: dict, second: dict, first: dict, module: str, rd=relative_difference):
     """(point, draws, [RD second, RD first]) of RD(first, partner) - RD(second, partner)."""
     got = []
     for selector in (second, first):
         own, partner = within_pair(within, selector)
         a, b = cell.one(own), cell.one(partner)
-        got.append(rd_of(ctx, a, b, module) if a and b else None)
+        got.append(rd_of(ctx, a, b, module, rd) if a and b else None)
     if None in got:
         return None
     return got[1][0] - got[0][0], got[1][1] - got[0][1], [got[0][0], got[1][0]]
@@ -340,24 +358,30 @@ def mad_change(ctx: Context, spec, on: Where, module: str) -> dict | None:
             compare="two values, options.within: two values",
             describe="RD(first, its partner) minus RD(second, its partner)")
 def rd_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
-    cell = on.cell
+    """Where the four conditions share prompts, the prompts' rows are resampled together (a paired CI) and the
+    test swaps each prompt's two sides; else each RD is resampled on its own and the bootstrap gives p."""
+    cell, rd = on.cell, RD[spec.options.rd]
     second, first = sides(spec)
-    got = rd_gain(ctx, cell, spec.options.within, second, first, module)
-    if got is None:
-        return None
-    effect, draws, (rd_second, rd_first) = got
-    n = min(len(ctx.of(spec.statistic)[(cell.one(s), module)]) for s in (second, first))
     name_first, name_second = spec.options.names or spec.first_second()[1:]
-    row = summary(effect, draws, f"RD {name_first} {rd_first:.3f} minus RD {name_second} {rd_second:.3f}", n,
-                  "no prompts shared by all four conditions")
+    sign = "net RD" if spec.options.rd == "net" else "RD"
+    words = lambda rd_first, rd_second: f"{sign} {name_first} {rd_first:.3f} minus {name_second} {rd_second:.3f}"
     groups = [cell.one(g) for s in (second, first) for g in within_pair(spec.options.within, s)]
     units = ctx.aligned(groups, module, spec.statistic)
     if units is None:  # no exchange of rows is a null for it: the bootstrap
-        return row
+        got = rd_gain(ctx, cell, spec.options.within, second, first, module, rd)
+        if got is None:
+            return None
+        effect, draws, (rd_second, rd_first) = got
+        n = min(len(ctx.of(spec.statistic)[(cell.one(s), module)]) for s in (second, first))
+        return summary(effect, draws, words(rd_first, rd_second), n, "no prompts shared by all four conditions")
     rows_second, rows_first = (np.hstack([u.to_numpy() for u in units[i:i + 2]]) for i in (0, 2))
-    half = units[0].shape[1]
-    gain = lambda ca, cb: (relative_difference(cb[:, :half], cb[:, half:], axis=-1)
-                           - relative_difference(ca[:, :half], ca[:, half:], axis=-1))
+    half, n = units[0].shape[1], len(units[0])
+    curves_rd = lambda c: rd(c[:, :half], c[:, half:], axis=-1)
+    gain = lambda ca, cb: curves_rd(cb) - curves_rd(ca)
+    idx = ctx.rng.integers(0, n, (ctx.n_boot, n))
+    draws = gain(rows_second[idx].mean(1), rows_first[idx].mean(1))
+    rd_second, rd_first = (float(curves_rd(r.mean(0)[None])[0]) for r in (rows_second, rows_first))
+    row = summary(rd_first - rd_second, draws, words(rd_first, rd_second), n)
     return {**row, "paired": True, **mean_test(rows_second, rows_first, True, gain, ctx.arrangements).row()}
 
 
@@ -398,15 +422,17 @@ def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | Non
 def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
     cell, reference = on.cell, on.reference
     second, first = sides(spec)
-    this = rd_gain(ctx, cell, spec.options.within, second, first, module)
+    rd = RD[spec.options.rd]
+    this = rd_gain(ctx, cell, spec.options.within, second, first, module, rd)
     within = spec.options.reference["within"]
-    refs = [rd_gain(ctx, c, within, s, f, module) for c, s, f in reference_pairs(spec, reference)
+    refs = [rd_gain(ctx, c, within, s, f, module, rd) for c, s, f in reference_pairs(spec, reference)
             if all(c.find(within_pair(within, sel)[1]) for sel in (s, f))]
     refs = [r for r in refs if r is not None]
     if this is None or not refs:
         return None
     g_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
-    kind = (f"RD gain {spec.options.reference_words} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
+    sign = "net " if spec.options.rd == "net" else ""
+    kind = (f"{sign}RD gain {spec.options.reference_words} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
             f"{spec.options.words} {this[0]:+.3f}")
     n = len(ctx.of(spec.statistic)[(cell.one(second), module)])
     return summary(g_ref - this[0], d_ref - this[1], kind, n)
@@ -550,11 +576,12 @@ def rd_between_runs(ctx: Context, spec, on: Where, module: str) -> dict | None:
     got = []
     for c in (first_cell, second_cell):
         own, partner = partners(spec, selector)
-        got.append(rd_of(ctx, c.one(own), c.one(partner), module))
+        got.append(rd_of(ctx, c.one(own), c.one(partner), module, RD[spec.options.rd]))
     if None in got:
         return None
     (pb, db), (pi, di) = got
-    return summary(pi - pb, di - db, f"RD {spec.options.words}: {spec.options.second_run} "
+    sign = "net " if spec.options.rd == "net" else ""
+    return summary(pi - pb, di - db, f"{sign}RD {spec.options.words}: {spec.options.second_run} "
                    f"{pi:.3f}, {spec.options.first_run} {pb:.3f}",
                    len(ctx.of(spec.statistic)[(first_cell.one(partners(spec, selector)[0]), module)]))
 
