@@ -87,6 +87,20 @@ def test_the_same_numbers_as_compute_and_analyze_by_hand(paper_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_random_weights_control_reaches_h1_h2_h5(paper_data, tmp_path):
+    """--reinit-control on the first paper's study: the reasoning tasks once more under random weights
+    (OUT/run-reinit), and H1, H2 and H5 quote their own row under random weights in the caveats."""
+    out = tmp_path / "repro"
+    assert main(["reproduce", *FAST, "--paper-data", paper_data, "--limit", "5", "--tasks", "gsm8k",
+                 "--no-task-reports", "--reinit-control", "--out", str(out)]) == 0
+    assert (out / "run-reinit").is_dir()
+    claims = pd.read_csv(out / "claims.csv")
+    for claim in ("H1", "H2", "H5"):
+        rows = claims[(claims.claim == claim) & (claims.module == "q_proj")]
+        assert rows.caveats.str.contains("random weights: ").all(), claim
+
+
+@pytest.mark.slow
 def test_compare_of_a_base_and_an_instruct_reproduction_adds_h4_and_h6(paper_data, tmp_path):
     for model in ("tiny-random-llama", "tiny-random-gpt2"):  # ChatML instruct / no template: base
         args = [a if a != "tiny-random-llama" else model for a in FAST]

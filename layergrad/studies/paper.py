@@ -129,8 +129,14 @@ def figures(study: Study, analysed: list[str], config) -> list[GridFigure]:
     return out
 
 
-HOOKS = StudyHooks(figures=figures, words=lambda config: [f"--groups {','.join(config.groups)}"],
-                   data_flag="--paper-data DIR")
+def reasoning_conditions(study: Study) -> list[str]:
+    """The conditions the random-weights control (``--reinit-control``) runs again: the reasoning tasks, what
+    H1-H5 read."""
+    return [c.name for c in study.conditions if c.attributes.get("family") == "reasoning"]
+
+
+HOOKS = StudyHooks(figures=figures, control=reasoning_conditions, data_flag="--paper-data DIR",
+                   words=lambda config: [f"--groups {','.join(config.groups)}"])
 
 
 def paper_study(groups=("cot", "math", "wiki"), tasks=None, **unused) -> Study:

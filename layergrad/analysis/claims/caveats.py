@@ -117,15 +117,24 @@ def controls_caveat(row, controls: Controls, reinit: bool, metric: str = "nuclea
     inc = increment_for(controls.increment, row.a, row.b, metric)
     if inc is not None:
         notes.append(str(inc.verdict))
-    control = controls.reinit
-    if reinit and control is not None and len(control):
-        same = control[(control.claim == row.claim) & (control.task == row.task) & (control.module == row.module)]
-        if len(same):
-            r = same.iloc[0]
-            notes.append(f"random weights: {r.verdict} ({r.effect * 100:+.0f}% [{r.ci_low * 100:+.0f}%, "
-                         f"{r.ci_high * 100:+.0f}%])" + (" — the pattern does not need what the model learned"
-                                                         if r.verdict == "holds" else ""))
+    if reinit:
+        notes.append(reinit_note(row, controls))
     return "; ".join(n for n in notes if n)
+
+
+def reinit_note(row, controls: Controls) -> str:
+    """The same claim row under random weights (the control run), or '' without one."""
+    control = controls.reinit
+    if control is None or not len(control):
+        return ""
+    same = control[(control.claim == row.claim) & (control.task == row.task) & (control.module == row.module)]
+    if not len(same):
+        return ""
+    r = same.iloc[0]
+    relative = "relative" in str(r.effect_kind)
+    fmt = (lambda v: f"{v * 100:+.0f}%") if relative else (lambda v: f"{v:+.3f}")
+    return (f"random weights: {r.verdict} ({fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}])"
+            + (" — the pattern does not need what the model learned" if r.verdict == "holds" else ""))
 
 
 def traces_caveat(row, controls: Controls) -> str:
@@ -152,14 +161,16 @@ def controls_note(spec, row, controls: Controls, cell) -> str:
 
 @caveat("length")
 def length_note(spec, row, controls: Controls, cell) -> str:
-    """How the two conditions' response lengths overlap."""
-    return length_caveat(row.a, row.b, controls.lengths)
+    """How the two conditions' response lengths overlap (and the claim under random weights, when run)."""
+    return "; ".join(n for n in (length_caveat(row.a, row.b, controls.lengths), reinit_note(row, controls)) if n)
 
 
 @caveat("separability", options=SeparabilityOptions)
 def separability_note(spec, row, controls: Controls, cell) -> str:
-    """Does the loss separate each side's pair (``options.within``) as well as the gradient?"""
-    return separability_caveat(row, controls, separability_pairs(spec, cell))
+    """Does the loss separate each side's pair (``options.within``) as well as the gradient? (And the claim under
+    random weights, when run.)"""
+    notes = (separability_caveat(row, controls, separability_pairs(spec, cell)), reinit_note(row, controls))
+    return "; ".join(n for n in notes if n)
 
 
 @caveat("traces")
