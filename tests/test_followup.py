@@ -129,3 +129,25 @@ def test_a_dead_cell_is_a_row_saying_why_and_the_rest_runs(followup_data, paper_
     samples = pd.read_parquet(out / "run" / "samples.parquet")
     assert (samples[samples.condition == "ifd_gpt2/mag/low"].status == "skipped").all()
     assert claims.loc[("F6", "ifd_gpt2/mag", "all modules")].verdict in ("holds", "fails", "inconclusive")
+
+
+def test_f1_gives_a_verdict_per_early_middle_and_late_layers():
+    """F1 per segment: a drop confined to the early layers holds there and nowhere else."""
+    import numpy as np
+
+    from layergrad.analysis import claims
+    from layergrad.studies import builtin_claims
+
+    rng = np.random.default_rng(0)
+    metrics, prompts, lengths, attributes = {"nuclear_norm": {}}, {}, {}, {}
+    for side in ("high", "low"):
+        group, ids = f"instag/mag/{side}", [f"{side}{i}" for i in range(30)]
+        scale = np.r_[0.6, 0.6, np.ones(4)] if side == "high" else np.ones(6)
+        metrics["nuclear_norm"][(group, "q_proj")] = pd.DataFrame(scale * rng.lognormal(0, 0.1, (30, 6)), index=ids)
+        prompts[group] = pd.Series(ids, index=ids)
+        lengths[group] = pd.Series(rng.integers(100, 300, 30).astype(float), index=ids)
+        attributes[group] = {"task": "instag/mag", "quality": side, "family": "quality"}
+    table = claims.claims_table([c for c in builtin_claims() if c.id == "F1"], attributes, metrics, prompts, lengths,
+                                200, 0).set_index("module")
+    assert table.loc["q_proj · early"].verdict == "holds"
+    assert table.loc["q_proj · middle"].verdict == "inconclusive" and table.loc["q_proj · late"].verdict == "inconclusive"

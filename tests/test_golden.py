@@ -32,7 +32,9 @@ inconclusive; 2-3 records: floor 0.2) and 47 F6 rows + 3 'all modules' (a mean c
 ``adjusted_high``, ``rests_on``, ``effect_summed_loss``): on 2-4 samples no two conditions' lengths overlap, so
 every verdict still rests on its raw effect (none moved). H5, H6 and H7c then moved to the net RD (the signed
 differences averaged over layers before the magnitude; H5's four rows resampled together where they share
-prompts): effects and CIs changed, no verdict moved. Everything else in them is still the earlier code's.
+prompts): effects and CIs changed, no verdict moved. F1 and F2 then became a row per module and early / middle /
+late layers (32 rows over all layers -> 88 per segment, all inconclusive before and after). Everything else in
+them is still the earlier code's.
 
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own

@@ -4,7 +4,8 @@ first paper's GSM8K None / Detailed CoT as the carry-over (when the paper's data
 plus the first paper's claims for the carry-over task.
 
 - F1 high quality gives a lower nuclear norm, F2 a higher effective rank (relative change of the
-  per-sample mean over all layers, high vs low; label permutation: different records);
+  per-sample mean over the early, middle and late layers, a verdict each, high vs low; label permutation:
+  different records);
 - F3 the effective rank separates high from low better than the nuclear norm (AUROC of each in its
   claimed direction, the same stratified bootstrap resamples for both);
 - F4 the s1.1 traces give the largest effective rank of all the run's data;
@@ -35,13 +36,15 @@ LABELS = {**PAPER_LABELS, "quality": "", "traces": ""}
 
 CLAIMS = (
     claim("F1", "High-quality data gives lower nuclear norms than low-quality data",
-          "Relative change of the per-sample mean nuclear norm over all layers, high vs low subset of a (metric, pool) "
-          "cell (negative = holds); label permutation of the log ratio of the means (different records).", "difference", {"quality": ["high", "low"]},
-          "less", where=QUALITY, paired="no", caveat="controls", options={"reinit": True}),
+          "Relative change of the per-sample mean nuclear norm over the early, the middle and the late layers (a row and "
+          "a verdict each), high vs low subset of a (metric, pool) cell (negative = holds); label permutation of the "
+          "log ratio of the means (different records).", "difference", {"quality": ["high", "low"]},
+          "less", where=QUALITY, paired="no", caveat="controls", options={"reinit": True, "by_segment": True}),
     claim("F2", "High-quality data gives higher effective ranks than low-quality data",
-          "Relative change of the per-sample mean effective rank over all layers, high vs low (positive = holds); "
-          "label permutation.", "difference", {"quality": ["high", "low"]}, "greater", statistic="effective_rank",
-          where=QUALITY, paired="no", caveat="controls", options={"reinit": True}),
+          "Relative change of the per-sample mean effective rank over the early, the middle and the late layers, high "
+          "vs low (positive = holds); label permutation.", "difference", {"quality": ["high", "low"]}, "greater",
+          statistic="effective_rank", where=QUALITY, paired="no", caveat="controls",
+          options={"reinit": True, "by_segment": True}),
     claim("F3", "Effective rank separates high from low quality better than nuclear norm",
           "AUROC of the per-sample mean effective rank (higher in high) minus that of the nuclear norm (lower in high), "
           "the same stratified bootstrap resamples for both for the CI, the two statistics' ranks swapped sample by sample "

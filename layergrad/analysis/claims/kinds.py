@@ -40,8 +40,8 @@ from layergrad.analysis.claims.randomization import (CHANGE_WORDS, ENOUGH_OVERLA
                                                      log_ratio_or_difference, mean_test, one_sample_equivalence,
                                                      paired_rank_test)
 from layergrad.analysis.claims.testing import equivalence_p, summary
-from layergrad.analysis.curves import (interval, mad, relative_difference, relative_mad, segment_bounds,
-                                       net_relative_difference)
+from layergrad.analysis.curves import (SEGMENTS, interval, mad, net_relative_difference, relative_difference,
+                                       relative_mad, segment_bounds)
 from layergrad.analysis.length import length_overlap
 from layergrad.analysis.separability import auroc, auroc_rows, bootstrap_indices
 from layergrad.errors import InputError
@@ -56,6 +56,12 @@ RUN_PAIRINGS = ("in order", "base vs instruct")  # how a between-runs claim pick
 @dataclass(frozen=True, kw_only=True)
 class Wording(ClaimOptions):
     effect_kind: str = ""  # the effect's words in the table (default: written from the claim's parameters)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DifferenceOptions(Wording):
+    by_segment: bool = False  # a row (and verdict) per module and early / middle / late layers, not one over the
+    # claim's layers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,16 +281,28 @@ def per_sample_mean(ctx: Context, metric: str, group: str, module: str) -> pd.Se
 
 # ----------------------------------------------------------------------------- the kinds
 
-@claim_kind("difference", needs=pair_needs, options=Wording, test=CHANGE_WORDS,
+def difference_rows(ctx: Context, spec, cell: Cell) -> list[str] | None:
+    """With ``options.by_segment``, '<module> · <segment>' for every module both sides have; else the modules."""
+    if not spec.options.by_segment:
+        return None
+    a, b = (cell.one(s) for s in sides(spec))
+    matrices = ctx.of(spec.statistic)
+    return [f"{m} · {segment}" for (g, m) in matrices if g == a and (b, m) in matrices
+            for segment in SEGMENTS if segment != "all"]
+
+
+@claim_kind("difference", needs=pair_needs, options=DifferenceOptions, rows=difference_rows, test=CHANGE_WORDS,
             describe="relative change of the per-sample mean over the layers")
 def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
-    cell = on.cell
+    cell, layers = on.cell, spec.layers
+    if spec.options.by_segment:
+        module, layers = module.rsplit(" · ", 1)
     a, b = (cell.one(s) for s in sides(spec))
     pair = ctx.pair(a, b, module, spec.statistic, spec.paired)
     if pair is None:
         return None
     ma, mb, paired = pair
-    x, y = layer_mean(ma, spec.layers), layer_mean(mb, spec.layers)
+    x, y = layer_mean(ma, layers), layer_mean(mb, layers)
     if spec.paired == "no" and (len(x) < 2 or len(y) < 2):
         return None
     effect, draws = relative_change_draws(x, y, paired, ctx)
@@ -298,8 +316,8 @@ def difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
         test = {"p": equivalence_p(draws, effect, spec.margin), "test": "two one-sided tests on the bootstrap draws",
                 "z": np.nan}
     attribute, first, second = spec.first_second()
-    scope_words = "all layers" if spec.layers == "all" else (
-        f"the {spec.layers} layers" if isinstance(spec.layers, str) else f"layers {', '.join(map(str, spec.layers))}")
+    scope_words = "all layers" if layers == "all" else (
+        f"the {layers} layers" if isinstance(layers, str) else f"layers {', '.join(map(str, layers))}")
     kind = spec.options.effect_kind or (f"relative change of the mean {spec.statistic.replace('_', ' ')} over "
                                         f"{scope_words}, {first} vs {second}")
     row = {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "effect_kind": kind,

@@ -66,14 +66,17 @@ def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: di
     else:
         a = b = ""
     matrices = ctx.of(spec.statistic)
-    names = kind.rows(ctx, spec, cell) if kind.rows else [m for (g, m) in matrices if g == a and (b, m) in matrices]
+    names = kind.rows(ctx, spec, cell) if kind.rows else None  # a kind's rows; None: the modules both sides have
+    own_rows = names is not None
+    if names is None:
+        names = [m for (g, m) in matrices if g == a and (b, m) in matrices]
     rows = []
     for name in names:
         stat = kind.statistic(ctx, spec, Where(cell, reference), name)
         if stat:
             rows.append({"claim": spec.id, "task": cell.key, "module": name, "statement": spec.statement,
                          "definition": definition(spec), "a": a, "b": b, **stat})
-    if not rows and kind.rows:
+    if not rows and own_rows:
         return [not_applicable(spec, cell.key, "the run holds no values it reads (e.g. computed without --cosine)")]
     if not rows and names:
         counts = " and ".join(f"{len(ctx.prompts.get(g, []))} in {g}" for g in dict.fromkeys((b, a)))
