@@ -27,9 +27,10 @@ length, which decides most quality subsets; the selection then ranks by the resi
 
 ``--recipe oda`` reproduces OpenDataArena's NuclearNormScorer / EffectiveRankScorer (formatting in
 data/formatting.py; the last layer's q/k/v/o unless ``--layers``/``--modules`` say otherwise): its scores
-are ``lg_nuclear_norm_<kind>`` and ``lg_effective_rank_<kind>`` (ODA's Q/K/V/O_NuclearNorm and
-_EffectiveRank), the effective rank with ODA's definition (singular values and shares under 1e-10 left
-out, the shares renormalised).
+are ``lg_nuclear_norm_<kind>`` (from the text joined by ' ', as NuclearNormScorer builds it) and
+``lg_effective_rank_<kind>`` (from a second pass, ``RANK_PASS``, joined by '\n' as EffectiveRankScorer
+builds it), the effective rank with ODA's definition (singular values and shares under 1e-10 left out, the
+shares renormalised).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from layergrad.schema import layer_rows
 PREFIX = "lg_"
 SEGMENTS = ("early", "middle", "late")
 CONDITION = "data"
+RANK_PASS = "data-effective-rank"  # the ODA recipe's second pass: the text of ODA's EffectiveRankScorer
 WINDOW = 256  # records per committed chunk
 RESIDUALIZE = ("length",)
 
@@ -160,9 +162,17 @@ def compute_windows(config: RunConfig, source: RecordSource, window: int, log, t
     from layergrad.runs.sources import Windows
 
     oda = config.compute.recipe == "oda"
-    windows = Windows(source, window, config.subsample(), lambda r, i: record_sample(r, i, source.fields, oda),
-                      CONDITION)
+    windows = Windows(source, window, config.subsample(), lambda r, i: record_samples(r, i, source.fields, oda),
+                      passes=2 if oda else 1)
     run(config, source=windows, log=log, keep_going=True, then=then)
+
+
+def record_samples(record, index: int, fields, oda: bool = False) -> dict:
+    """{condition: Sample} of one record: the record; with the ODA recipe once more as its EffectiveRankScorer
+    builds the text (instruction + '\n' + output; its NuclearNormScorer joins them with ' '), a second pass
+    from which the effective rank is taken."""
+    sample = record_sample(record, index, fields, oda)
+    return {CONDITION: sample, **({RANK_PASS: replace(sample, join="\n")} if oda else {})}
 
 
 def record_sample(record, index: int, fields, oda: bool = False):
@@ -182,10 +192,11 @@ def record_sample(record, index: int, fields, oda: bool = False):
 
 def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda: bool = False) -> pd.DataFrame:
     """One chunk's samples -> their score columns, by source_index."""
+    rank_pass = layer_rows(stats[stats.condition == RANK_PASS]) if oda else None
     stats = layer_rows(stats[stats.condition == CONDITION])  # a MoE layer's experts: their summary rows
     samples = samples[samples.condition == CONDITION].drop_duplicates("source_index").set_index("source_index")
     if oda and "spectrum" in stats.columns:
-        stats = stats.assign(effective_rank=stats.spectrum.map(oda_effective_rank))
+        stats = stats.assign(effective_rank=oda_ranks(stats, rank_pass))
     names = [n for n in statistic_names() if n in stats.columns]
     kinds = sorted(set(stats.module), key=kind_order)
     layers = set(stats.layer)
@@ -206,6 +217,14 @@ def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda:
     table[PREFIX + "reason"] = samples.reason
     table[PREFIX + "sample_id"] = samples.sample_id
     return table
+
+
+def oda_ranks(stats: pd.DataFrame, rank_pass: pd.DataFrame) -> np.ndarray:
+    """ODA's effective rank of every (sample, module, layer) row, from the second pass's spectra (the text ODA's
+    EffectiveRankScorer builds); NaN where that pass has no row (its skip reason is in its samples)."""
+    keys = ["sample_id", "module", "layer"]
+    ranks = rank_pass.set_index(keys).spectrum.map(oda_effective_rank) if len(rank_pass) else pd.Series(dtype=float)
+    return ranks.reindex(pd.MultiIndex.from_frame(stats[keys])).to_numpy(dtype=float)
 
 
 def oda_effective_rank(sigma) -> float:

@@ -57,18 +57,20 @@ def test_the_backward_stops_at_the_lowest_measured_layer_with_the_same_numbers(t
         np.testing.assert_allclose(last[column], want[column], rtol=1e-5, atol=0, err_msg=column)
 
 
-def oda_reference(m, record: dict, max_length: int = 2048) -> dict:
-    """OpenDataArena's NuclearNormScorer / EffectiveRankScorer recipe with plain transformers calls: text
-    instruction[+"\\n"+input] + " " + output, the first len(tokenize(instruction + " ")) tokens masked,
-    full backward, torch SVD of the last layer's q/k/v/o param.grad, its effective rank definition."""
+def oda_reference(m, record: dict, join: str, max_length: int = 2048) -> dict:
+    """OpenDataArena's scorers with plain transformers calls, line by line as released: text
+    instruction[+"\\n"+input] + join + output (NuclearNormScorer: join " "; EffectiveRankScorer: "\\n"), the first
+    len(tokenize(instruction + join)) tokens masked, full backward, torch SVD of the last layer's q/k/v/o
+    param.grad: the nuclear norm (sum of S) and the effective rank (S > 1e-10, shares > 1e-10, renormalised)."""
     model, tok = m.model, m.tokenizer
     instr = record["instruction"].strip()
     if record.get("input", "").strip():
         instr = instr + "\n" + record["input"].strip()
-    text = instr + " " + record["output"].strip()
+    text = instr + join + record["output"].strip()
     ids = tok(text, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"]
     labels = ids.clone()
-    labels[:, :tok(instr + " ", truncation=True, max_length=max_length, return_tensors="pt")["input_ids"].shape[1]] = -100
+    n_prompt = tok(instr + join, truncation=True, max_length=max_length, return_tensors="pt")["input_ids"].shape[1]
+    labels[:, :n_prompt] = -100
     layer = decoder_layers(model)[1][-1].self_attn
     weights = {k: getattr(layer, f"{k}_proj").weight for k in "qkvo"}
     saved = [(p, p.requires_grad) for p in model.parameters()]  # the model is shared with other tests: restored
@@ -95,16 +97,24 @@ def oda_reference(m, record: dict, max_length: int = 2048) -> dict:
     return out
 
 
-def test_the_oda_recipe_equals_odas_scorers_on_ten_records(tmp_path, tiny):
+def test_the_oda_recipe_equals_odas_two_scorers_on_ten_records(tmp_path, tiny):
+    """The nuclear norm as ODA's NuclearNormScorer computes it (text joined by ' '), the effective rank as its
+    EffectiveRankScorer does (joined by '\\n', a second pass): the two scorers see different gradients."""
     rows = records(10)
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = layergrad.score(str(tmp_path / "d.jsonl"), tmp_path / "out", model="tiny-random-llama", recipe="oda",
                             quiet=True, log=lambda *a: None)
     m = tiny("tiny-random-llama")
+    differ = 0
     for i, row in enumerate(rows):
-        want = oda_reference(m, row)
-        for key, value in want.items():
-            assert table.loc[i, f"lg_{key}"] == pytest.approx(value, rel=1e-4), (i, key)
+        nuclear, rank = oda_reference(m, row, " "), oda_reference(m, row, "\n")
+        for k in "qkvo":
+            assert table.loc[i, f"lg_nuclear_norm_{k}_proj"] == pytest.approx(nuclear[f"nuclear_norm_{k}_proj"],
+                                                                              rel=1e-4)
+            assert table.loc[i, f"lg_effective_rank_{k}_proj"] == pytest.approx(rank[f"effective_rank_{k}_proj"],
+                                                                                rel=1e-4), (i, k)
+            differ += abs(rank[f"effective_rank_{k}_proj"] / nuclear[f"effective_rank_{k}_proj"] - 1) > 1e-3
+    assert differ  # the second pass matters: the " " text's effective ranks are not ODA's
 
 
 def test_every_statistic_ranks_and_the_length_residual_removes_length(tmp_path, capsys):

@@ -99,10 +99,11 @@ class Formatter:
         return self._truncate(ids, n_prompt, "paper")
 
     def _encode_oda(self, sample: Sample) -> Encoded:
-        instruction = sample.prompt.strip()  # instruction [+ "\n" + input], as ODA joins and strips them
-        text = instruction + " " + sample.response.strip()
-        ids = list(self.tok(text)["input_ids"])
-        n_prompt = len(self.tok(instruction + " ", truncation=True, max_length=self.max_length)["input_ids"])
+        """ODA's scorers: instruction [+ "\n" + input] stripped, the sample's ``join`` (' ' or '\n'), the output
+        stripped; the first len(tokenize(instruction + join)) tokens masked; the tokenizer's special tokens."""
+        prompt = sample.prompt.strip() + sample.join
+        ids = list(self.tok(prompt + sample.response.strip())["input_ids"])
+        n_prompt = len(self.tok(prompt, truncation=True, max_length=self.max_length)["input_ids"])
         return self._truncate(ids, n_prompt, "oda")
 
     def _truncate(self, ids: list[int], n_prompt: int, boundary: str) -> Encoded:

@@ -41,6 +41,8 @@ class Sample:
     problem: str | None = None  # why it cannot be computed; None when fine
     sample_id: str = field(default="")
     meta: tuple[tuple[str, object], ...] = ()  # the record's other fields: (name, number or text)
+    join: str = " "  # the ODA recipe's text between prompt and response (its NuclearNormScorer's; '\n': its
+    # EffectiveRankScorer's)
 
     def __post_init__(self):
         if not self.sample_id:

@@ -42,9 +42,10 @@ class ComputeOptions:
                                 "early|middle|late | 0.5: (fractions of depth). The backward runs only down to the "
                                 "lowest of them.  [default: all; --recipe oda: -1]")
     paper: bool = option(False, "Reproduce the original script's choices.")
-    recipe: str = option("layergrad", "oda: ODA-DataScorer's NuclearNorm/EffectiveRank recipe (instruction + ' ' + "
-                         "output, no template, no end token, the instruction's tokens masked, the last layer's "
-                         "q/k/v/o, its effective rank).", choices=RECIPES)
+    recipe: str = option("layergrad", "oda: ODA-DataScorer's NuclearNorm/EffectiveRank recipes (instruction + ' ' + "
+                         "output for the nuclear norm, + '\\n' + for the effective rank in a second pass, no template, "
+                         "no end token, the instruction's tokens masked, the last layer's q/k/v/o, its effective "
+                         "rank).", choices=RECIPES)
     batch_size: int | None = option(None, "Samples per batch.", neutral=True, positive=True)
     batch_tokens: int | None = option(None, "Padded tokens per batch (length-sorted).", neutral=True, positive=True)
     max_length: int | None = option(None, "Truncate samples to N tokens.  [default: 2048; paper 1024]", positive=True)

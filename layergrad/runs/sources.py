@@ -60,21 +60,25 @@ class Windows:
 
     merge = False
 
-    def __init__(self, source, window: int, take, make_sample: Callable, condition: str = "data"):
+    def __init__(self, source, window: int, take, make_samples: Callable, passes: int = 1):
         self.source, self.window, self.take = source, window, take  # take: the records used (data.samples.Subsample)
-        self.make_sample, self.condition = make_sample, condition
+        self.make_samples, self.passes = make_samples, passes  # (record, index) -> {condition: Sample}, per record
 
     def check(self, encode, previous: set, keep_going: bool, log) -> None:
         """Nothing to check ahead: a record that cannot be computed is recorded as skipped with its reason."""
 
     def share(self, world, done: set) -> tuple[Iterator[Part], dict]:
         total = (self.source.count() or 0) if self.take.n is None else self.take.n
-        return self.parts(world, done), {"total": total}
+        return self.parts(world, done), {"total": total * self.passes}
 
     def parts(self, world, done: set) -> Iterator[Part]:
         for k, (_, _, records) in enumerate(self.source.picked(self.window, self.take)):
             if world.distributed and k % world.size != world.rank:
                 continue
-            samples = [self.make_sample(r, index) for index, r in records]
-            pending = [s for s in samples if (self.condition, s.sample_id) not in done]
-            yield Part({self.condition: pending}, one_chunk=True, done=len(samples) - len(pending))
+            pending, count = {}, 0
+            for index, r in records:
+                for condition, sample in self.make_samples(r, index).items():
+                    count += 1
+                    if (condition, sample.sample_id) not in done:
+                        pending.setdefault(condition, []).append(sample)
+            yield Part(pending, one_chunk=True, done=count - sum(map(len, pending.values())))
