@@ -43,8 +43,8 @@ CLAIMS = (
     claim("H2", "MAD over all layers: None > Detailed CoT",
           "Relative change of the MAD of the mean nuclear-norm curve over all layers divided by the curve's mean (its "
           "flatness in its own scale: a curve only lower everywhere is not flatter), Detailed vs None (negative = "
-          "holds: slow thinking gives a flatter curve); sign-flip test of the log ratio on shared prompts. The raw MAD, in the curve's units, "
-          "falls with the level as H1 does (mad.csv has both).", "mad_change", {"style": ["detailed", "none"]},
+          "holds: slow thinking gives a flatter curve); sign-flip test of the log ratio on shared prompts. The raw "
+          "MAD, in the curve's units, falls with the level as H1 does (mad.csv has both).", "mad_change", {"style": ["detailed", "none"]},
           "less", where=REASONING),
     claim("H3a", "Early-layer nuclear norm: Simplified > Detailed CoT",
           "Relative change of the early-layer mean, Detailed vs Simplified (negative = holds); sign-flip test. The paper "
@@ -58,7 +58,8 @@ CLAIMS = (
           "Net RD(correct, irrelevant) = |mean over layers of (irrelevant - correct) / |correct|| of the mean "
           "nuclear-norm curves (noise that changes sign between layers averages out; options.rd: paper for the "
           "paper's mean of |.|), Detailed minus None (positive = holds), the prompts' four rows resampled together; "
-          "sign-flip test on the prompts all four conditions share. The AUROC of loss, length and gradient is in the caveats.", "rd_difference",
+          "sign-flip test on the prompts all four conditions share. The AUROC of loss, length and gradient is in the "
+          "caveats.", "rd_difference",
           {"style": ["detailed", "none"]}, "greater", where=REASONING, caveat="separability",
           options={"within": CORRECT_VS_IRRELEVANT, "names": ["Detailed", "None"]}),
     claim("H7a", "Longer Wikipedia answers do not reproduce slow thinking's early-layer drop",

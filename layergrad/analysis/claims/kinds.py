@@ -74,13 +74,28 @@ class MadOptions(ClaimOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WithinOptions(ClaimOptions):
-    within: dict  # {attribute: [own value, partner value]}: each side's partner (e.g. correct vs irrelevant)
-    names: list | None = None  # the two sides' words (default: the compared values)
+class RdChoice(ClaimOptions):
+    """The RD a kind compares, for every kind that reads one (put first among the bases)."""
+
     rd: str = "net"  # net: |mean_l (partner - own) / |own|| (noise averages out over layers); paper: mean_l |.|
 
     def __post_init__(self):
         one_of("rd", self.rd, tuple(RD))
+        getattr(super(), "__post_init__", lambda: None)()
+
+    @property
+    def rd_function(self):
+        return RD[self.rd]
+
+    @property
+    def rd_words(self) -> str:
+        return "net RD" if self.rd == "net" else "RD"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WithinOptions(RdChoice):
+    within: dict  # {attribute: [own value, partner value]}: each side's partner (e.g. correct vs irrelevant)
+    names: list | None = None  # the two sides' words (default: the compared values)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,13 +113,8 @@ class ReferenceOptions(ClaimOptions):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SeparationOptions(ReferenceOptions):
+class SeparationOptions(RdChoice, ReferenceOptions):
     within: dict  # as in rd_difference, for this pair and (``reference.within``) the reference pair
-    rd: str = "net"  # as in rd_difference
-
-    def __post_init__(self):
-        super().__post_init__()
-        one_of("rd", self.rd, tuple(RD))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,14 +144,9 @@ def one_of(key: str, value, choices: tuple) -> None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RdBetweenRunsOptions(BetweenRunsOptions):
+class RdBetweenRunsOptions(RdChoice, BetweenRunsOptions):
     within: dict
     words: str = ""
-    rd: str = "net"  # as in rd_difference
-
-    def __post_init__(self):
-        super().__post_init__()
-        one_of("rd", self.rd, tuple(RD))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -378,11 +383,10 @@ def mad_change(ctx: Context, spec, on: Where, module: str) -> dict | None:
 def rd_difference(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """Where the four conditions share prompts, the prompts' rows are resampled together (a paired CI) and the
     test swaps each prompt's two sides; else each RD is resampled on its own and the bootstrap gives p."""
-    cell, rd = on.cell, RD[spec.options.rd]
+    cell, rd, rd_words = on.cell, spec.options.rd_function, spec.options.rd_words
     second, first = sides(spec)
     name_first, name_second = spec.options.names or spec.first_second()[1:]
-    sign = "net RD" if spec.options.rd == "net" else "RD"
-    words = lambda rd_first, rd_second: f"{sign} {name_first} {rd_first:.3f} minus {name_second} {rd_second:.3f}"
+    words = lambda rd_first, rd_second: f"{rd_words} {name_first} {rd_first:.3f} minus {name_second} {rd_second:.3f}"
     groups = [cell.one(g) for s in (second, first) for g in within_pair(spec.options.within, s)]
     units = ctx.aligned(groups, module, spec.statistic)
     if units is None:  # no exchange of rows is a null for it: the bootstrap
@@ -440,7 +444,7 @@ def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | Non
 def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
     cell, reference = on.cell, on.reference
     second, first = sides(spec)
-    rd = RD[spec.options.rd]
+    rd = spec.options.rd_function
     this = rd_gain(ctx, cell, spec.options.within, second, first, module, rd)
     within = spec.options.reference["within"]
     refs = [rd_gain(ctx, c, within, s, f, module, rd) for c, s, f in reference_pairs(spec, reference)
@@ -449,8 +453,7 @@ def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | N
     if this is None or not refs:
         return None
     g_ref, d_ref = np.mean([r[0] for r in refs]), np.mean([r[1] for r in refs], axis=0)
-    sign = "net " if spec.options.rd == "net" else ""
-    kind = (f"{sign}RD gain {spec.options.reference_words} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
+    kind = (f"{spec.options.rd_words} gain {spec.options.reference_words} {g_ref:+.3f} (mean of {len(refs)} tasks) minus "
             f"{spec.options.words} {this[0]:+.3f}")
     n = len(ctx.of(spec.statistic)[(cell.one(second), module)])
     return summary(g_ref - this[0], d_ref - this[1], kind, n)
@@ -594,12 +597,11 @@ def rd_between_runs(ctx: Context, spec, on: Where, module: str) -> dict | None:
     got = []
     for c in (first_cell, second_cell):
         own, partner = partners(spec, selector)
-        got.append(rd_of(ctx, c.one(own), c.one(partner), module, RD[spec.options.rd]))
+        got.append(rd_of(ctx, c.one(own), c.one(partner), module, spec.options.rd_function))
     if None in got:
         return None
     (pb, db), (pi, di) = got
-    sign = "net " if spec.options.rd == "net" else ""
-    return summary(pi - pb, di - db, f"{sign}RD {spec.options.words}: {spec.options.second_run} "
+    return summary(pi - pb, di - db, f"{spec.options.rd_words} {spec.options.words}: {spec.options.second_run} "
                    f"{pi:.3f}, {spec.options.first_run} {pb:.3f}",
                    len(ctx.of(spec.statistic)[(first_cell.one(partners(spec, selector)[0]), module)]))
 

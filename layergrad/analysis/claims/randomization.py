@@ -144,7 +144,7 @@ def mean_test(a: np.ndarray, b: np.ndarray, paired: bool, statistic, rng: np.ran
 def equivalence_test(x: np.ndarray, y: np.ndarray, paired: bool, margin: float, rng: np.random.Generator) -> Result:
     """Two one-sided randomization tests of 'mean(y) / mean(x) - 1 lies within ±margin' (positive values): y
     scaled to each bound is tested against x, the larger one-sided p reported (as ``less`` and ``greater``)."""
-    log_ratio = lambda ma, mb: np.log(mb[:, 0] / ma[:, 0])
+    log_ratio = log_ratio_or_difference(True)
     upper = mean_test(x, y / (1 + margin), paired, log_ratio, rng)  # below 1 + margin
     lower = mean_test(x, y / (1 - margin), paired, log_ratio, rng) if margin < 1 else upper  # above 1 - margin
     p = max(upper.less, lower.greater if margin < 1 else 0.0)
@@ -155,7 +155,7 @@ def one_sample_equivalence(values: np.ndarray, margin: float, rng: np.random.Gen
     """Two one-sided sign-flip tests of 'the mean lies within ±margin' (symmetric about each bound under its null)."""
     values = np.asarray(values, dtype=float)[:, None]
     zero = np.zeros_like(values)
-    difference = lambda ma, mb: mb[:, 0] - ma[:, 0]
+    difference = log_ratio_or_difference(False)
     upper = mean_test(zero, values - margin, True, difference, rng)
     lower = mean_test(zero, values + margin, True, difference, rng)
     return Result(upper.less, lower.greater, min(-upper.z, lower.z), upper.design,
@@ -194,7 +194,7 @@ def smallest_n(threshold: float, paired: bool) -> int:
 
 # ----------------------------------------------------------------------------- adjusted for response length
 
-ENOUGH_OVERLAP = 0.5  # a verdict rests on the length-adjusted effect where this share of samples lies in the shared range
+ENOUGH_OVERLAP = 0.5  # the verdict rests on the length-adjusted effect where this share lies in the shared range
 
 
 @dataclass(frozen=True)

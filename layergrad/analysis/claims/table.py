@@ -14,7 +14,7 @@ import pandas as pd
 from layergrad.analysis.claims.caveats import Controls
 from layergrad.analysis.claims.context import Cell, Context, Where, cells_of, label
 from layergrad.analysis.claims.kinds import sides
-from layergrad.analysis.claims.testing import ALL, COLUMNS, judge, module_summaries
+from layergrad.analysis.claims.testing import ALL, COLUMNS, ROW_COLUMNS, judge, module_summaries
 from layergrad.studies.registry import CAVEATS, CLAIM_KINDS
 
 
@@ -44,7 +44,7 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
             rows += claim_rows(spec, ctx, cell, reference, labels or {}, unavailable or {})
     controls = Controls(prompts, lengths, separability, increment, control, scores or {})
     specs = {c.id: c for c in claims}
-    return judged(pd.DataFrame(rows, columns=[*COLUMNS, "paired"]), specs,
+    return judged(pd.DataFrame(rows, columns=ROW_COLUMNS), specs,
                   lambda r: caveat_of(specs[r.claim], r, controls, by_per[specs[r.claim].per].get(r.task)))
 
 
@@ -167,5 +167,5 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
                 if stat:
                     rows.append({"claim": spec.id, "task": key, "module": module, "statement": spec.statement,
                                  "definition": definition(spec), "a": cell_a.one(shown), "b": cell_b.one(shown), **stat})
-    return judged(pd.DataFrame(rows, columns=[*COLUMNS, "paired"]), specs,
+    return judged(pd.DataFrame(rows, columns=ROW_COLUMNS), specs,
                   lambda r: caveat_of(specs[r.claim], r, Controls(prompts, {}), None))

@@ -18,6 +18,7 @@ COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "eff
            "effect_kind", "adjusted", "adjusted_low", "adjusted_high", "rests_on", "effect_summed_loss", "a", "b",
            "p", "p_holm", "n", "n_to_decide", "test", "z", "caveats"]
 ADJUSTED = "length-adjusted"  # rests_on of a row whose verdict rests on the effect at equal response length
+ROW_COLUMNS = [*COLUMNS, "paired"]  # a claims table before judging: the design of each row's test too
 CURVES = "raw effect (of the mean curves: no per-sample adjustment for length; the caveats give the lengths)"
 POWER = 0.8  # n_to_decide: the samples per side at which the test would pass this often
 TAIL_DRAWS = 10  # below this many draws beyond zero, the percentile p is only a bound
@@ -79,7 +80,7 @@ def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataF
     rows = table.verdict.isna().to_numpy()
     table.loc[rows, "p_holm"] = holm(table.loc[rows, "p"].to_numpy(dtype=float))
     direction = signs.to_numpy(dtype=float)
-    on_adjusted = np.array([str(r).startswith(ADJUSTED) for r in table.rests_on])
+    on_adjusted = np.array([rests_on_adjusted(r) for r in table.rests_on])
     effect = np.where(on_adjusted, table.adjusted.to_numpy(dtype=float), table.effect.to_numpy(dtype=float))
     sign = np.sign(effect) * direction
     significant = table.p_holm.to_numpy(dtype=float) < ALPHA
@@ -93,6 +94,11 @@ def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataF
     table.loc[rows, "verdict"] = verdict[rows]
     table.loc[rows, "n_to_decide"] = samples_to_decide(table.loc[rows], margin[rows])
     return table
+
+
+def rests_on_adjusted(rests_on) -> bool:
+    """Whether a row's verdict rests on its length-adjusted effect (``rests_on`` may be NaN)."""
+    return str(rests_on).startswith(ADJUSTED)
 
 
 def samples_to_decide(rows: pd.DataFrame, margins: np.ndarray) -> np.ndarray:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from layergrad.analysis.claims.testing import rests_on_adjusted
+
 SEGMENT_WORDS = {"all": "average", "early": "early-layer", "middle": "middle-layer", "late": "late-layer"}
 
 
@@ -74,7 +76,7 @@ def effect_text(r) -> str:
     """'-96% [-96%, -95%], Holm p < 0.001, n = 50' (relative effects) or '+0.370 [+0.200, +0.520], ...'."""
     fmt = pct if "relative" in str(r.effect_kind) else (lambda v: f"{v:+.3f}")
     text = f"{fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
-    if str(getattr(r, "rests_on", "")).startswith("length-adjusted"):
+    if rests_on_adjusted(getattr(r, "rests_on", "")):
         text += f"; at equal length {pct(r.adjusted)} [{pct(r.adjusted_low)}, {pct(r.adjusted_high)}] (the verdict's)"
     return f"{text}, Holm {p_text(r.p_holm)}, n = {int(r.n)}"
 
