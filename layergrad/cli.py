@@ -153,14 +153,32 @@ underneath (OUT/run) resumes: rerunning the same command computes only what is m
                    "tokens (column lg_<by>_given_length).")
 @click.option("--window", type=click.IntRange(min=1), default=256, show_default=True,
               help="Records read, computed and committed together (a kill loses at most one window).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this process (or torchrun's ranks), resumable; ray: a Ray Data pipeline of scoring actors "
+                   "(pip install layergrad[ray]), reading and writing local or object-store paths.")
+@click.option("--address", help="--engine ray: the Ray cluster to join (default: RAY_ADDRESS, else a local instance).")
+@click.option("--num-gpus", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="--engine ray: GPUs per scoring actor.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="--engine ray: scoring actors (each loads the model once).")
 @run_options
-def score(data, out, top, bottom, by, residualize, window, **options):
+def score(data, out, top, bottom, by, residualize, window, engine, address, num_gpus, concurrency, **options):
     """Score every record of a dataset and select its top or bottom records as a training file."""
+    values = given(options)
+    log = _log(values.get("quiet", False))
+    if engine == "ray":
+        from layergrad.integrations.ray import score as ray_score
+
+        ray_score(data, out, top=top, bottom=bottom, by=by, residualize=residualize, window=window, address=address,
+                  num_gpus=num_gpus, concurrency=concurrency, log=log, **values)
+        return
+    ray_only = [name for name, value, default in (("--address", address, None), ("--num-gpus", num_gpus, 0),
+                                                  ("--concurrency", concurrency, 1)) if value != default]
+    if ray_only:
+        raise InputError(f"{', '.join(ray_only)}: only with --engine ray")
     from layergrad.scoring import score as run_score
 
-    values = given(options)
-    run_score(data, out, top=top, bottom=bottom, by=by, residualize=residualize, window=window,
-              log=_log(values.get("quiet", False)), **values)
+    run_score(data, out, top=top, bottom=bottom, by=by, residualize=residualize, window=window, log=log, **values)
 
 
 # ----------------------------------------------------------------------------- demo

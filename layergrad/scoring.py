@@ -188,6 +188,53 @@ def record_sample(record, index: int, fields, oda: bool = False):
     return replace(s, sample_id=f"{content_id(s.context, s.prompt, s.response)}@{index}")
 
 
+def score_batch(m, records: list[tuple[int, dict]], options, fields=None) -> pd.DataFrame:
+    """Records (index, record) scored in memory, no run directory: the same samples, engine and score columns
+    as ``score`` (what a Ray Data stage computes per batch); one row per record, by its index."""
+    from layergrad.engine.compute import run_all
+    from layergrad.schema import samples_frame, stats_frame
+
+    oda = options.recipe == "oda"
+    conditions: dict = {}
+    for index, record in records:
+        for condition, sample in record_samples(record, index, fields, oda).items():
+            conditions.setdefault(condition, []).append(sample)
+    stats, rows = [], []
+
+    def collect(batch) -> None:
+        stats.extend(batch.stats)
+        rows.extend(batch.samples)
+
+    run_all(m, conditions, options, collect)
+    table = chunk_scores(stats_frame(stats), samples_frame(rows), model_layers(m), oda)
+    return table.reindex(index=[index for index, _ in records], columns=score_columns(m, options))
+
+
+def model_layers(m) -> int:
+    return int(m.identity.get("num_layers") or 0) or 1
+
+
+def score_columns(m, options) -> list[str]:
+    """Every score column ``chunk_scores`` writes for these options on this model, in its order (a batch whose
+    records were all skipped has them too, empty)."""
+    from layergrad.engine.projections import select_targets
+
+    resolved = options.resolved()
+    targets = select_targets(m.model, resolved.modules, resolved.layers)
+    kinds = sorted({t.kind.replace("expert.", "experts.") if t.expert is not None else t.kind for t in targets},
+                   key=kind_order)
+    layers = {t.layer for t in targets}
+    segments = [name for name, (lo, hi) in segment_bounds(model_layers(m)).items()
+                if name in SEGMENTS and any(lo <= layer < hi for layer in layers)]
+    suffixes = ["", *(f"_{kind}" for kind in kinds), *(f"_{segment}" for segment in segments)]
+    names = [f"{name}{suffix}" for name in statistic_names() for suffix in suffixes]
+    names += ["loss", "response_tokens"] + (["ifd", "loss_direct", "ifd_note"] if resolved.ifd else [])
+    return [PREFIX + name for name in names + ["status", "reason", "sample_id"]]
+
+
+TEXT_SCORES = {PREFIX + name for name in ("status", "reason", "sample_id", "ifd_note")}  # the rest are numbers
+
+
 # ----------------------------------------------------------------------------- scores
 
 def chunk_scores(stats: pd.DataFrame, samples: pd.DataFrame, n_layers: int, oda: bool = False) -> pd.DataFrame:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "layergrad"
-# shared ground < data, studies < engine < runs < analysis < reproduction, callback < cli (top uses bottom)
-RANK = {"errors": 0, "registry": 0, "declare": 0, "models": 0, "tiny": 0, "data": 1, "studies": 1, "engine": 2, "schema": 2, "runs": 3, "analysis": 4, "reproduction": 5,
-        "callback": 5, "scoring": 5, "cli": 6, "__main__": 6, "__init__": 6}
+# shared ground < data, studies < engine < runs < analysis < reproduction, callback, scoring < integrations (other
+# tools' pipelines) < cli (top uses bottom)
+RANK = {"errors": 0, "registry": 0, "declare": 0, "models": 0, "tiny": 0, "data": 1, "studies": 1, "engine": 2,
+        "schema": 2, "runs": 3, "analysis": 4, "reproduction": 5, "callback": 5, "scoring": 5, "integrations": 6,
+        "cli": 7, "__main__": 7, "__init__": 7}
 
 
 def module_name(path: Path) -> str:
