@@ -295,6 +295,7 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     ds = read(path)
     if head is not None:
         ds = ds.limit(head)
+    ds = spread(ds, window, concurrency)
     scored = ds.map_batches(GradientScorer, fn_constructor_kwargs={**stage, "log": lambda *a: None},
                             batch_size=window, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(
                                 size=concurrency), num_gpus=num_gpus or None).materialize()
@@ -318,6 +319,14 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     log(f"scored {status.get('ok', 0)} of {sum(status.values())} records: {target.path('scored.parquet')}"
         + "".join(f"; {n} {s}" for s, n in status.items() if s != "ok"))
     return summary
+
+
+def spread(ds, window: int, concurrency: int):
+    """The records in blocks of at most ``window``, and at least one block per actor (an actor is handed whole
+    blocks, and a reader makes one block of a small file; order kept: no shuffle), materialised before the
+    actors start: else they may hold every CPU while the split still waits for one."""
+    count = ds.count()
+    return ds.repartition(max(concurrency, math.ceil(count / window)), shuffle=False).materialize() if count else ds
 
 
 def start_ray(address: str | None, quiet: bool) -> None:
