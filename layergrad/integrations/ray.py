@@ -217,8 +217,10 @@ def add_residual(frame: pd.DataFrame, column: str, fit: tuple[float, float]) -> 
 
 
 def select(ds, column: str, *, top=None, bottom=None):
-    """The top (or bottom) K records by ``column`` (K, or a fraction in (0, 1) of the scored records), best first;
-    ties by ``lg_sample_id``; records not scored are never selected. Ray Data's sort and limit."""
+    """The top (or bottom) K records by ``column`` (K, or a fraction in (0, 1) of the scored records); ties by
+    ``lg_sample_id``; records not scored are never selected. Each block offers its own best K (score and id
+    only), the K-th best of those is the cut, and one filter keeps the records up to it, in the dataset's
+    order: no shuffle, and no record leaves its block."""
     if (top is None) == (bottom is None):
         raise InputError("select takes one of top= or bottom=")
     side, value = ("top", top) if top is not None else ("bottom", bottom)
@@ -226,11 +228,34 @@ def select(ds, column: str, *, top=None, bottom=None):
     require_columns(ds, column)
     ok = ds.map_batches(scored_rows, fn_kwargs={"column": column}, batch_format="pandas")
     k = selection.size(ok.count())
-    return ok.sort([column, PREFIX + "sample_id"], descending=[side == "top", False]).limit(k)
+    if k == 0:
+        return ok.limit(0)
+    offered = ok.map_batches(best_keys, fn_kwargs={"column": column, "k": k, "top": side == "top"},
+                             batch_format="pandas", batch_size=None).to_pandas()
+    cut = ranked(offered, column, side == "top").iloc[k - 1]
+    return ok.map_batches(up_to, fn_kwargs={"column": column, "cut": (cut[column], cut[PREFIX + "sample_id"]),
+                                            "top": side == "top"}, batch_format="pandas").limit(k)
 
 
 def scored_rows(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     return frame[(frame[PREFIX + "status"] == "ok") & pd.to_numeric(frame[column], errors="coerce").notna()]
+
+
+def ranked(frame: pd.DataFrame, column: str, top: bool) -> pd.DataFrame:
+    """Best first: by the score (descending for top), then by lg_sample_id."""
+    return frame.sort_values([column, PREFIX + "sample_id"], ascending=[not top, True], kind="mergesort")
+
+
+def best_keys(frame: pd.DataFrame, column: str, k: int, top: bool) -> pd.DataFrame:
+    """A block's best ``k`` (score, id) pairs."""
+    return ranked(frame[[column, PREFIX + "sample_id"]], column, top).head(k)
+
+
+def up_to(frame: pd.DataFrame, column: str, cut: tuple, top: bool) -> pd.DataFrame:
+    """The rows ranked at or before ``cut`` (score, id)."""
+    values, ids = pd.to_numeric(frame[column]), frame[PREFIX + "sample_id"]
+    better = values > cut[0] if top else values < cut[0]
+    return frame[better | ((values == cut[0]) & (ids <= cut[1]))]
 
 
 # ----------------------------------------------------------------------------- layergrad score --engine ray
