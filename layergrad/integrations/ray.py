@@ -308,9 +308,8 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     config = stage_config(model, options)
     column = score_column(by, config.compute.ifd)
     ranked = column + "_given_length" if residualize else column
-    selections = [(side, value) for side, value in (("top", top), ("bottom", bottom)) if value is not None]
-    for side, value in selections:
-        Selection.parse(side, value, ranked)
+    selections = [Selection.parse(side, value, ranked) for side, value in (("top", top), ("bottom", bottom))
+                  if value is not None]  # checked before Ray starts
     target = Output(out, overwrite)
     start_ray(address, quiet)
     clock, started = time.perf_counter(), datetime.now(timezone.utc)
@@ -329,12 +328,12 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     scored.write_parquet(target.path("scored.parquet"), mode="overwrite")
     scored.write_json(target.path("scored.jsonl"), mode="overwrite")
     written = {}
-    for side, value in selections:
-        chosen = select(scored, ranked, **{side: value}).materialize()
-        name = Selection.parse(side, value, ranked).file_name(suffix_of(path))
+    for selection in selections:
+        chosen = select(scored, ranked, **{selection.side: selection.count}).materialize()
+        name = selection.file_name(suffix_of(path))
         write_like(chosen.drop_columns(score_names(chosen)), target.path(name), suffix_of(path))
         written[name] = chosen.count()
-        log(f"{side} {written[name]} by {ranked}: {target.path(name)}")
+        log(f"{selection.side} {written[name]} by {ranked}: {target.path(name)}")
     counts = scored.groupby(PREFIX + "status").count().to_pandas()
     status = dict(zip(counts[PREFIX + "status"], counts.iloc[:, 1].astype(int)))
     summary = manifest(data, config, status, written, started, time.perf_counter() - clock,
