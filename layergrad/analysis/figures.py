@@ -64,6 +64,11 @@ def legend_band(entries: int, ncol: int) -> float:
     return 0.15 + 0.22 * math.ceil(max(entries, 1) / max(ncol, 1))
 
 
+def legend_columns(fig: Figure, entries: int, inches_per_entry: float = 1.1) -> int:
+    """As many legend columns as fit the figure's width (a module name and its line take about an inch)."""
+    return max(1, min(entries, int(fig.get_size_inches()[0] / inches_per_entry)))
+
+
 def fixed_layout(fig: Figure, *, left=0.85, right=0.2, top=0.7, bottom=0.55, legend=0.0, wspace=0.8,
                  hspace=0.75, colorbar=0.0) -> None:
     """Subplot margins and gaps in inches (``legend``: a band under the panels for the figure
@@ -95,9 +100,10 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
         ax.set_ylim(min(0, bottom * 1.05), top * 1.05)
         ax.grid(alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
+    ncol = legend_columns(fig, len(names))
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(f"Mean {label(metric)} per layer (one panel per condition)", fontsize=11)
-    fixed_layout(fig, legend=legend_band(len(names), len(names)))
+    fixed_layout(fig, legend=legend_band(len(names), ncol))
     return fig
 
 
@@ -316,9 +322,10 @@ def grid_panels(curves: pd.DataFrame, metric: str, rows: list[tuple[str, list[st
         handles, names = ax.get_legend_handles_labels()
         if handles:
             break
-    fig.legend(handles, names, loc="lower center", ncol=max(len(names), 1), fontsize=8, frameon=False)
+    ncol = legend_columns(fig, len(names))
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fixed_layout(fig, top=0.8, bottom=0.35, legend=legend_band(len(names), max(len(names), 1)), wspace=0.55,
+    fixed_layout(fig, top=0.8, bottom=0.35, legend=legend_band(len(names), ncol), wspace=0.55,
                  hspace=0.15)
     return fig
 
