@@ -14,7 +14,7 @@ layergrad[ray]``).
 ``layergrad score`` (scoring.score_batch): the batch comes back with the same ``lg_*`` columns, the same numbers.
 A record that cannot be scored keeps its row with ``lg_status`` and ``lg_reason`` saying why (an error inside a
 batch is retried record by record, so one bad record never fails its batch or its actor). ``select`` and
-``residualize_length`` work on the scored dataset with Ray Data's own sort and aggregates.
+``residualize_length`` work on the scored dataset with Ray Data's aggregates and filters (no sort, no shuffle).
 
 ``score`` is ``layergrad score --engine ray``: Ray Data reads the input (Parquet, JSONL, JSON, CSV; local or
 object-store paths), GPU or CPU actors score it, and OUT gets ``scored.parquet/`` and ``scored.jsonl/`` (folders of
@@ -307,8 +307,8 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     path, fields = split_source(data)
     config = stage_config(model, options)
     column = score_column(by, config.compute.ifd)
-    ranked = column + "_given_length" if residualize else column
-    selections = [Selection.parse(side, value, ranked) for side, value in (("top", top), ("bottom", bottom))
+    order_by = column + "_given_length" if residualize else column
+    selections = [Selection.parse(side, value, order_by) for side, value in (("top", top), ("bottom", bottom))
                   if value is not None]  # checked before Ray starts
     target = Output(out, overwrite)
     start_ray(address, quiet)
@@ -329,11 +329,11 @@ def run_pipeline(data: str, out: str, *, model: str, top, bottom, by: str, resid
     scored.write_json(target.path("scored.jsonl"), mode="overwrite")
     written = {}
     for selection in selections:
-        chosen = select(scored, ranked, **{selection.side: selection.count}).materialize()
+        chosen = select(scored, order_by, **{selection.side: selection.count}).materialize()
         name = selection.file_name(suffix_of(path))
         write_like(chosen.drop_columns(score_names(chosen)), target.path(name), suffix_of(path))
         written[name] = chosen.count()
-        log(f"{selection.side} {written[name]} by {ranked}: {target.path(name)}")
+        log(f"{selection.side} {written[name]} by {order_by}: {target.path(name)}")
     counts = scored.groupby(PREFIX + "status").count().to_pandas()
     status = dict(zip(counts[PREFIX + "status"], counts.iloc[:, 1].astype(int)))
     summary = manifest(data, config, status, written, started, time.perf_counter() - clock,
