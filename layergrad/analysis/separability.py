@@ -14,11 +14,11 @@ the score is higher. A cross-validated model's AUROC is that of its out-of-fold 
 worse than chance).
 
 Incremental value: cross-validated AUROC of a logistic model on [loss, log length] (and log IFD when
-the run has it) versus the same model plus the gradient profile, on the same prompt-grouped folds, and the difference with a
-paired bootstrap CI over the out-of-fold predictions. Features are standardised; the two baseline
-columns are scaled up tenfold, so the L2 penalty (strength chosen per fold by an inner grouped CV)
-shrinks the profile, not the baseline: a profile that carries no signal is shrunk away rather than
-dragging the augmented model below the baseline.
+the run has it) versus the same model plus the gradient profile, on the same prompt-grouped folds
+(classifier.py: every column standardised over the pair's samples and penalised alike, the penalty chosen
+per outer fold by an inner grouped CV), averaged over ``CV_SEEDS`` fold assignments; its CI resamples the
+prompts with replacement and refits both models on every resample (``RESAMPLES``), so it spans the samples'
+luck, the prompts' clustering and the folds'.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from layergrad.analysis import classifier
 from layergrad.analysis.curves import interval
 
 AUROC_COLUMNS = ["a", "b", "kind", "measure", "score", "metric", "auroc", "ci_low", "ci_high", "direction", "n_a",
@@ -68,10 +69,8 @@ def select(table: pd.DataFrame, a: str, b: str, measure: str, metric: str | None
     return rows.iloc[0] if len(rows) else None
 INCREMENT_COLUMNS = ["a", "b", "metric", "auroc_loss_length", "auroc_with_profile", "gain", "ci_low", "ci_high", "n_a",
                      "n_b", "verdict"]
-C_GRID = (0.01, 0.1, 1.0)
-FOLDS = 5
-INNER_FOLDS = 3
-CV_SEEDS = 5  # the increment's cross-validation repeated with this many fold assignments (its CI spans them)
+CV_SEEDS = 5  # the increment's point estimate: the cross-validation repeated with this many fold assignments
+RESAMPLES = 100  # the increment's CI: prompts resampled with replacement this often, every model refitted
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -118,59 +117,12 @@ def oriented(value: float, lo: float, hi: float, a: str, b: str) -> tuple[float,
 
 # ----------------------------------------------------------------------------- cross-validated models
 
-def standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every column to the training fold's mean 0 and scale 1: baselines and profile penalised alike."""
-    mean, scale = train.mean(0), train.std(0)
-    scale = np.where(scale > 0, scale, 1.0)
-    return (train - mean) / scale, (test - mean) / scale
-
-
-def fit_predict(train_x, train_y, test_x, c: float) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-
-    xa, xb = standardise(train_x, test_x)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = LogisticRegression(C=c, solver="liblinear", max_iter=2000).fit(xa, train_y)
-    return model.predict_proba(xb)[:, 1]
-
-
-def splits(labels: np.ndarray, groups: np.ndarray, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds that keep a prompt's samples together ([] when a class is too small)."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    n = int(min(n, np.bincount(labels, minlength=2).min(), len(np.unique(groups))))
-    if n < 2:
-        return []
-    splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
-    return [(tr, te) for tr, te in splitter.split(np.zeros(len(labels)), labels, groups)
-            if len(np.unique(labels[tr])) == 2]
-
-
-def choose_c(x, y, groups, seed: int, grid=C_GRID) -> float:
-    """The penalty of the grid with the best mean inner-CV AUROC (ties: the stronger penalty)."""
-    if len(grid) == 1:
-        return grid[0]
-    inner = splits(y, groups, INNER_FOLDS, seed)
-    if not inner:
-        return grid[-1]
-    scores = []
-    for c in grid:
-        aucs = [auroc(y[te], fit_predict(x[tr], y[tr], x[te], c)) for tr, te in inner
-                if len(np.unique(y[te])) == 2]
-        scores.append(np.mean(aucs) if aucs else -np.inf)
-    return grid[int(np.argmax(scores))]
-
-
-def cv_scores(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int, *,
-              grid=None) -> np.ndarray:
-    """Out-of-fold P(label 1) of a standardised L2 logistic regression (prompt-grouped folds; C chosen per
-    fold by an inner CV over ``grid``, default ``C_GRID``)."""
-    out = np.full(len(labels), np.nan)
-    for train, test in splits(labels, groups, FOLDS, seed):
-        c = choose_c(features[train], labels[train], groups[train], seed, grid or C_GRID)
-        out[test] = fit_predict(features[train], labels[train], features[test], c)
-    return out
+def cv_auroc(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seeds) -> tuple[float, np.ndarray]:
+    """Mean over ``seeds`` (fold assignments) of the out-of-fold AUROC of an L2 logistic model (classifier.py),
+    and the penalties its outer folds chose."""
+    oof, chosen = classifier.out_of_fold(features, labels, groups, list(seeds))
+    aucs = [auroc(labels, row) for row in oof if np.isfinite(row).all()]
+    return (float(np.mean(aucs)) if aucs else np.nan), chosen
 
 
 def log_profile(values: np.ndarray) -> np.ndarray:
@@ -210,36 +162,53 @@ def score_row(a, b, measure, metric, labels, values, n_boot, rng, orient=True) -
 
 def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metrics: list[str], n_boot: int,
                         seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(auroc, increment): every score of every pair, and each metric's profile's value beyond loss and length."""
-    rng = np.random.default_rng(seed)
-    rows, increments = [], []
-    for a, b in pairs:
-        for metric in metrics:
-            wide, info, labels = pair_data(stats, samples, a, b, metric)
-            if wide.empty or labels.min() == labels.max():
-                continue
-            values = wide.to_numpy()
-            groups = pd.factorize(np.asarray(info.prompt.fillna("")))[0]
-            ifd = ifd_values(info)
-            if metric == metrics[0]:
-                loss, length = info.loss.to_numpy(dtype=float), info.n_response_tokens.to_numpy(dtype=float)
-                rows.append(score_row(a, b, "loss", "", labels, loss, n_boot, rng))
-                rows.append(score_row(a, b, "length", "", labels, length, n_boot, rng))
-                if ifd is not None:
-                    rows.append(score_row(a, b, "ifd", "", labels, ifd, n_boot, rng))
-            if metric == "nuclear_norm":
-                rows.append(score_row(a, b, "per_loss", metric, labels, values.mean(1) / info.loss.to_numpy(dtype=float),
-                                      n_boot, rng))
-            rows.append(score_row(a, b, "mean", metric, labels, values.mean(1), n_boot, rng))
-            profile = log_profile(values)
-            oof = cv_scores(profile, labels, groups, seed)
-            rows.append(score_row(a, b, "profile", metric, labels, oof, n_boot, rng, orient=False))
-            base = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
-            if ifd is not None:
-                base.append(np.log(np.nan_to_num(ifd, nan=np.nanmedian(ifd)).clip(1e-6)))
-            increments.append(increment_row(a, b, metric, np.column_stack(base), profile, labels, groups, seed,
-                                            n_boot, rng, with_ifd=ifd is not None))
+    """(auroc, increment): every score of every pair, and each metric's profile's value beyond loss and length; the
+    pairs spread over the cores (parallel.py), each with its own generator (the same tables however many)."""
+    from layergrad.analysis.parallel import forked_map
+
+    found = forked_map(lambda job: pair_tables(stats, samples, job[1], metrics, n_boot, [seed, job[0]], seed),
+                       list(enumerate(pairs)))
+    rows = [r for pair_rows, _ in found for r in pair_rows]
+    increments = [r for _, pair_increments in found for r in pair_increments]
     return pd.DataFrame(rows, columns=AUROC_COLUMNS), pd.DataFrame(increments, columns=INCREMENT_COLUMNS)
+
+
+def pair_tables(stats: pd.DataFrame, samples: pd.DataFrame, pair: tuple[str, str], metrics: list[str], n_boot: int,
+                rng_seed, seed: int) -> tuple[list[dict], list[dict]]:
+    """(auroc rows, increment rows) of one pair: the baselines once, every metric's mean and profile, each profile's
+    increment; ``rng_seed`` seeds the pair's bootstrap, ``seed`` its cross-validation."""
+    rng = np.random.default_rng(rng_seed)
+    a, b = pair
+    rows, by_rows = [], {}  # the metrics whose profiles cover the same samples share the baseline's fits
+    for metric in metrics:
+        wide, info, labels = pair_data(stats, samples, a, b, metric)
+        if wide.empty or labels.min() == labels.max():
+            continue
+        values = wide.to_numpy()
+        groups = pd.factorize(np.asarray(info.prompt.fillna("")))[0]
+        ifd = ifd_values(info)
+        if not rows:
+            loss, length = info.loss.to_numpy(dtype=float), info.n_response_tokens.to_numpy(dtype=float)
+            rows.append(score_row(a, b, "loss", "", labels, loss, n_boot, rng))
+            rows.append(score_row(a, b, "length", "", labels, length, n_boot, rng))
+            if ifd is not None:
+                rows.append(score_row(a, b, "ifd", "", labels, ifd, n_boot, rng))
+        if metric == "nuclear_norm":
+            rows.append(score_row(a, b, "per_loss", metric, labels, values.mean(1) / info.loss.to_numpy(dtype=float),
+                                  n_boot, rng))
+        rows.append(score_row(a, b, "mean", metric, labels, values.mean(1), n_boot, rng))
+        profile = log_profile(values)
+        oof = classifier.out_of_fold(profile, labels, groups, [seed])[0][0]
+        rows.append(score_row(a, b, "profile", metric, labels, oof, n_boot, rng, orient=False))
+        columns = [info.loss.to_numpy(dtype=float), np.log(np.maximum(info.n_response_tokens.to_numpy(dtype=float), 1))]
+        if ifd is not None:
+            columns.append(np.log(np.nan_to_num(ifd, nan=np.nanmedian(ifd)).clip(1e-6)))
+        entry = by_rows.setdefault(tuple(wide.index), (np.column_stack(columns), labels, groups, ifd is not None, {}))
+        entry[-1][metric] = profile
+    increments = []
+    for base, labels, groups, with_ifd, profiles in by_rows.values():
+        increments += increment_rows(a, b, base, profiles, labels, groups, seed, with_ifd=with_ifd)
+    return rows, sorted(increments, key=lambda r: metrics.index(r["metric"]))
 
 
 def ifd_values(info: pd.DataFrame) -> np.ndarray | None:
@@ -250,29 +219,31 @@ def ifd_values(info: pd.DataFrame) -> np.ndarray | None:
     return values if np.isfinite(values).mean() >= 0.5 else None
 
 
-def increment_row(a, b, metric, base, profile, labels, groups, seed, n_boot, rng, *, with_ifd: bool = False) -> dict:
-    """CV AUROC of the baselines ([loss, log length(, log IFD)]) and of them plus the metric's profile (every
-    column standardised and penalised alike, the penalty chosen by inner CV for both), their difference and its
-    CI: means over ``CV_SEEDS`` fold assignments, the bootstrap draws split among them (so the CI spans the
-    folds' luck as well as the samples')."""
-    aurocs, draws = [], []
-    for k in range(CV_SEEDS):
-        base_oof = cv_scores(base, labels, groups, seed + k)
-        full_oof = cv_scores(np.column_stack([base, profile]), labels, groups, seed + k)
-        ok = np.isfinite(base_oof) & np.isfinite(full_oof)
-        y, s0, s1 = labels[ok], base_oof[ok], full_oof[ok]
-        if len(np.unique(y)) < 2:
-            continue
-        aurocs.append((auroc(y, s0), auroc(y, s1)))
-        index = bootstrap_indices(y, max(1, n_boot // CV_SEEDS), rng)
-        draws.append(auroc_draws(y, s1, index) - auroc_draws(y, s0, index))
-    base_auc, full_auc = np.mean(aurocs, axis=0) if aurocs else (np.nan, np.nan)
-    draws = np.concatenate(draws) if draws else np.array([])
-    lo, hi = interval(draws) if len(draws) else (np.nan, np.nan)
-    gain = full_auc - base_auc
-    return {"a": a, "b": b, "metric": metric, "auroc_loss_length": base_auc, "auroc_with_profile": full_auc,
-            "gain": gain, "ci_low": float(lo), "ci_high": float(hi), "n_a": int((labels == 0).sum()),
-            "n_b": int((labels == 1).sum()), "verdict": increment_verdict(gain, lo, hi, with_ifd, metric)}
+def increment_rows(a, b, base: np.ndarray, profiles: dict, labels, groups, seed: int, *, with_ifd: bool = False,
+                   resamples: int = RESAMPLES) -> list[dict]:
+    """Per profile: the CV AUROC of the baselines ([loss, log length(, log IFD)]) and of them plus the profile (every
+    column standardised and penalised alike, the penalty chosen per outer fold by an inner CV), averaged over
+    ``CV_SEEDS`` fold assignments; the gain's CI from ``resamples`` bootstrap resamples of the prompts, each
+    refitted on its own folds (at the penalty the outer folds chose most often) — the CI spans the samples' luck,
+    the prompts' clustering and the folds'. The baseline's fits are shared by the profiles."""
+    seeds = range(seed, seed + CV_SEEDS)
+    base_auc, base_c = cv_auroc(base, labels, groups, seeds)
+    models, penalties, points = [base], [classifier.typical_penalty(base_c)], []
+    for profile in profiles.values():
+        full = np.column_stack([base, profile])
+        full_auc, full_c = cv_auroc(full, labels, groups, seeds)
+        models.append(full)
+        penalties.append(classifier.typical_penalty(full_c))
+        points.append(full_auc)
+    draws = classifier.resampled_aurocs(models, labels, groups, resamples, np.random.default_rng(seed), penalties)
+    rows = []
+    for (metric, _), full_auc, resampled in zip(profiles.items(), points, draws[1:]):
+        gain = full_auc - base_auc
+        lo, hi = interval(resampled - draws[0]) if np.isfinite(resampled - draws[0]).any() else (np.nan, np.nan)
+        rows.append({"a": a, "b": b, "metric": metric, "auroc_loss_length": base_auc, "auroc_with_profile": full_auc,
+                     "gain": gain, "ci_low": float(lo), "ci_high": float(hi), "n_a": int((labels == 0).sum()),
+                     "n_b": int((labels == 1).sum()), "verdict": increment_verdict(gain, lo, hi, with_ifd, metric)})
+    return rows
 
 
 def increment_verdict(gain: float, lo: float, hi: float, with_ifd: bool = False, metric: str = "") -> str:

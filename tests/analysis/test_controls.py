@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import layergrad
+from layergrad.analysis import classifier
 from layergrad.analysis import separability as sep
 
 
@@ -67,7 +68,7 @@ def increment_case(signal: bool, seed: int = 2, n: int = 60, width: int = 30):
 @pytest.mark.parametrize("signal", [True, False])
 def test_increment_finds_signal_only_where_there_is_some(signal):
     base, profile, labels, groups = increment_case(signal)
-    row = sep.increment_row("a", "b", "nuclear_norm", base, profile, labels, groups, 0, 1000, np.random.default_rng(0))
+    row, = sep.increment_rows("a", "b", base, {"nuclear_norm": profile}, labels, groups, 0)
     assert row["gain"] == pytest.approx(row["auroc_with_profile"] - row["auroc_loss_length"])
     if signal:
         assert row["ci_low"] > 0 and row["verdict"].startswith("the nuclear norm profile adds +")
@@ -76,20 +77,58 @@ def test_increment_finds_signal_only_where_there_is_some(signal):
 
 
 def test_baseline_model_by_hand(monkeypatch):
-    """The [loss, log length] model's out-of-fold AUROC, recomputed with plain sklearn on the same folds (one
-    penalty, so no inner choice), averaged over the CV seeds."""
-    monkeypatch.setattr(sep, "C_GRID", (1.0,))
+    """The [loss, log length] model's out-of-fold AUROC, recomputed with plain sklearn (lbfgs: the same objective)
+    on the same folds (one penalty, so no inner choice), averaged over the CV seeds."""
+    monkeypatch.setattr(classifier, "C_GRID", (1.0,))
     base, profile, labels, groups = increment_case(True)
-    row = sep.increment_row("a", "b", "nuclear_norm", base, profile, labels, groups, 0, 50, np.random.default_rng(0))
+    row, = sep.increment_rows("a", "b", base, {"nuclear_norm": profile}, labels, groups, 0, resamples=5)
+    x = classifier.standardised(base)
     aurocs = []
     for seed in range(sep.CV_SEEDS):
+        folds = classifier.assign_folds(labels, groups, classifier.FOLDS, np.random.default_rng(seed))
         oof = np.zeros(len(labels))
-        for train, test in sep.splits(labels, groups, sep.FOLDS, seed):
-            mean, std = base[train].mean(0), base[train].std(0)
-            model = LogisticRegression(C=1.0, solver="liblinear").fit((base[train] - mean) / std, labels[train])
-            oof[test] = model.predict_proba((base[test] - mean) / std)[:, 1]
+        for f in range(classifier.FOLDS):
+            train, test = folds != f, folds == f
+            model = LogisticRegression(C=1.0, tol=1e-10, max_iter=10_000).fit(x[train], labels[train])
+            oof[test] = model.decision_function(x[test])
         aurocs.append(roc_auc_score(labels, oof))
-    assert row["auroc_loss_length"] == pytest.approx(np.mean(aurocs))
+    assert row["auroc_loss_length"] == pytest.approx(np.mean(aurocs), abs=1e-9)
+
+
+@pytest.mark.parametrize("features", [3, 80])
+def test_batched_logistic_fits_equal_sklearn(features):
+    """Weighted fits (a bootstrap's multiplicities, a fold's zeros) at several penalties at once, in the primal
+    (few features) and the dual (more features than samples), against sklearn's objective with repeated rows."""
+    rng = np.random.default_rng(4)
+    n = 40
+    labels = (rng.random(n) < 0.5).astype(int)
+    x = classifier.standardised(rng.normal(size=(n, features)) + labels[:, None] * 0.5)
+    weights = rng.integers(0, 3, (4, n)).astype(float)
+    penalties = np.array([0.01, 0.1, 1.0, 0.1])
+    got = classifier.fit_decisions(x, labels, weights, penalties)
+    for w, c, decisions in zip(weights, penalties, got):
+        rows = np.repeat(np.arange(n), w.astype(int))
+        model = LogisticRegression(C=c, tol=1e-12, max_iter=100_000).fit(x[rows], labels[rows])
+        np.testing.assert_allclose(decisions, model.decision_function(x), atol=1e-5)  # sklearn's own tolerance
+
+
+def test_weighted_auroc_equals_repeated_rows():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 30)
+    scores = rng.integers(0, 6, 30).astype(float)  # ties
+    weights = rng.integers(0, 3, 30).astype(float)
+    rows = np.repeat(np.arange(30), weights.astype(int))
+    got = classifier.weighted_auroc(labels[None], scores[None], weights[None])[0]
+    assert got == pytest.approx(roc_auc_score(labels[rows], scores[rows]), abs=1e-12)
+
+
+def test_folds_keep_prompts_together_and_classes_spread():
+    rng = np.random.default_rng(6)
+    groups = np.repeat(np.arange(20), 2)  # a prompt's two samples (one per side)
+    labels = np.tile([0, 1], 20)
+    folds = classifier.assign_folds(labels, groups, 5, rng)
+    assert all(len(set(folds[groups == g])) == 1 for g in range(20))
+    assert all(((folds == f) & (labels == v)).sum() == 4 for f in range(5) for v in (0, 1))
 
 
 def test_derived_metrics_and_python_api(tiny, tmp_path):
