@@ -239,7 +239,7 @@ class MetricsOption(click.Option):
 
 
 def analysis_options(f):
-    """The options of an analysis; --metrics, --bootstrap and --seed are ReproduceConfig's declared fields
+    """The options of an analysis; --metrics, --bootstrap, --seed and --draws are ReproduceConfig's declared fields
     (one declaration for analyze, compare and reproduce)."""
     from dataclasses import fields
 
@@ -248,8 +248,9 @@ def analysis_options(f):
     declared = {field.name: field for field in fields(ReproduceConfig)}
     options = [
         click.option("--out", required=True, type=click.Path(), help="Folder for the CSVs, figures/, tables/, report.html."),
-        *(click_option(declared[name]) for name in ("metrics", "bootstrap", "seed")),
-        click.option("--formats", default="png,svg", show_default=True, help="Figure formats."),
+        *(click_option(declared[name]) for name in ("metrics", "bootstrap", "seed", "draws")),
+        click.option("--formats", default="png", show_default=True,
+                     help="Figure formats: png, svg, pdf (comma-separated; the report embeds the PNGs)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress output."),
     ]
     for option in reversed(options):  # click lists them in decoration order, last applied first
@@ -257,14 +258,17 @@ def analysis_options(f):
     return f
 
 
-def analysis_values(metrics, bootstrap, seed) -> dict:
+def analysis_values(metrics, bootstrap, seed, draws) -> dict:
     """The declared defaults for the options not given."""
-    from layergrad.runs.config import DEFAULT_METRICS
+    from layergrad.runs.config import DEFAULT_METRICS, ReproduceConfig
 
     if bootstrap is not None and bootstrap < 10:
         raise InputError(f"--bootstrap must be at least 10, got {bootstrap}")
+    if draws is not None and draws < 0:
+        raise InputError(f"--draws must be 0 or more, got {draws}")
     return {"metrics": split(metrics) if metrics else list(DEFAULT_METRICS),
-            "n_boot": bootstrap if bootstrap is not None else 1000, "seed": seed if seed is not None else 0}
+            "n_boot": bootstrap if bootstrap is not None else 1000, "seed": seed if seed is not None else 0,
+            "draws": draws if draws is not None else ReproduceConfig().draws}
 
 
 @cli.command(epilog="""
@@ -276,13 +280,13 @@ Examples:
 \b
 Writes claims.csv (the paper's claims: verdict, effect, CI, p, caveats), curves.csv, mad.csv,
 rd.csv, tests.csv, auroc.csv (with loss and length baselines), increment.csv (what the gradient
-adds beyond loss and length), length.csv, figures/ (PNG, SVG), tables/ (the paper's MAD table as
+adds beyond loss and length), length.csv, pooled.csv, figures/ (PNG; --formats for SVG/PDF), tables/ (the paper's MAD table as
 Markdown, CSV and LaTeX) and report.html (self-contained, claims first).""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @analysis_options
 @click.option("--over-steps", is_flag=True,
               help="RUNS are the step-* probes of LayerGradCallback: nuclear norm and MAD against the step.")
-def analyze(runs, out, metrics, bootstrap, seed, formats, quiet, over_steps):
+def analyze(runs, out, metrics, bootstrap, seed, draws, formats, quiet, over_steps):
     """Statistics, figures and an HTML report comparing the conditions of each run."""
     if over_steps:
         from layergrad.analysis.steps import write_over_steps
@@ -291,7 +295,8 @@ def analyze(runs, out, metrics, bootstrap, seed, formats, quiet, over_steps):
         return
     from layergrad.analysis.analyze import analyze as run_analysis
 
-    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed), formats=split(formats), log=_log(quiet))
+    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed, draws), formats=split(formats),
+                 log=_log(quiet))
 
 
 @cli.command(epilog="""
@@ -300,13 +305,13 @@ Example:
   layergrad compare runs/qwen2-base runs/qwen2-instruct --out reports/base-vs-instruct""")
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @analysis_options
-def compare(runs, out, metrics, bootstrap, seed, formats, quiet):
+def compare(runs, out, metrics, bootstrap, seed, draws, formats, quiet):
     """Like analyze, but compares the same condition across runs (e.g. base vs instruct model)."""
     from layergrad.analysis.analyze import analyze as run_analysis
 
     if len(runs) < 2:
         raise click.UsageError("compare needs at least two runs")
-    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed), formats=split(formats),
+    run_analysis(list(runs), out, **analysis_values(metrics, bootstrap, seed, draws), formats=split(formats),
                  across_runs=True, log=_log(quiet))
 
 

@@ -13,7 +13,8 @@ conditions are computed as one run directory (``OUT/run``: resumable, replayable
 condition none of whose samples can be computed is recorded, not fatal, and the claims that need it say
 so); each cell of the study (a task, or the whole study) is analysed on its own
 (``OUT/analysis/<cell>/``); the claims of all cells form one table with Holm over the whole of it
-(``OUT/claims.csv``, and as Markdown ``OUT/claims.md``) and one report (``OUT/report.html``).
+(``OUT/claims.csv``, and as Markdown ``OUT/claims.md``; each claim and module pooled over the cells in
+``OUT/pooled.csv``) and one report (``OUT/report.html``).
 ``OUT/reproduce.yaml`` replays the command.
 """
 
@@ -27,6 +28,7 @@ import pandas as pd
 
 from layergrad.analysis import curves, figures, report
 from layergrad.analysis.analyze import analyze, metric_names, study_claims
+from layergrad.analysis.claims import pooled_table
 from layergrad.analysis.loading import computed, load_runs
 from layergrad.declare import command_words
 from layergrad.errors import InputError
@@ -77,15 +79,17 @@ def reproduce(config: ReproduceConfig, log=print) -> Path:
     run(config.run_config(study.data, hooks=study.hooks), log=log, conditions=conditions, extra=extra, keep_going=True)
     control = reinit_control(config, study, conditions, log) if config.reinit_for(study.hooks) else None
     cells = study_cells(study)
-    analyses, table = analyse_grid(out, cells, config, study, control, log)
+    analyses, table, pooled = analyse_grid(out, cells, config, study, control, log)
     table.to_csv(out / "claims.csv", index=False)
+    pooled.to_csv(out / "pooled.csv", index=False)
     notes = list(study.notes)
     (out / "claims.md").write_text("".join(f"> {n}\n" for n in notes) + ("\n" if notes else "")
-                                   + report.claims_markdown(table, list(cells)), encoding="utf-8")
+                                   + report.claims_markdown(table, list(cells), pooled), encoding="utf-8")
     figure_paths = draw_figures(study.hooks.figures(study, list(analyses), config), analyses, out / "figures")
     report.write_replication_report(out / "report.html", table, figure_paths, list(cells), model=config.run.model,
                                     limit=config.run.subsample().describe(), paper=config.run.compute.paper,
-                                    command=command_line(config, study.hooks), seconds=time.perf_counter() - started, notes=notes)
+                                    command=command_line(config, study.hooks), seconds=time.perf_counter() - started,
+                                    notes=notes, pooled=pooled)
     log(f"wrote {out}/claims.csv, {out}/report.html and analysis/<cell>/ for {len(cells)} cells")
     return out
 
@@ -128,13 +132,18 @@ def analyse_grid(out: Path, cells: dict, config: ReproduceConfig, study: Study, 
             continue
         log(f"analysing {cell}")
         analyses[cell] = analyze(data, metrics=config.metrics, n_boot=config.bootstrap, seed=config.seed,
-                                 conditions=present, log=lambda *a: None)
+                                 conditions=present, claims_of=False, log=lambda *a: None)
+    log(f"claims over all cells{f', and on {config.draws} random halves' if config.draws else ''}")
+    table, specs = claim_table_of(data, config, study, analyses, control)
+    for cell, analysis in analyses.items():  # each cell's report shows its rows of the one table
+        analysis.claims = table[table.task == cell].reset_index(drop=True)
+        analysis.pooled = pooled_table(analysis.claims, {c.id: c.sign for c in specs})
         folder = out / "analysis" / cell
         if config.task_reports:
-            analyses[cell].write(folder, formats=["png"], log=lambda *a: None)
+            analysis.write(folder, formats=["png"], log=lambda *a: None)
         else:
-            analyses[cell].write_tables(folder)
-    return analyses, claim_table_of(data, config, study, analyses, control)
+            analysis.write_tables(folder)
+    return analyses, table, pooled_table(table, {c.id: c.sign for c in specs})
 
 
 def reinit_control(config: ReproduceConfig, study: Study, conditions: dict, log) -> pd.DataFrame | None:
@@ -148,13 +157,14 @@ def reinit_control(config: ReproduceConfig, study: Study, conditions: dict, log)
                                  cosine=False),
                log=log, conditions={n: conditions[n] for n in names},
                extra={"attributes": {n: study.attributes[n] for n in names}, "study": study.name}, keep_going=True)
-    return claim_table_of(load_runs(root), config, study, missing=False)
+    return claim_table_of(load_runs(root), config, study, missing=False, draws=0)[0]
 
 
 def claim_table_of(data, config: ReproduceConfig, study: Study, analyses: dict | None = None,
-                   control: pd.DataFrame | None = None, missing: bool = True) -> pd.DataFrame:
-    """The study's claims on a run (Holm over all of it), caveats from the cells' controls; conditions
-    without any computable sample are named in the claims that need them (``missing``)."""
+                   control: pd.DataFrame | None = None, missing: bool = True, draws: int | None = None):
+    """(the study's claims on a run, Holm over all of it, the claims): caveats from the cells' controls; conditions
+    without any computable sample are named in the claims that need them (``missing``); each row's stability over
+    ``draws`` random halves (default: the config's)."""
     from layergrad.analysis.claims import baseline_scores
 
     ok, stats, prompts, lengths = computed(data)
@@ -164,7 +174,8 @@ def claim_table_of(data, config: ReproduceConfig, study: Study, analyses: dict |
     matrices = {"nuclear_norm": curves.sample_matrices(stats, "nuclear_norm")}
     return study_claims(data, stats, matrices, prompts, lengths, config.bootstrap, config.seed, study=study,
                         separability=auroc, increment=increment, control=control, scores=baseline_scores(ok),
-                        unavailable=unavailable(data, study) if missing else {})
+                        unavailable=unavailable(data, study) if missing else {},
+                        draws=config.draws if draws is None else draws)
 
 
 def unavailable(data, study: Study) -> dict:

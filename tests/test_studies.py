@@ -37,10 +37,11 @@ WORDS = "we check every step and then add the numbers to find the answer".split(
 
 
 def write_data(folder, n: int = 6) -> None:
-    """Kept: longer, varied answers; dropped: short ones (different records, as a filter leaves them)."""
+    """Kept: longer, varied answers; dropped: shorter ones, their lengths overlapping (different records, as a filter
+    leaves them)."""
     rng = random.Random(0)
     (folder / "data").mkdir(parents=True)
-    for name, words in (("kept", (20, 40)), ("dropped", (3, 8))):
+    for name, words in (("kept", (4, 20)), ("dropped", (3, 16))):
         rows = [{"instruction": f"Task {name} {i}: how much is {i} + {2 * i}?",
                  "output": " ".join(rng.choice(WORDS) for _ in range(rng.randint(*words))) + f" It is {3 * i}."}
                 for i in range(n)]
@@ -62,6 +63,8 @@ def test_a_study_file_runs_end_to_end_with_the_papers_rigour(study_run):
     modules = claims[claims.module != "all modules"]
     assert set(claims.claim) == {"C1", "C2"} and len(modules[modules.claim == "C1"]) == 7
     assert set(modules.verdict) <= {"holds", "fails", "inconclusive"}
+    c1s = modules[modules.claim == "C1"]
+    assert c1s.rests_on.str.startswith("adjusted effect at equal length").all()  # the lengths overlap
     assert modules[["effect", "ci_low", "ci_high", "p", "p_holm", "n"]].notna().all().all()
     assert (modules.a == "dropped").all() and (modules.b == "kept").all() and (modules.n == 6).all()
     c1 = modules[modules.claim == "C1"].iloc[0]
@@ -91,7 +94,10 @@ def test_renaming_the_conditions_changes_nothing_but_the_names(study_run, tmp_pa
     names = {"alpha": "kept", "beta": "dropped"}
     for column in ("a", "b"):
         again[column] = again[column].map(lambda v: names.get(v, v))
-    again["caveats"] = again.caveats.str.replace("alpha", "kept").str.replace("beta", "dropped")
+    for column in ("caveats", "confounded_by"):
+        again[column] = again[column].astype(object).fillna("").str.replace("alpha", "kept").str.replace("beta",
+                                                                                                       "dropped")
+        first[column] = first[column].astype(object).fillna("")
     pd.testing.assert_frame_equal(again, first)  # same process, same inputs, same draws: equal by construction
 
 

@@ -24,8 +24,10 @@ from layergrad.errors import InputError
 from layergrad.runs.config import DEFAULT_METRICS
 
 FIGURE_FORMATS = ("png", "svg", "pdf")
-TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims", "correlations")
-FIGURES = ("headline", "correlations", "experts", "panels", "conditions", "irrelevant", "mad", "heatmap")
+TABLES = ("curves", "mad", "rd", "tests", "auroc", "increment", "length", "claims", "pooled", "correlations")
+FIGURES = ("headline", "correlations", "experts", "length", "panels", "conditions", "irrelevant", "differences", "mad",
+           "heatmap")
+PER_METRIC = FIGURES[4:]  # drawn for every metric analysed (differences: the nuclear norm's only)
 OPTIONAL_TABLES = ("experts",)  # written where the runs have them (MoE models)
 MODULE_MEAN = "mean of modules"
 
@@ -38,6 +40,7 @@ class Analysis:
     pairs: list[tuple[str, str]]
     metrics: list[str]
     curves: pd.DataFrame
+    differences: pd.DataFrame  # per pair, module and layer: the relative change of the mean, its CI (in curves.csv)
     mad: pd.DataFrame
     rd: pd.DataFrame
     tests: pd.DataFrame
@@ -45,6 +48,7 @@ class Analysis:
     increment: pd.DataFrame
     length: pd.DataFrame
     claims: pd.DataFrame
+    pooled: pd.DataFrame  # per claim and module, the random-effects pool over its cells (claims/pooling.py)
     correlations: pd.DataFrame  # the records' numeric fields against the scores and baselines
     mean_curves: pd.DataFrame = field(repr=False)  # nuclear norm averaged over modules, per sample first
     experts: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=experts.COLUMNS))  # MoE: per expert
@@ -60,7 +64,8 @@ class Analysis:
         return [(a, b) for a, b in self.pairs if partner_of.get(b) == a]
 
     def figure(self, name: str = "headline", metric: str = "nuclear_norm"):
-        """A matplotlib Figure: headline | correlations | experts | panels | conditions | irrelevant | mad | heatmap."""
+        """A matplotlib Figure: headline | correlations | experts | length | panels | conditions | irrelevant |
+        differences | mad | heatmap."""
         if name not in FIGURES:
             raise InputError(f"unknown figure {name!r}; choose from {', '.join(FIGURES)}")
         if name == "correlations":
@@ -69,6 +74,8 @@ class Analysis:
             if self.experts.empty:
                 raise InputError("no MoE experts in these runs: the experts figure needs a model with experts")
             return figures.experts(self.experts, self.groups)
+        if name == "length":
+            return figures.length_scatter(self.data, self.groups, self.data.partners())
         if name != "headline" and metric not in self.metrics:
             raise InputError(f"metric {metric!r} was not analysed; analysed: {', '.join(self.metrics)}")
         if name == "headline":
@@ -82,44 +89,46 @@ class Analysis:
         if name == "irrelevant":
             return figures.pair_overlays(self.curves, metric, self.irrelevant_pairs, title=(
                 f"Correct (solid) vs irrelevant (dashed) responses: {figures.label(metric)}, 95% CI"))
+        if name == "differences":
+            return figures.differences(self.differences, metric, self.pairs)
         if name == "mad":
             return figures.mad_bars(self.mad, metric, self.groups)
         return figures.heatmap(self.curves, metric, self.groups)
 
     def figure_list(self) -> list[tuple[str, str]]:
         """(name, metric) of every figure this analysis has, headline first."""
-        names = [n for n in FIGURES[3:] if n != "irrelevant" or self.irrelevant_pairs]
-        first = [("headline", "nuclear_norm")] + ([("correlations", "")] if len(self.correlations) else []) + \
-            ([("experts", "")] if len(self.experts) else [])
-        return first + [(n, m) for m in self.metrics for n in names]
+        names = [n for n in PER_METRIC if n != "irrelevant" or self.irrelevant_pairs]
+        first = [("headline", "nuclear_norm"), ("length", "")] + \
+            ([("correlations", "")] if len(self.correlations) else []) + ([("experts", "")] if len(self.experts) else [])
+        return first + [(n, m) for m in self.metrics for n in names
+                        if n != "differences" or (m == "nuclear_norm" and len(self.differences))]
 
     def write_tables(self, out: str | Path) -> Path:
         """Only the CSVs and tables/ (no figures, no report)."""
         out = make_folder(Path(out))
         for name in TABLES + tuple(t for t in OPTIONAL_TABLES if len(getattr(self, t))):
-            getattr(self, name).to_csv(out / f"{name}.csv", index=False)
+            table = getattr(self, name)
+            if name == "curves":  # the conditions' curves, then each pair's per-layer change (``vs``: the reference)
+                table = pd.concat([table.assign(vs=""), self.differences], ignore_index=True)
+            table.to_csv(out / f"{name}.csv", index=False)
         tables.write_paper_tables(self.mad, self.groups, out / "tables")
         return out
 
-    def write(self, out: str | Path, formats=("png", "svg"), log=print) -> Path:
+    def write(self, out: str | Path, formats=("png",), log=print) -> Path:
         """Write the CSVs, tables/, figures/ and report.html into ``out``; return ``out``."""
         bad = [f for f in formats if f not in FIGURE_FORMATS]
         if bad:
             raise InputError(f"unknown figure format {bad[0]!r}; use {', '.join(FIGURE_FORMATS)}")
         out = self.write_tables(out)
-        paths = {}
-        for name, metric in self.figure_list():
-            file = f"{name}_{metric}" if metric and name != "headline" else name
-            paths[(name, metric)] = figures.save(self.figure(name, metric), out / "figures", file,
-                                                 list(dict.fromkeys(["png", *formats])))
+        paths = figures.draw_all(self.figure, self.figure_list(), out / "figures", list(dict.fromkeys(["png", *formats])))
         report.write_analysis_report(out / "report.html", self, paths)
         log(f"wrote {out}/report.html, {len(paths)} figures, tables/ and {len(list(out.glob('*.csv')))} CSV files")
         return out
 
 
 def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_boot: int = 1000, seed: int = 0,
-            formats=("png", "svg"), across_runs: bool = False, conditions: list[str] | None = None,
-            control: pd.DataFrame | None = None, log=print) -> Analysis:
+            draws: int = 20, formats=("png",), across_runs: bool = False, conditions: list[str] | None = None,
+            control: pd.DataFrame | None = None, claims_of: bool = True, log=print) -> Analysis:
     """Statistics, claims, figures and a report comparing the conditions of one or more runs.
 
     Within each run every pair of conditions is compared; the two papers' claims are checked wherever the
@@ -132,15 +141,18 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
             ``nuclear_norm_summed``; the cosines are added when computed).
         n_boot: Bootstrap resamples for the confidence intervals.
         seed: Seed of the resampling (the tables are reproducible from it).
-        formats: Figure formats (``png``, ``svg``, ``pdf``).
+        draws: Random halves of the prompts on which the claims are judged again (each row's ``stability``; 0:
+            none).
+        formats: Figure formats (``png``, ``svg``, ``pdf``; the report embeds the PNGs).
         across_runs: Compare the same condition across runs instead, with the between-runs claims (each picks
             its two runs: base vs instruct, or the two in order).
         conditions: Only these conditions.
         control: The claims table of the same data under random weights, quoted in the caveats.
+        claims_of: Check the claims (``reproduce`` checks its study's over all cells at once instead).
         log: Where progress lines go.
 
     Returns:
-        An ``Analysis``: ``.claims``, ``.curves``, ``.mad``, ``.rd``, ``.tests``, ``.auroc``, ``.increment``,
+        An ``Analysis``: ``.claims``, ``.pooled``, ``.curves``, ``.mad``, ``.rd``, ``.tests``, ``.auroc``, ``.increment``,
         ``.length``, ``.correlations`` (and for MoE models ``.experts``, analysis/experts.py) as DataFrames;
         ``.figure(name, metric)``; ``.write(folder)``.
     """
@@ -161,20 +173,26 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
         log(f"separability: loss, length and gradient scores ({len(pairs)} comparisons)")
         auroc, increment = separability.separability_tables(stats, ok, pairs, analysed, min(n_boot, 500), seed)
         nuclear = matrices.get("nuclear_norm", {})
-        claim_rows = study_claims(data, stats, matrices, prompts, lengths, n_boot, seed, separability=auroc,
-                                  increment=increment, control=control, scores=claims.baseline_scores(ok))
-        if across_runs:
-            claim_rows = pd.concat([claim_rows, between_runs(data, stats, matrices, prompts, n_boot, seed, log)],
-                                   ignore_index=True)
-        elif not any(data.attributes.get(g) for g in data.groups):  # the user's own conditions, nothing known
-            claim_rows = default_comparisons(data, stats, matrices, prompts, lengths, analysed, n_boot, seed,
-                                             separability=auroc, increment=increment, control=control,
-                                             scores=claims.baseline_scores(ok))
+        claim_rows, specs = pd.DataFrame(columns=claims.COLUMNS), ()
+        if claims_of:
+            log(f"claims{f' and their stability over {draws} random halves' if draws else ''}")
+            controls = dict(separability=auroc, increment=increment, control=control, scores=claims.baseline_scores(ok),
+                            draws=draws)
+            if across_runs:
+                claim_rows, specs = study_claims(data, stats, matrices, prompts, lengths, n_boot, seed, **controls)
+                claim_rows = pd.concat([claim_rows, between_runs(data, stats, matrices, prompts, n_boot, seed, log)],
+                                       ignore_index=True)
+            elif not any(data.attributes.get(g) for g in data.groups):  # the user's own conditions, nothing known
+                claim_rows, specs = default_comparisons(data, stats, matrices, prompts, lengths, analysed, n_boot, seed,
+                                                        **controls)
+            else:
+                claim_rows, specs = study_claims(data, stats, matrices, prompts, lengths, n_boot, seed, **controls)
         mean_curves = curves.curve_tables(module_means(nuclear), "nuclear_norm", n_boot, seed)[0] if nuclear \
             else pd.DataFrame(columns=["group", "module", "layer", "mean", "ci_low", "ci_high"])
         related = correlations.correlation_table(stats, ok, analysed, data.runs, n_boot, seed)
+    pooled = claims.pooled_table(claim_rows, {c.id: c.sign for c in specs} | builtin_signs())
     result = Analysis(data, pairs, analysed, **frames, auroc=auroc, increment=increment, claims=claim_rows,
-                      correlations=related, mean_curves=mean_curves, experts=experts.expert_table(data.experts, ok))
+                      pooled=pooled, correlations=related, mean_curves=mean_curves, experts=experts.expert_table(data.experts, ok))
     if out is not None:
         result.write(out, formats, log)
     return result
@@ -192,15 +210,23 @@ def claim_metrics(stats: pd.DataFrame, matrices: dict, specs=()) -> dict:
 
 
 def study_claims(data: Loaded, stats, matrices, prompts, lengths, n_boot: int, seed: int, *, study=None,
-                 **controls) -> pd.DataFrame:
-    """The claims of ``study`` (default: the two papers' built-in claims) on the data's conditions."""
+                 **controls) -> tuple[pd.DataFrame, tuple]:
+    """(the claims table, the claims) of ``study`` (default: the two papers' built-in claims) on the data's
+    conditions."""
     from layergrad.studies import builtin_claims, builtin_labels
 
     specs = study.claims if study is not None else builtin_claims()
     labels = study.labels if study is not None else builtin_labels()
     attributes = {g: data.attributes.get(g, {}) for g in data.groups}
     return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
-                               seed, labels=labels, whole=study.name if study is not None else "", **controls)
+                               seed, labels=labels, whole=study.name if study is not None else "", **controls), specs
+
+
+def builtin_signs() -> dict:
+    """{claim id: its direction's sign} of the registered studies' claims (between-runs ones included)."""
+    from layergrad.studies import builtin_claims
+
+    return {c.id: c.sign for c in builtin_claims()}
 
 
 SCOPES = ("early", "middle", "late")
@@ -217,12 +243,12 @@ def default_claims(pairs: list[tuple[str, str]], metrics: list[str]) -> list:
 
 
 def default_comparisons(data: Loaded, stats, matrices, prompts, lengths, metrics, n_boot: int, seed: int,
-                        **controls) -> pd.DataFrame:
-    """The claims table of ``default_claims`` on every pair of each run's conditions."""
+                        **controls) -> tuple[pd.DataFrame, list]:
+    """(the claims table, the claims) of ``default_claims`` on every pair of each run's conditions."""
     specs = default_claims(within_run_pairs(data), metrics)
     attributes = {g: {"condition": g} for g in data.groups}
     return claims.claims_table(specs, attributes, claim_metrics(stats, matrices, specs), prompts, lengths, n_boot,
-                               seed, **controls)
+                               seed, **controls), specs
 
 
 def between_runs(data: Loaded, stats, matrices: dict, prompts: dict, n_boot: int, seed: int, log) -> pd.DataFrame:
@@ -286,25 +312,36 @@ def metric_names() -> list[str]:
 
 
 def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:
-    """{table name: frame} over all metrics (curves, mad, rd, tests, length), the metrics with data and
-    their per-sample matrices."""
-    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "mad", "rd", "tests", "length")}
-    analysed, found = [], {}
-    for i, metric in enumerate(metrics):
-        matrices = curves.sample_matrices(stats, metric)
-        if not matrices:
+    """{table name: frame} over all metrics (curves, differences, mad, rd, tests, length), the metrics with data and
+    their per-sample matrices; the metrics spread over the cores (parallel.py)."""
+    from layergrad.analysis.parallel import forked_map
+
+    log(f"analysing {', '.join(metrics)} ({len(pairs)} comparisons)")
+    found = forked_map(lambda job: one_metric(stats, job[1], pairs, prompts, lengths, n_boot, seed + job[0]),
+                       list(enumerate(metrics)))
+    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "differences", "mad", "rd", "tests", "length")}
+    analysed, matrices = [], {}
+    for metric, (tables_of, found_matrices) in zip(metrics, found):
+        if tables_of is None:
             log(f"skipping {metric}: no sample has finite values (e.g. not in an imported file)")
             continue
         analysed.append(metric)
-        found[metric] = matrices
-        log(f"analysing {metric} ({len({g for g, _ in matrices})} conditions, {len(pairs)} comparisons)")
-        curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed + i)
-        parts["curves"].append(curve_rows)
-        parts["mad"].append(mad_rows)
-        parts["rd"].append(curves.rd_table(matrices, pairs, metric, n_boot, seed + i))
-        parts["tests"].append(significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed + i))
-        parts["length"].append(length.length_table(matrices, lengths, pairs, metric))
-    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed, found
+        matrices[metric] = found_matrices
+        for name, table in tables_of.items():
+            parts[name].append(table)
+    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed, matrices
+
+
+def one_metric(stats, metric, pairs, prompts, lengths, n_boot, seed) -> tuple[dict | None, dict]:
+    """({table name: frame}, its per-sample matrices) of one metric; (None, {}) where no sample has a value."""
+    matrices = curves.sample_matrices(stats, metric)
+    if not matrices:
+        return None, {}
+    curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed)
+    return {"curves": curve_rows, "differences": curves.difference_table(matrices, pairs, prompts, metric, n_boot, seed),
+            "mad": mad_rows, "rd": curves.rd_table(matrices, pairs, metric, n_boot, seed),
+            "tests": significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed),
+            "length": length.length_table(matrices, lengths, pairs, metric)}, matrices
 
 
 def module_means(matrices: dict) -> dict:

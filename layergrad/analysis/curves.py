@@ -62,7 +62,10 @@ def net_relative_difference(a, b, axis: int = -1):
 def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval of bootstrap draws along axis 0."""
     tail = (1 - level) / 2 * 100
-    return np.nanpercentile(draws, tail, axis=0), np.nanpercentile(draws, 100 - tail, axis=0)
+    draws = np.asarray(draws, dtype=float)
+    percentile = np.percentile if not np.isnan(draws).any() else np.nanpercentile  # the same where nothing is NaN
+    low, high = percentile(draws, [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def bootstrap_means(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -78,12 +81,16 @@ def sample_matrices(stats: pd.DataFrame, metric: str) -> dict[tuple[str, str], p
     """{(group, module): samples x layers frame of ``metric``}, non-finite samples dropped
     (layers without any value, like the last layer's ``cosine_next``, are left out first)."""
     out = {}
-    for (group, module), rows in stats.groupby(["group", "module"], sort=False):
-        wide = rows.pivot_table(index="sample_id", columns="layer", values=metric, aggfunc="first", dropna=False)
-        wide = wide.replace([np.inf, -np.inf], np.nan).dropna(axis=1, how="all").dropna(how="any")
+    rows = stats[["group", "module", "sample_id", "layer", metric]]
+    rows = rows[~rows.duplicated(["group", "module", "sample_id", "layer"])]  # the first value of each, as pivot_table
+    wide_all = rows.set_index(["group", "module", "sample_id", "layer"])[metric].unstack("layer")
+    wide_all = wide_all.replace([np.inf, -np.inf], np.nan)
+    order = list(dict.fromkeys(zip(stats.group, stats.module)))
+    for (group, module), wide in wide_all.groupby(level=["group", "module"], sort=False):
+        wide = wide.droplevel(["group", "module"]).dropna(axis=1, how="all").dropna(how="any")
         if wide.size:
-            out[(group, module)] = wide.sort_index(axis=1)
-    return out
+            out[(group, module)] = wide.sort_index(axis=1).sort_index()
+    return {key: out[key] for key in order if key in out}
 
 
 def segment_values(matrix: pd.DataFrame, rule: str = "auto") -> pd.DataFrame:
@@ -119,6 +126,35 @@ def curve_tables(matrices: dict, metric: str, n_boot: int, seed: int) -> tuple[p
                                  "mad_relative_low": float(rlo), "mad_relative_high": float(rhi),
                                  "n": len(values)})
     return pd.DataFrame(curve_rows), pd.DataFrame(mad_rows)
+
+
+DIFFERENCE_COLUMNS = ["group", "vs", "module", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
+
+
+def difference_table(matrices: dict, pairs: list[tuple[str, str]], prompts: dict, metric: str, n_boot: int,
+                     seed: int) -> pd.DataFrame:
+    """Per pair (a, b), module and layer: b's mean over a's, minus 1, with a bootstrap CI (prompts resampled together
+    where the two share them): rows of curves.csv with ``vs`` = a (``mean`` holds the relative change)."""
+    from layergrad.analysis.significance import paired_index
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, b in pairs:
+        for module in modules_of(matrices, a, b):
+            ma, mb = matrices[(a, module)], matrices[(b, module)]
+            pairing = (paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
+                       if a in prompts and b in prompts else None)
+            va, vb = (ma.loc[[p[0] for p in pairing]].to_numpy(), mb.loc[[p[1] for p in pairing]].to_numpy()) \
+                if pairing else (ma.to_numpy(), mb.to_numpy())
+            wa = rng.multinomial(len(va), np.full(len(va), 1 / len(va)), size=n_boot) / len(va)
+            wb = wa if pairing else rng.multinomial(len(vb), np.full(len(vb), 1 / len(vb)), size=n_boot) / len(vb)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                point = vb.mean(0) / va.mean(0) - 1
+                lo, hi = interval((wb @ vb) / (wa @ va) - 1)
+            for j, layer in enumerate(ma.columns):
+                rows.append({"group": b, "vs": a, "module": module, "layer": int(layer), "metric": metric,
+                             "mean": point[j], "ci_low": lo[j], "ci_high": hi[j], "n": min(len(va), len(vb))})
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
 
 
 def rd_table(matrices: dict, pairs: list[tuple[str, str]], metric: str, n_boot: int, seed: int) -> pd.DataFrame:

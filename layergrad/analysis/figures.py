@@ -107,6 +107,15 @@ def panels(curves: pd.DataFrame, metric: str, groups: list[str]) -> Figure:
     return fig
 
 
+def draw_all(figure, keys: list[tuple[str, str]], out: Path, formats) -> dict:
+    """{(name, metric): paths} of every figure ``figure(name, metric)`` draws, saved as ``out/<name>_<metric>.<fmt>``
+    (on every core: parallel.py)."""
+    from layergrad.analysis.parallel import forked_map
+
+    files = {key: f"{key[0]}_{key[1]}" if key[1] and key[0] != "headline" else key[0] for key in keys}
+    return dict(zip(keys, forked_map(lambda key: save(figure(*key), out, files[key], formats), keys)))
+
+
 def save(fig: Figure, out: Path, name: str, formats) -> list[Path]:
     """Write ``fig`` as ``out/name.<fmt>`` for each format (PNGs palette-compressed)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +136,7 @@ def save_png(fig: Figure, path: Path) -> None:
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=PNG_DPI)
-    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE)
     image.save(path, optimize=True)
 
 
@@ -237,6 +246,62 @@ def pair_overlays(curves: pd.DataFrame, metric: str, pairs: list[tuple[str, str]
                loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     fixed_layout(fig, top=0.6, bottom=0.45, legend=legend_band(2, 2), wspace=0.55, hspace=0.3)
+    return fig
+
+
+def differences(table: pd.DataFrame, metric: str, pairs: list[tuple[str, str]]) -> Figure:
+    """One panel per pair: the second condition's mean over the first's, minus 1, per layer, a line per module with
+    its 95% CI band (curves.csv's rows with ``vs``); 0 = no difference."""
+    data = table[table.metric == metric]
+    shown = [(a, b) for a, b in pairs if ((data.vs == a) & (data.group == b)).any()]
+    fig, axes = grid(max(len(shown), 1), width=3.4, height=2.6)
+    for ax, (a, b) in zip(axes, shown):
+        for module, rows in data[(data.vs == a) & (data.group == b)].groupby("module", sort=False):
+            colour = MODULE_COLOURS.get(module)
+            ax.plot(rows.layer, 100 * rows["mean"], color=colour, lw=1.2, label=module)
+            ax.fill_between(rows.layer, 100 * rows.ci_low, 100 * rows.ci_high, color=colour, alpha=0.12, lw=0)
+        ax.axhline(0, color="#444", lw=0.8, ls=":")
+        ax.set_title(f"{b} vs {a}", fontsize=9)
+        ax.set_xlabel("layer", fontsize=8)
+        ax.set_ylabel("change of the mean (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0].get_legend_handles_labels()
+    ncol = legend_columns(fig, len(names))
+    if names:
+        fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle(f"{label(metric)}: per-layer change between conditions (95% bootstrap CI)", fontsize=11)
+    fixed_layout(fig, legend=legend_band(len(names), ncol))
+    return fig
+
+
+def length_scatter(data, groups: list[str], partner_of: dict | None = None) -> Figure:
+    """Every computed sample's nuclear norm (mean over its layers and modules) against its response length, both on
+    log scales, a colour per condition (irrelevant responses hollow): where two conditions' clouds share no
+    lengths, nothing in the data can tell the condition from the length."""
+    ok = data.samples[data.samples.status == "ok"].set_index(["group", "sample_id"])
+    per_sample = data.stats.groupby(["group", "sample_id"]).nuclear_norm.mean()
+    joined = pd.DataFrame({"nn": per_sample, "tokens": ok.n_response_tokens.reindex(per_sample.index)}).dropna()
+    partner_of = partner_of or {}
+    colours = group_colours(groups, partner_of)
+    fig, axes = subplots(1, 1, figsize=(7.5, 4.6), squeeze=False)
+    ax = axes[0][0]
+    for group in groups:
+        if group not in joined.index.get_level_values(0):
+            continue
+        rows = joined.loc[group]
+        hollow = group in partner_of
+        ax.scatter(np.maximum(rows.tokens, 1), rows.nn, s=14, label=group, edgecolors=colours[group],
+                   facecolors="none" if hollow else colours[group], linewidths=0.8, alpha=0.8)
+    if (joined.nn > 0).all() and len(joined):
+        ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set(xlabel="response tokens", ylabel="nuclear norm ‖G‖* (mean over layers and modules)",
+           title="The gradient against response length, per sample")
+    ax.grid(alpha=0.3, which="both")
+    if ax.collections:
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fixed_layout(fig, right=2.2, top=0.45)
     return fig
 
 

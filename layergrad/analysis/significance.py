@@ -84,13 +84,14 @@ def compare_columns(x: np.ndarray, y: np.ndarray, paired: bool) -> list[dict]:
             diff = y - x
             clean = np.array([(d != 0).all() and len(np.unique(np.abs(d))) == len(d) for d in diff.T])
             groups = [(clean, "auto"), (~clean, "asymptotic" if len(diff) > 13 else None)]
+            effects = rank_biserials(diff)
             for columns, method in groups:
                 columns = np.flatnonzero(columns & ~np.all(np.isclose(diff, 0), axis=0))
                 if method and len(columns):
                     res = st.wilcoxon(y[:, columns], x[:, columns], zero_method="wilcox", method=method, axis=0)
                     for j, stat, p in zip(columns, np.atleast_1d(res.statistic), np.atleast_1d(res.pvalue)):
                         out[j] = {"test": "wilcoxon", "statistic": float(stat), "p": float(p),
-                                  "effect": rank_biserial(diff[:, j])}
+                                  "effect": float(effects[j])}
         else:  # SciPy's 'auto': exact when one side has <= 8 values and there are no ties
             tied = (np.diff(np.sort(np.vstack([x, y]), axis=0), axis=0) == 0).any(axis=0)
             small = min(len(x), len(y)) <= 8
@@ -102,6 +103,16 @@ def compare_columns(x: np.ndarray, y: np.ndarray, paired: bool) -> list[dict]:
                         out[j] = {"test": "mann-whitney", "statistic": float(stat), "p": float(p),
                                   "effect": float(2 * stat / (len(x) * len(y)) - 1)}
     return [r if r is not None else compare(x[:, j], y[:, j], paired) for j, r in enumerate(out)]
+
+
+def rank_biserials(diff: np.ndarray) -> np.ndarray:
+    """``rank_biserial`` of every column of (n, k) paired differences at once (zeros left out of the ranks)."""
+    nonzero = np.where(diff != 0, np.abs(diff), np.nan)
+    ranks = st.rankdata(nonzero, axis=0, nan_policy="omit")
+    plus = np.nansum(np.where(diff > 0, ranks, 0.0), axis=0)
+    minus = np.nansum(np.where(diff < 0, ranks, 0.0), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(plus + minus > 0, (plus - minus) / (plus + minus), 0.0)
 
 
 def rank_biserial(diff: np.ndarray) -> float:
@@ -128,14 +139,15 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
             units = [f"layer {int(c)}" for c in ma.columns] + list(SEGMENTS)
             x = np.column_stack([ma.to_numpy(), segment_values(ma)[list(SEGMENTS)].to_numpy()])
             y = np.column_stack([mb.to_numpy(), segment_values(mb)[list(SEGMENTS)].to_numpy()])
+            mean_x, mean_y = x.mean(0), y.mean(0)
             for j, (unit, result) in enumerate(zip(units, compare_columns(x, y, bool(pairing)))):
                 xj, yj = x[:, j], y[:, j]
                 if unit.startswith("layer"):  # CIs for segments only (the findings quote those)
-                    change = (float(yj.mean() / xj.mean() - 1) if xj.mean() else np.nan, np.nan, np.nan)
+                    change = (float(mean_y[j] / mean_x[j] - 1) if mean_x[j] else np.nan, np.nan, np.nan)
                 else:
                     change = relative_change_ci(xj, yj, bool(pairing), n_boot, rng)
                 rows.append({"a": a, "b": b, "module": module, "metric": metric, "unit": unit,
-                             "mean_a": float(xj.mean()), "mean_b": float(yj.mean()), "rel_change": change[0],
+                             "mean_a": float(mean_x[j]), "mean_b": float(mean_y[j]), "rel_change": change[0],
                              "rel_change_low": change[1], "rel_change_high": change[2],
                              "n_a": len(xj), "n_b": len(yj), "paired": bool(pairing), **result})
     table = pd.DataFrame(rows)

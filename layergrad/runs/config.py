@@ -105,6 +105,8 @@ class ReproduceConfig:
     metrics: tuple = option(DEFAULT_METRICS, "Comma-separated metrics to analyse.")
     bootstrap: int = option(1000, "Bootstrap resamples for the CIs (at least 10).", positive=True)
     seed: int = option(0, "Seed of the resampling.")
+    draws: int = option(20, "Random halves of the prompts the claims are judged on again: each verdict's stability "
+                        "(0: none).")
     task_reports: bool = option(True, "Figures and report.html for every cell too (the CSVs are always written).",
                                 flag="--task-reports/--no-task-reports")
     run: RunConfig = field(default_factory=RunConfig)
@@ -113,6 +115,8 @@ class ReproduceConfig:
         check_fields(self)
         if self.bootstrap < 10:
             raise InputError(f"bootstrap must be at least 10, got {self.bootstrap}")
+        if not isinstance(self.draws, int) or isinstance(self.draws, bool) or self.draws < 0:
+            raise InputError(f"draws must be 0 or more, got {self.draws!r}")
 
     @classmethod
     def build(cls, **values) -> "ReproduceConfig":

@@ -14,8 +14,10 @@ More keys: ``kind`` (a registered claim kind, studies/registry.py; default ``dif
 (attributes every compared condition has), ``per`` (an attribute whose values make separate cells,
 e.g. ``task``), ``paired`` (auto | yes | no: auto pairs conditions that share prompts), ``definition``,
 ``caveat`` (default ``controls``: the length overlap, the AUROC of length, loss and IFD for the pair, what the
-gradient profile adds beyond them, and the contrast under random weights) and ``options`` (the keys the
-kind and the caveat declare in their options dataclasses; any other key is an error naming it).
+gradient profile adds beyond them, and the contrast under random weights), ``confounds`` (default ``[length]``;
+``[length, loss]``, or ``[]`` for none: what the compared contrast must be separable from — where the design
+cannot, the verdict is ``confounded``; where it can, it rests on the effect at equal confounds) and ``options``
+(the keys the kind and the caveat declare in their options dataclasses; any other key is an error naming it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ DIRECTIONS = {"greater": 1, "less": -1, "two-sided": 0, "equivalent": 0}
 LAYER_SCOPES = ("all", "early", "middle", "late")
 PAIRED = ("auto", "yes", "no")
 DEFAULT_CAVEAT = "controls"  # the length overlap, the baselines' AUROC, the increment, random weights
+CONFOUNDS = ("length", "loss")  # what a claim may name as its confounds (per-sample response length, loss)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ClaimSpec:
     definition: str = ""
     test: str = ""
     caveat: str = DEFAULT_CAVEAT
+    confounds: tuple = ("length",)  # what the contrast must be separable from (CONFOUNDS), else 'confounded'
     options: ClaimOptions | dict = field(default_factory=dict)  # the kind's options (a dict is checked and parsed)
     caveat_options: ClaimOptions | None = None  # the caveat's (parsed from the same mapping)
 
@@ -216,6 +220,12 @@ def claim_from_dict(values, path: tuple, conditions: list[Condition], fail, stat
     if not isinstance(caveat, str) or caveat not in CAVEATS:
         fail(path + ("caveat",), f"unknown caveat '{caveat}'.{did_you_mean(str(caveat), CAVEATS.names())} Caveats: "
              f"{', '.join(CAVEATS.names())}")
+    confounds = values.get("confounds", ["length"])
+    confounds = [confounds] if isinstance(confounds, str) else confounds
+    if not isinstance(confounds, list) or any(c not in CONFOUNDS for c in confounds):
+        bad = next((c for c in confounds if c not in CONFOUNDS), confounds) if isinstance(confounds, list) else confounds
+        fail(path + ("confounds",), f"unknown confound {bad!r}.{did_you_mean(str(bad), CONFOUNDS)} Confounds: "
+             f"{', '.join(CONFOUNDS)} (a list, [] for none)")
     options = values.get("options") or {}
     if not isinstance(options, dict):
         fail(path + ("options",), "options maps option names to values")
@@ -225,4 +235,4 @@ def claim_from_dict(values, path: tuple, conditions: list[Condition], fail, stat
                      layers=layers, compare=compare, where={str(k): v for k, v in where.items()}, direction=direction,
                      margin=float(margin) if margin is not None else None, paired=paired, per=values.get("per"),
                      definition=str(values.get("definition", "")), test=str(values.get("test", "")), caveat=caveat,
-                     options=kind_options, caveat_options=caveat_options)
+                     confounds=tuple(dict.fromkeys(confounds)), options=kind_options, caveat_options=caveat_options)

@@ -155,7 +155,9 @@ def test_analyze_bad_input_is_one_line(tiny_run, tmp_path, capsys):
 
 def test_two_conditions_no_study_describes_get_the_default_comparisons(tiny):
     """Samples given as lists carry no attributes: analyze states A vs B for each statistic and depth third, two-
-    sided, through the claims machinery (Holm over the table, CI, the length caveat)."""
+    sided, through the claims machinery (Holm over the table, CI, the length caveat). Short answers against long
+    ones never overlap in length: no row says holds or fails, each says 'confounded', why, and what its raw effect
+    would have said."""
     from layergrad.data.samples import Sample
 
     short = [Sample(f"What is {i}+{i}?", f"{2 * i}.", i) for i in range(6)]
@@ -165,7 +167,9 @@ def test_two_conditions_no_study_describes_get_the_default_comparisons(tiny):
     want = {f"short vs long: {m}, {s}" for m in a.metrics for s in ("early", "middle", "late")}
     assert set(a.claims.claim) == want
     rows = a.claims[a.claims.module != "all modules"]
-    assert rows.verdict.isin(["holds", "fails", "inconclusive"]).all() and (rows.n == 6).all()
+    assert (a.claims.verdict == "confounded").all() and (rows.n == 6).all()
+    assert rows.raw_verdict.isin(["holds", "fails", "inconclusive"]).all()
+    assert rows.confounded_by.str.startswith("length: 0% of the pairs within ±25% of equal (short larger in 0%").all()
     assert rows.caveats.str.contains("response lengths do not overlap").all()
 
 

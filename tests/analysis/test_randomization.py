@@ -1,16 +1,19 @@
 """The claims' one family of tests against SciPy's permutation_test (exact where it enumerates every arrangement,
-within Monte Carlo error where it draws them), their floors, and n_to_decide by simulation."""
+within Monte Carlo error where it draws them), their floors, the adjustment for confounds and its gate, and
+n_to_decide by simulation (calibration under the null: test_calibration.py)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from layergrad.analysis.claims import adjustment as adj
 from layergrad.analysis.claims import randomization as rz
 from layergrad.analysis.claims.testing import samples_to_decide
 from layergrad.analysis.separability import auroc
 
 LOG_RATIO = rz.log_ratio_or_difference(True)
+LOG_DIFF = rz.log_ratio_or_difference(False)
 
 
 def scipy_p(data, statistic, permutation_type, alternative="two-sided", n_resamples=np.inf):
@@ -32,13 +35,20 @@ def test_sign_flip_equals_scipy_exact(seed):
     assert got.p == pytest.approx(scipy_p((x, y), log_ratio, "samples"), abs=1e-12)
 
 
+def welch_log_ratio(x, y):
+    """log(mean y / mean x) over its delta-method standard error, each side's own variance (the gradient taken at
+    the pooled mean, which no permutation changes)."""
+    m = np.mean(np.r_[x, y])
+    return log_ratio(x, y) / np.sqrt(np.var(x, ddof=1) / (len(x) * m ** 2) + np.var(y, ddof=1) / (len(y) * m ** 2))
+
+
 @pytest.mark.parametrize("seed", range(3))
-def test_label_permutation_equals_scipy_exact(seed):
+def test_label_permutation_is_scipys_studentized_permutation_test(seed):
     rng = np.random.default_rng(seed)
-    x, y = rng.lognormal(0, 0.3, 5), rng.lognormal(0.3, 0.3, 6)
+    x, y = rng.lognormal(0, 0.3, 5), rng.lognormal(0.3, 0.6, 6)
     got = rz.mean_test(x, y, False, LOG_RATIO, rng)
     assert got.design.exact and got.design.count == 462
-    assert got.p == pytest.approx(scipy_p((x, y), log_ratio, "independent"), abs=1e-12)
+    assert got.p == pytest.approx(scipy_p((x, y), welch_log_ratio, "independent"), abs=1e-9)
 
 
 def test_monte_carlo_within_its_error_of_scipy():
@@ -115,31 +125,44 @@ def test_paired_rank_test_equals_scipy_swapping_the_ranks():
     assert got.p == pytest.approx(max(want, got.design.floor), abs=1e-12)
 
 
-@pytest.mark.parametrize("paired", [True, False])
-def test_n_to_decide_gives_the_power_it_promises(paired):
-    """At the predicted n, the test passes in at least 75% of draws from the population (the estimate aims at 80%
-    at a shrunken effect). The row's z is the population's at 10 samples a side (from 4000)."""
+def decide(z: float, n: int, p: float = 0.3, ci=(np.nan, np.nan), paired: bool = True) -> dict:
+    rows = pd.DataFrame({"p": [p], "z": [z], "n": [n], "verdict": ["inconclusive"], "paired": [paired],
+                         "effect": [z], "ci_low": [ci[0]], "ci_high": [ci[1]], "effect_kind": ["difference"],
+                         "rests_on": ["raw effect"], "adjusted": [np.nan], "adjusted_low": [np.nan],
+                         "adjusted_high": [np.nan]})
+    return {k: v[0] for k, v in samples_to_decide(rows, np.array([np.nan]), np.array([0.05])).items()}
+
+
+def test_n_to_decide_is_met_on_average_at_the_n_it_states():
+    """Draw a true effect (flat over a wide range), data of 30 pairs, the stated n; then fresh data at that n and
+    the same test: the share of those that decide is 80% within 5 points (over 1,000 such studies), as the
+    predictive power promises — not only were the observed effect the true one."""
     rng = np.random.default_rng(7)
+    n0, decided, stated = 30, [], 0
+    while stated < 1000:
+        delta = rng.uniform(-0.6, 0.6)  # the true mean difference in units of the pairs' spread
+        first = rz.mean_test(np.zeros((n0, 1)), rng.normal(delta, 1, (n0, 1)), True, LOG_DIFF, rng)
+        if first.p < 0.05:
+            continue  # decided already: no number is stated
+        n = decide(first.z, n0, first.p)["n_to_decide"]
+        if not np.isfinite(n) or n > 5000:
+            continue
+        stated += 1
+        again = rz.mean_test(np.zeros((int(n), 1)), rng.normal(delta, 1, (int(n), 1)), True, LOG_DIFF, rng)
+        decided.append(again.p < 0.05)
+    assert abs(np.mean(decided) - 0.8) <= 0.05
 
-    def draw(n):
-        x = rng.lognormal(0, 0.2, n)
-        y = (x if paired else rng.lognormal(0, 0.2, n)) * rng.lognormal(0.12, 0.2 if paired else 0.0, n)
-        return x, y
 
-    z10 = rz.mean_test(*draw(4000), paired, LOG_RATIO, rng).z * np.sqrt(10 / 4000)
-    rows = pd.DataFrame({"p": [0.3], "z": [z10], "n": [10], "verdict": ["inconclusive"], "paired": [paired]})
-    n = int(samples_to_decide(rows, np.array([np.nan]))[0])
-    assert 10 < n < 1000
-    passes = [rz.mean_test(*draw(n), paired, LOG_RATIO, rng).p < 0.05 for _ in range(100)]
-    assert np.mean(passes) >= 0.75
+def test_n_to_decide_has_no_answer_without_a_direction_and_spans_the_ci():
+    assert np.isnan(decide(0.8, 20)["n_to_decide"])  # |z| < 0.84: under 80% that the sign is right, whatever n
+    got = decide(1.5, 20, ci=(0.5, 2.5))
+    assert got["n_to_decide_low"] < got["n_to_decide"] < got["n_to_decide_high"]
+    assert np.isnan(decide(1.5, 20, ci=(-0.5, 3.5))["n_to_decide_high"])  # the CI spans 0: no upper end
 
 
-def test_n_to_decide_respects_the_floor_and_gives_up_on_no_effect():
-    rows = pd.DataFrame({"p": [0.12, 0.5], "z": [40.0, 0.8], "n": [3, 20], "verdict": ["inconclusive"] * 2,
-                         "paired": [True, True]})
-    needed = samples_to_decide(rows, np.array([np.nan, np.nan]))
-    assert needed[0] == rz.smallest_n(0.05 / 2, True)  # a huge z at 3 pairs: the exact floor decides (Holm rank 1 of 2)
-    assert np.isnan(needed[1])  # |z| <= 1: the shrunken effect is 0, no n would do
+def test_n_to_decide_respects_the_floor():
+    got = decide(40.0, 3, p=0.12)
+    assert got["n_to_decide"] == rz.smallest_n(0.05, True)  # a huge z at 3 pairs: the exact floor decides
 
 
 @pytest.mark.parametrize("paired", [True, False])
@@ -149,12 +172,12 @@ def test_the_length_adjusted_effect_is_zero_where_the_statistic_follows_length_a
     rng = np.random.default_rng(8)
     n = 40
     lx = rng.integers(50, 400, n).astype(float)
-    ly = lx * rng.uniform(1.2, 3.0, n) if paired else rng.integers(100, 800, n).astype(float)
+    ly = lx * rng.uniform(0.8, 2.0, n) if paired else rng.integers(100, 800, n).astype(float)
     stat = lambda length: 10 * length ** -0.5 * rng.lognormal(0, 0.05, len(length))
     x, y = stat(lx), stat(ly)
     raw = rz.mean_test(x, y, paired, LOG_RATIO, rng)
-    adjusted = rz.length_adjusted(x, y, lx, ly, paired, 500, rng)
-    assert raw.p < 1e-3 and np.mean(y) / np.mean(x) - 1 < -0.15
+    adjusted = adj.adjusted_effect(x, y, lx[:, None], ly[:, None], paired, 500, rng)
+    assert raw.p < 1e-3 and np.mean(y) / np.mean(x) - 1 < -0.1
     assert abs(np.expm1(adjusted.log_ratio)) < 0.03 and adjusted.low < 0 < adjusted.high
     assert adjusted.result.p > 0.05
 
@@ -181,7 +204,7 @@ def test_a_claim_rests_on_the_adjusted_effect_where_lengths_overlap():
     rows = table[(table.claim == "F1") & table.module.str.startswith("q_proj · ")]
     assert len(rows) == 3  # early, middle, late
     for row in rows.itertuples():
-        assert row.rests_on.startswith("length-adjusted")
+        assert row.rests_on.startswith("adjusted effect at equal length")
         assert row.verdict == "inconclusive" and row.adjusted_low < 0 < row.adjusted_high
         assert "Freedman-Lane" in row.test
 

@@ -69,10 +69,11 @@ def first_screen(report, tmp_path) -> dict:
 
 
 def verdict_pixels(screenshot) -> int:
-    """Pixels of the verdict cells' colours (holds / fails / inconclusive / not-applicable) in a screenshot."""
+    """Pixels of the verdict cells' colours (holds / fails / inconclusive / not-applicable / confounded) in a
+    screenshot."""
     from PIL import Image
 
-    colours = {(0xDF, 0xF3, 0xE4), (0xFD, 0xE2, 0xE1), (0xFD, 0xF3, 0xD8), (0xEE, 0xEE, 0xEE)}
+    colours = {(0xDF, 0xF3, 0xE4), (0xFD, 0xE2, 0xE1), (0xFD, 0xF3, 0xD8), (0xEE, 0xEE, 0xEE), (0xE8, 0xE4, 0xF3)}
     image = Image.open(screenshot).convert("RGB")
     return sum(n for n, colour in image.getcolors(1 << 20) if colour in colours)
 

@@ -8,7 +8,8 @@ permutation distribution of a mean is close to normal; a share of 0 of 4096 only
 hundreds of rows would turn into 'inconclusive' however large the effect). A p-value never goes below the
 design's exact floor: the smallest p its enumeration could give (2 / 2^n paired, 2 / C(N, n_a) unpaired), so
 a claim on few samples cannot be more certain than its data allow, whichever kind of statistic it is.
-Two-sided p is twice the smaller one-sided p (SciPy's ``permutation_test``).
+Two-sided p is twice the smaller one-sided p (SciPy's ``permutation_test``). A label permutation studentizes
+its statistic (``mean_test``), so that two sides of unequal spread or size keep its level.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ class Result:
     design: Design
     equivalence: float | None = None  # two one-sided tests: the larger of their p (each floored at 1 / count)
     words: str = ""  # the test's words where they are not the design's
+    spread: float = np.nan  # the statistic's standard error: its spread over the arrangements (a studentized test:
+    # its delta-method standard error on the data)
 
     @property
     def p(self) -> float:
@@ -114,31 +117,65 @@ def one_sided(observed: float, null: np.ndarray, design: Design, exact: bool | N
     spread = float(null.std())
     z = (observed - float(null.mean())) / spread if spread > 0 else (0.0 if observed == null.mean() else np.inf)
     if design.exact if exact is None else exact:
-        return Result(below / len(null), above / len(null), z, design)
+        return Result(below / len(null), above / len(null), z, design, spread=spread)
     less, greater = (below + 1) / (len(null) + 1), (above + 1) / (len(null) + 1)
     if np.isfinite(z):  # a tail the draws cannot resolve: the normal tail of their spread, never below the floor
         if below < TAIL_DRAWS:
             less = max(float(stats.norm.cdf(z)), design.floor / 2)
         if above < TAIL_DRAWS:
             greater = max(float(stats.norm.sf(z)), design.floor / 2)
-    return Result(less, greater, z, design)
+    return Result(less, greater, z, design, spread=spread)
 
 
 def mean_test(a: np.ndarray, b: np.ndarray, paired: bool, statistic, rng: np.random.Generator) -> Result:
     """The randomization test of ``statistic(mean row of a, mean row of b)`` (broadcast over a leading axis of
-    arrangements); a, b: (n_a, k), (n_b, k) rows (the same units in the same order when ``paired``)."""
+    arrangements; 0 where the two means are equal); a, b: (n_a, k), (n_b, k) rows (the same units in the same
+    order when ``paired``).
+
+    Paired: the units' sides swapped (valid where each unit's difference is symmetric under the null, whatever
+    the units' spreads). Unpaired: the labels shuffled and the statistic *studentized* — divided by its
+    delta-method standard error with each side's own variance (Welch's, for a nonlinear statistic through its
+    gradient at the pooled mean) in every arrangement alike, so that unequal spreads and sizes of the two sides
+    do not make the test liberal (a studentized permutation test is exact under exchangeability and
+    asymptotically valid without it)."""
     a, b = np.asarray(a, dtype=float).reshape(len(a), -1), np.asarray(b, dtype=float).reshape(len(b), -1)
     design = Design(paired, len(a), len(b))
     flips = design.arrangements(rng).astype(float)
+    observed = float(statistic(a.mean(0)[None], b.mean(0)[None])[0])
     if paired:
         shift = flips @ (b - a) / len(a)
-        mean_a, mean_b = a.mean(0) + shift, b.mean(0) - shift
-    else:
-        pooled = np.vstack([a, b])
-        sum_a = flips @ pooled
-        mean_a, mean_b = sum_a / len(a), (pooled.sum(0) - sum_a) / len(b)
-    observed = float(statistic(a.mean(0)[None], b.mean(0)[None])[0])
-    return one_sided(observed, np.asarray(statistic(mean_a, mean_b), dtype=float), design)
+        null = statistic(a.mean(0) + shift, b.mean(0) - shift)
+        return one_sided(observed, np.asarray(null, dtype=float), design)
+    pooled = np.vstack([a, b])
+    sum_a = flips @ pooled
+    null = np.asarray(statistic(sum_a / len(a), (pooled.sum(0) - sum_a) / len(b)), dtype=float)
+    grad_a, grad_b = gradient(statistic, pooled.mean(0))
+    u, v = pooled @ grad_a, pooled @ grad_b  # each row's contribution, were it on side a / on side b
+    se = lambda on_a: np.sqrt(side_variance(u, on_a, len(a)) / len(a) + side_variance(v, 1 - on_a, len(b)) / len(b))
+    here = np.r_[np.ones(len(a)), np.zeros(len(b))][None]
+    observed_se = float(se(here)[0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = one_sided(observed / observed_se, null / se(flips), design)
+    return Result(result.less, result.greater, result.z, design, words="studentized " + design.words(),
+                  spread=observed_se)
+
+
+def side_variance(values: np.ndarray, on_side: np.ndarray, n: int) -> np.ndarray:
+    """Per arrangement (rows of 0/1 ``on_side``), the sample variance of ``values`` over the n rows on that side."""
+    total, squares = on_side @ values, on_side @ values ** 2
+    return np.maximum(squares - total ** 2 / n, 0) / max(n - 1, 1)
+
+
+def gradient(statistic, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Central-difference gradient of ``statistic(mean a, mean b)`` in each argument at (point, point)."""
+    k = len(point)
+    step = 1e-6 * np.maximum(np.abs(point), np.abs(point).mean() or 1.0)
+    bumps = np.diag(step)
+    both = np.vstack([point + bumps, point - bumps])
+    at = np.broadcast_to(point, both.shape)
+    d_a = np.asarray(statistic(both, at), dtype=float)
+    d_b = np.asarray(statistic(at, both), dtype=float)
+    return (d_a[:k] - d_a[k:]) / (2 * step), (d_b[:k] - d_b[k:]) / (2 * step)
 
 
 def equivalence_test(x: np.ndarray, y: np.ndarray, paired: bool, margin: float, rng: np.random.Generator) -> Result:
@@ -190,89 +227,3 @@ def smallest_n(threshold: float, paired: bool) -> int:
     while 2 / comb(2 * n, n) >= threshold:
         n += 1
     return n
-
-
-# ----------------------------------------------------------------------------- adjusted for response length
-
-ENOUGH_OVERLAP = 0.5  # the verdict rests on the length-adjusted effect where this share lies in the shared range
-
-
-@dataclass(frozen=True)
-class Adjusted:
-    """The log ratio of the two sides at equal response length (regression on log length), its bootstrap CI and
-    its randomization test (Freedman-Lane: the null model's residuals exchanged, the full model refitted)."""
-
-    log_ratio: float
-    low: float
-    high: float
-    result: Result
-
-    def row(self) -> dict:
-        return {"adjusted": float(np.expm1(self.log_ratio)), "adjusted_low": float(np.expm1(self.low)),
-                "adjusted_high": float(np.expm1(self.high))}
-
-
-def length_adjusted(x, y, lx, ly, paired: bool, n_boot: int, rng: np.random.Generator) -> Adjusted | None:
-    """y against x (positive per-sample values) adjusted for log response length: paired, the intercept of
-    log(y/x) ~ 1 + log(ly/lx) (the log ratio of a pair of equal lengths); unpaired, the side's coefficient in
-    log value ~ 1 + side + log length. None where the design cannot separate the two (no spread of length)."""
-    x, y, lx, ly = (np.asarray(v, dtype=float) for v in (x, y, lx, ly))
-    if paired:
-        return _paired_adjusted(np.log(y) - np.log(x), np.log(ly) - np.log(lx), n_boot, rng)
-    return _unpaired_adjusted(np.log(np.r_[x, y]), np.r_[np.zeros(len(x)), np.ones(len(y))],
-                              np.log(np.r_[lx, ly]), n_boot, rng)
-
-
-def _intercepts(d: np.ndarray, l: np.ndarray) -> np.ndarray:
-    """Intercepts of d ~ 1 + l along the last axis (closed form of the simple regression)."""
-    n = d.shape[-1]
-    sl, sd, sll, sld = l.sum(-1), d.sum(-1), (l * l).sum(-1), (l * d).sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (sd * sll - sl * sld) / (n * sll - sl * sl)
-
-
-def _paired_adjusted(d, l, n_boot, rng) -> Adjusted | None:
-    n = len(d)
-    if n < 3 or np.ptp(l) == 0:
-        return None
-    design = np.column_stack([np.ones(n), l])
-    c = np.linalg.pinv(design)[0]  # intercept = c . d
-    gamma = (l @ d) / (l @ l) if l @ l else 0.0  # the null model: no difference at equal length
-    residual = d - gamma * l
-    spec = Design(True, n, n)
-    signs = 1 - 2 * spec.arrangements(rng).astype(float)
-    result = one_sided(float(c @ d), signs @ (c * residual), spec)
-    result = Result(result.less, result.greater, result.z, spec, words="Freedman-Lane " + spec.words())
-    idx = rng.integers(0, n, (n_boot, n))
-    low, high = np.nanpercentile(_intercepts(d[idx], l[idx]), [2.5, 97.5])
-    return Adjusted(float(c @ d), float(low), float(high), result)
-
-
-def _unpaired_adjusted(u, side, log_length, n_boot, rng) -> Adjusted | None:
-    n_a, n_b = int((side == 0).sum()), int((side == 1).sum())
-    design = np.column_stack([np.ones(len(u)), side, log_length])
-    if min(n_a, n_b) < 2 or np.linalg.matrix_rank(design) < 3:
-        return None
-    c = np.linalg.pinv(design)[1]
-    null = np.column_stack([np.ones(len(u)), log_length])
-    residual = u - null @ np.linalg.lstsq(null, u, rcond=None)[0]
-    spec = Design(False, n_a, n_b)
-    order = np.argsort(rng.random((DRAWS, len(u))), axis=1)
-    result = one_sided(float(c @ u), residual[order] @ c, spec, exact=False)
-    result = Result(result.less, result.greater, result.z, spec,
-                    words=f"Freedman-Lane permutation ({DRAWS} random arrangements; floor {spec.floor:.2g})")
-    a, b = np.flatnonzero(side == 0), np.flatnonzero(side == 1)
-    idx = np.hstack([rng.choice(a, (n_boot, n_a)), rng.choice(b, (n_boot, n_b))])
-    beta = _batched_ols(design[idx], u[idx])
-    low, high = np.nanpercentile(beta[:, 1], [2.5, 97.5])
-    return Adjusted(float(c @ u), float(low), float(high), result)
-
-
-def _batched_ols(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """Least squares of every (N, k) design and its y at once; NaN where a resample's design is singular."""
-    gram = np.einsum("bni,bnj->bij", xs, xs)
-    rhs = np.einsum("bni,bn->bi", xs, ys)
-    out = np.full(rhs.shape, np.nan)
-    ok = np.linalg.cond(gram) < 1e12
-    out[ok] = np.linalg.solve(gram[ok], rhs[ok][..., None])[..., 0]
-    return out

@@ -12,40 +12,57 @@ import numpy as np
 import pandas as pd
 
 from layergrad.analysis.claims.caveats import Controls
-from layergrad.analysis.claims.context import Cell, Context, Where, cells_of, label
+from layergrad.analysis.claims.context import ALL, Cell, Context, Where, cells_of, label, module_means
 from layergrad.analysis.claims.kinds import sides
-from layergrad.analysis.claims.testing import ALL, COLUMNS, ROW_COLUMNS, judge, module_summaries
+from layergrad.analysis.claims.kinds.shared import module_rows
+from layergrad.analysis.claims.stability import with_stability
+from layergrad.analysis.claims.testing import COLUMNS, ROW_COLUMNS, judge, module_summaries
 from layergrad.studies.registry import CAVEATS, CLAIM_KINDS
 
 
 def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths: dict, n_boot: int, seed: int, *,
                  labels: dict | None = None, separability: pd.DataFrame | None = None,
                  increment: pd.DataFrame | None = None, control: pd.DataFrame | None = None,
-                 scores: dict | None = None, unavailable: dict | None = None, whole: str = "") -> pd.DataFrame:
+                 scores: dict | None = None, unavailable: dict | None = None, whole: str = "",
+                 draws: int = 0) -> pd.DataFrame:
     """Every claim (studies.ClaimSpec, in order) on every cell it applies to, Holm-corrected, plus one 'all
-    modules' row per (claim, cell).
+    modules' row per (claim, cell); with ``draws``, each row's stability over that many random halves of the
+    prompts (stability.py).
 
     ``attributes``: {group: its attributes}, in run order; ``metrics``: {metric: {(group, module): samples x
     layers}}; ``prompts``, ``lengths``: {group: Series by sample_id}; ``labels``: words for attribute values
     (the study's); ``control``: the claims table of the same data under random weights, quoted in the
     caveats that ask for it; ``scores``: the per-sample baselines by group (caveats.baseline_scores);
     ``unavailable``: {condition: (attributes, why)} of the study's conditions without any computable sample;
-    ``whole``: the name of the one cell of claims without ``per`` (the study's).
+    ``whole``: the name of the one cell of claims without ``per`` (the study's). The confounds a claim may name:
+    response length (``lengths``) and the loss (``scores['loss']``).
     """
     claims = [c for c in claims if not c.between_runs]
-    ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed), lengths=dict(lengths))
+    ctx = context(metrics, prompts, lengths, (scores or {}).get("loss"), n_boot, seed)
     by_per = {per: cells_of(attributes, per, ctx, whole) for per in dict.fromkeys(c.per for c in claims)}
     order = list(dict.fromkeys((per, key) for group, attrs in attributes.items() for per in by_per
                                for key in [str(attrs.get(per, "")) if per else whole]))
-    rows = []
-    for per, key in order:
-        cell, reference = by_per[per][key], list(by_per[per].values())
-        for spec in (c for c in claims if c.per == per and cell.applies(c.where)):
-            rows += claim_rows(spec, ctx, cell, reference, labels or {}, unavailable or {})
-    controls = Controls(prompts, lengths, separability, increment, control, scores or {})
     specs = {c.id: c for c in claims}
-    return judged(pd.DataFrame(rows, columns=ROW_COLUMNS), specs,
-                  lambda r: caveat_of(specs[r.claim], r, controls, by_per[specs[r.claim].per].get(r.task)))
+
+    def table_of(ctx: Context, caveat=lambda r: "") -> pd.DataFrame:
+        rows = []
+        for per, key in order:
+            cell, reference = by_per[per][key], list(by_per[per].values())
+            for spec in (c for c in claims if c.per == per and cell.applies(c.where)):
+                rows += claim_rows(spec, ctx, cell, reference, labels or {}, unavailable or {})
+        return judged(pd.DataFrame(rows, columns=ROW_COLUMNS), specs, caveat)
+
+    controls = Controls(prompts, lengths, separability, increment, control, scores or {})
+    table = table_of(ctx, lambda r: caveat_of(specs[r.claim], r, controls, by_per[specs[r.claim].per].get(r.task)))
+    return with_stability(table, table_of, ctx, draws, seed) if draws else table
+
+
+def context(metrics: dict, prompts: dict, lengths: dict, losses: dict | None, n_boot: int, seed: int) -> Context:
+    """What the kinds read: the matrices with each group's mean over its modules added (the 'all modules' rows),
+    the prompts, and the confounds' per-sample values."""
+    covariates = {"length": dict(lengths), **({"loss": dict(losses)} if losses else {})}
+    return Context({m: module_means(v) for m, v in metrics.items()}, dict(prompts), n_boot,
+                   np.random.default_rng(seed), covariates=covariates)
 
 
 def caveat_of(spec, row, controls: Controls, cell: Cell | None) -> str:
@@ -65,17 +82,20 @@ def claim_rows(spec, ctx: Context, cell: Cell, reference: list[Cell], labels: di
         a, b = (cell.one(s) for s in sides(spec))
     else:
         a = b = ""
-    matrices = ctx.of(spec.statistic)
     names = kind.rows(ctx, spec, cell) if kind.rows else None  # a kind's rows; None: the modules both sides have
     own_rows = names is not None
     if names is None:
-        names = [m for (g, m) in matrices if g == a and (b, m) in matrices]
+        names = module_rows(ctx, spec.statistic, a, b)
+    elif ALL not in names:
+        names = names + [ALL]  # the summary row, where the kind can test the mean over the modules
     rows = []
     for name in names:
         stat = kind.statistic(ctx, spec, Where(cell, reference), name)
         if stat:
             rows.append({"claim": spec.id, "task": cell.key, "module": name, "statement": spec.statement,
                          "definition": definition(spec), "a": a, "b": b, **stat})
+    if own_rows and all(r["module"] == ALL for r in rows):
+        rows = []  # a summary alone: the kind found none of its own rows
     if not rows and own_rows:
         return [not_applicable(spec, cell.key, "the run holds no values it reads (e.g. computed without --cosine)")]
     if not rows and names:
@@ -143,7 +163,7 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
                        labels: dict | None = None) -> pd.DataFrame:
     """The between-runs claims per cell and module, the first run's groups against the second's (e.g. a base and
     an instruct run); ``first``/``second``: {group: attributes} of each run."""
-    ctx = Context(metrics, dict(prompts), n_boot, np.random.default_rng(seed))
+    ctx = context(metrics, prompts, {}, None, n_boot, seed)
     rows, specs = [], {}
     claims = [c for c in claims if c.between_runs]
     cells = {per: (cells_of(first, per, ctx), cells_of(second, per, ctx)) for per in dict.fromkeys(c.per for c in claims)}
@@ -162,7 +182,7 @@ def between_runs_table(claims, first: dict, second: dict, metrics: dict, prompts
                                                       " in both runs"))
                 continue
             anchor, shown = kind.needs(spec)[0], kind.needs(spec)[-1]
-            for module in [m for (g, m) in ctx.of(spec.statistic) if g == cell_a.one(anchor)]:
+            for module in module_rows(ctx, spec.statistic, cell_a.one(anchor), cell_a.one(anchor)):
                 stat = kind.statistic(ctx, spec, Where(cell_a, other=cell_b), module)
                 if stat:
                     rows.append({"claim": spec.id, "task": key, "module": module, "statement": spec.statement,

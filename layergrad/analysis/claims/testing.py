@@ -1,6 +1,7 @@
 """From effects to verdicts: Holm over a table, the verdict of each row by its claim's direction (or equivalence
-margin), the 'all modules' summaries, and for an inconclusive row an estimate of the samples per side at which its
-test would pass with 80% power; the bootstrap p of the kinds no randomization test serves."""
+margin) — ``confounded`` where the design cannot separate the claim's contrast from a confound —, the 'all
+modules' summaries of kinds that cannot test one, and for an inconclusive row the samples per side at which its
+test would pass with 80% probability; the bootstrap p of the kinds no randomization test serves."""
 
 from __future__ import annotations
 
@@ -8,18 +9,19 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from layergrad.analysis.claims.context import ALL
 from layergrad.analysis.claims.randomization import Design, smallest_n
 from layergrad.analysis.curves import interval
 from layergrad.analysis.significance import holm
 
 ALPHA = 0.05
-ALL = "all modules"
-COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "effect", "ci_low", "ci_high",
-           "effect_kind", "adjusted", "adjusted_low", "adjusted_high", "rests_on", "effect_summed_loss", "a", "b",
-           "p", "p_holm", "n", "n_to_decide", "test", "z", "caveats"]
-ADJUSTED = "length-adjusted"  # rests_on of a row whose verdict rests on the effect at equal response length
-ROW_COLUMNS = [*COLUMNS, "paired"]  # a claims table before judging: the design of each row's test too
-CURVES = "raw effect (of the mean curves: no per-sample adjustment for length; the caveats give the lengths)"
+COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "raw_verdict", "effect", "ci_low",
+           "ci_high", "effect_kind", "effect_geometric", "adjusted", "adjusted_low", "adjusted_high", "adjusted_curved",
+           "sensitive", "rests_on", "confounded_by", "effect_summed_loss", "a", "b", "p", "p_holm", "n", "n_to_decide",
+           "n_to_decide_low", "n_to_decide_high", "stability", "unstable", "test", "z", "caveats"]
+ADJUSTED = "adjusted"  # rests_on of a row whose verdict rests on its effect at equal confounds
+ROW_COLUMNS = [*COLUMNS, "paired", "p_curved"]  # a claims table before judging: its tests' design, the curved fit's p
+CURVES = "raw effect (of the mean curves: no per-sample adjustment)"
 POWER = 0.8  # n_to_decide: the samples per side at which the test would pass this often
 TAIL_DRAWS = 10  # below this many draws beyond zero, the percentile p is only a bound
 
@@ -73,71 +75,129 @@ def summary(effect: float, draws: np.ndarray, kind: str, n: int, why: str = "con
 
 
 def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataFrame:
-    """Holm over the table's module rows, then each row's verdict: holds (significant in the claimed
-    direction, or within the margin for an equivalence claim), fails (significant the other way, or the CI
-    outside the margin), inconclusive; ``signs``/``margins``: per row, from its claim."""
-    table = table.astype({"verdict": object, "p_holm": float})
+    """Holm over the table's tested rows, then each row's verdict: holds (significant in the claimed direction, or
+    within the margin for an equivalence claim), fails (significant the other way, or the CI outside the margin),
+    inconclusive; ``confounded`` where the row names a confound the design cannot separate from its contrast (what
+    the raw effect would say goes to ``raw_verdict``). ``sensitive``: the verdict a curved confound fit gives differs.
+    ``signs``/``margins``: per row, from its claim."""
+    table = table.astype({"verdict": object, "raw_verdict": object, "sensitive": object, "p_holm": float})
     rows = table.verdict.isna().to_numpy()
     table.loc[rows, "p_holm"] = holm(table.loc[rows, "p"].to_numpy(dtype=float))
     direction = signs.to_numpy(dtype=float)
-    on_adjusted = np.array([rests_on_adjusted(r) for r in table.rests_on])
-    effect = np.where(on_adjusted, table.adjusted.to_numpy(dtype=float), table.effect.to_numpy(dtype=float))
-    sign = np.sign(effect) * direction
-    significant = table.p_holm.to_numpy(dtype=float) < ALPHA
-    two_sided = direction == 0
-    verdict = np.where(significant & ((sign > 0) | two_sided), "holds",
-                       np.where(significant & (sign < 0), "fails", "inconclusive"))
     margin = margins.to_numpy(dtype=float)
-    outside = (table.ci_low.to_numpy(dtype=float) > margin) | (table.ci_high.to_numpy(dtype=float) < -margin)
-    verdict = np.where(np.isfinite(margin), np.where(significant, "holds", np.where(outside, "fails", "inconclusive")),
-                       verdict)
-    table.loc[rows, "verdict"] = verdict[rows]
-    table.loc[rows, "n_to_decide"] = samples_to_decide(table.loc[rows], margin[rows])
+    on_adjusted = np.array([rests_on_adjusted(r) for r in table.rests_on], dtype=bool)
+    effect = np.where(on_adjusted, table.adjusted.to_numpy(dtype=float), table.effect.to_numpy(dtype=float))
+    significant = table.p_holm.to_numpy(dtype=float) < ALPHA
+    verdict = verdicts(effect, significant, direction, margin, table.ci_low.to_numpy(float), table.ci_high.to_numpy(float))
+    threshold = holm_thresholds(table.p.to_numpy(dtype=float), rows)
+    with np.errstate(invalid="ignore"):
+        curved_significant = table.p_curved.to_numpy(dtype=float) < threshold
+    curved = verdicts(table.adjusted_curved.to_numpy(dtype=float), curved_significant, direction, margin,
+                      table.ci_low.to_numpy(float), table.ci_high.to_numpy(float))
+    confounded = np.array([isinstance(c, str) and bool(c) for c in table.confounded_by], dtype=bool)
+    table.loc[rows, "sensitive"] = (on_adjusted & np.isfinite(table.p_curved.to_numpy(dtype=float))
+                                    & (curved != verdict))[rows]
+    table.loc[rows & confounded, "raw_verdict"] = verdict[rows & confounded]
+    table.loc[rows, "verdict"] = np.where(confounded, "confounded", verdict)[rows]
+    decide = samples_to_decide(table.loc[rows], margin[rows], threshold[rows])
+    for column, values in decide.items():
+        table.loc[rows, column] = values
     return table
 
 
+def verdicts(effect, significant, direction, margin, ci_low, ci_high) -> np.ndarray:
+    """holds / fails / inconclusive of each row from its effect's sign, significance and claim."""
+    sign = np.sign(effect) * direction
+    two_sided = direction == 0
+    verdict = np.where(significant & ((sign > 0) | two_sided), "holds",
+                       np.where(significant & (sign < 0), "fails", "inconclusive"))
+    outside = (ci_low > margin) | (ci_high < -margin)
+    return np.where(np.isfinite(margin), np.where(significant, "holds", np.where(outside, "fails", "inconclusive")),
+                    verdict)
+
+
+def holm_thresholds(p: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row of ``rows``, the level its p meets at its Holm rank: ALPHA / (rows tested - rank) (NaN elsewhere)."""
+    out = np.full(len(p), np.nan)
+    tested = np.flatnonzero(rows & np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    out[order] = ALPHA / (len(order) - np.arange(len(order)))
+    return out
+
+
 def rests_on_adjusted(rests_on) -> bool:
-    """Whether a row's verdict rests on its length-adjusted effect (``rests_on`` may be NaN)."""
+    """Whether a row's verdict rests on its effect at equal confounds (``rests_on`` may be NaN)."""
     return str(rests_on).startswith(ADJUSTED)
 
 
-def samples_to_decide(rows: pd.DataFrame, margins: np.ndarray) -> np.ndarray:
-    """Per inconclusive row, an estimate of the samples per side at which its test would pass at its Holm
-    rank with probability ``POWER``, at a shrunken effect: the row's z (its statistic over the null spread;
-    for an equivalence claim the distance to the nearer bound) shrunk by the positive-part James-Stein factor
-    1 - 1/z^2 (the observed effect of a row picked for being large overstates the true one), the spread
-    shrinking as 1/sqrt(n), so z_needed = z_threshold + z_power; and never fewer than the exact test needs
-    for its floor to lie below the threshold (2 / 2^n paired, 2 / C(2n, n) unpaired). NaN where the row is
-    decided, or where no n would do (|z| <= 1: a shrunken effect of 0)."""
+def samples_to_decide(rows: pd.DataFrame, margins: np.ndarray, thresholds: np.ndarray) -> dict:
+    """Per inconclusive row, the samples per side at which a new study like it would decide (pass its test at its
+    Holm level) with probability ``POWER``, and the range the effect's CI allows.
+
+    ``n_to_decide`` is a predictive power calculation: the power at n averaged over where the current data put the
+    effect (a normal posterior from a flat prior: mean z, sd 1 in units of the current standard error), so that
+    the number is met on average, not only were the observed effect the true one; it has no answer where the data
+    give under 80% chance that the effect has its observed sign (|z| below 0.84), however large n. The range:
+    the n at which the test has 80% power were the true effect the CI's bound farther from 0 (``_low``) and the
+    bound nearer 0 (``_high``, none where the CI spans 0). The standard error shrinks as 1/sqrt(n); never fewer than
+    the exact test needs for its floor to lie below the threshold, nor fewer than now."""
     p = rows.p.to_numpy(dtype=float)
-    finite = np.isfinite(p)
-    rank = np.empty(len(p))
-    rank[np.argsort(np.where(finite, p, np.inf), kind="stable")] = np.arange(len(p))
-    threshold = ALPHA / (finite.sum() - rank)
     two_sided = ~np.isfinite(margins)
-    needed_z = stats.norm.isf(np.where(two_sided, threshold / 2, threshold)) + stats.norm.isf(1 - POWER)
+    z_level = stats.norm.isf(np.where(two_sided, thresholds / 2, thresholds))
+    z_power = stats.norm.isf(1 - POWER)
     z = np.abs(rows.z.to_numpy(dtype=float))
-    shrunk = z * np.clip(1 - 1 / np.where(z > 0, z, np.nan) ** 2, 0, None)
     n = rows.n.to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        needed = np.ceil(n * (needed_z / shrunk) ** 2)
+        r = predictive_ratio(z, z_level, z_power)
+        bounds = bound_ratios(rows)
+        at_bound = [np.ceil(n * ((z_level + z_power) / (z * b)) ** 2) for b in bounds]
     paired = rows.paired.to_numpy(dtype=bool) if "paired" in rows else np.ones(len(rows), bool)
-    floors = np.array([smallest_n(t, bool(pr)) if 0 < t < 1 else 0 for t, pr in zip(threshold, paired)])
-    keep = (rows.verdict.to_numpy() == "inconclusive") & finite & (shrunk > 0) & np.isfinite(needed)
-    return np.where(keep, np.maximum(np.maximum(needed, floors), n + 1), np.nan)
+    floors = np.array([smallest_n(t, bool(pr)) if 0 < t < 1 else 0 for t, pr in zip(thresholds, paired)])
+    keep = (rows.verdict.to_numpy() == "inconclusive") & np.isfinite(p)
+    least = lambda needed: np.where(keep & np.isfinite(needed) & (needed > 0),
+                                    np.maximum(np.maximum(needed, floors), n + 1), np.nan)
+    return {"n_to_decide": least(np.ceil(n * r ** 2)), "n_to_decide_low": least(at_bound[0]),
+            "n_to_decide_high": least(at_bound[1])}
+
+
+def predictive_ratio(z: np.ndarray, z_level: np.ndarray, z_power: float) -> np.ndarray:
+    """sqrt(n_new / n) at which the predictive power Phi((z r - z_level) / sqrt(1 + r^2)) reaches Phi(z_power): the
+    larger root of (z^2 - z_power^2) r^2 - 2 z z_level r + z_level^2 - z_power^2 = 0; NaN where |z| <= z_power."""
+    a = z ** 2 - z_power ** 2
+    disc = (z * z_level) ** 2 - a * (z_level ** 2 - z_power ** 2)
+    return np.where(a > 0, (z * z_level + np.sqrt(np.maximum(disc, 0))) / a, np.nan)
+
+
+def bound_ratios(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(far, near): the CI bounds farther from and nearer to 0 over the effect, on the scale the test sees (log for a
+    relative effect); near is NaN where the CI spans 0."""
+    on_adjusted = np.array([rests_on_adjusted(r) for r in rows.rests_on], dtype=bool)
+    pick = lambda a, b: np.where(on_adjusted, rows[a].to_numpy(dtype=float), rows[b].to_numpy(dtype=float))
+    effect, low, high = pick("adjusted", "effect"), pick("adjusted_low", "ci_low"), pick("adjusted_high", "ci_high")
+    relative = np.array(["relative" in str(k) for k in rows.effect_kind], dtype=bool) | on_adjusted
+    scale = lambda v: np.where(relative, np.log1p(np.clip(v, -1 + 1e-12, None)), v)
+    effect, low, high = scale(effect), scale(low), scale(high)
+    far = np.where(np.abs(high) > np.abs(low), high, low) / effect
+    near = np.where(np.sign(low) == np.sign(high), np.where(np.abs(high) > np.abs(low), low, high) / effect, np.nan)
+    return np.abs(far), np.where(near > 0, near, np.nan)
 
 
 def module_summaries(table: pd.DataFrame) -> pd.DataFrame:
-    """One 'all modules' row per (claim, task): holds if most modules hold and none fails (fails alike)."""
+    """One 'all modules' row per (claim, task) that has none of its own (a kind that cannot test the mean over its
+    rows): holds if most rows hold and none fails (fails alike), confounded if most are."""
     rows = []
+    has_own = set(zip(table.claim[table.module == ALL], table.task[table.module == ALL]))
     for (claim, task), part in table[table.module != ALL].groupby(["claim", "task"], sort=False):
+        if (claim, task) in has_own:
+            continue
         counts = part.verdict.value_counts()
         holds, fails, n = int(counts.get("holds", 0)), int(counts.get("fails", 0)), len(part)
+        confounded = int(counts.get("confounded", 0))
         verdict = ("holds" if holds > n / 2 and not fails else "fails" if fails > n / 2 and not holds
-                   else "inconclusive")
+                   else "confounded" if confounded > n / 2 else "inconclusive")
         first = part.iloc[0]
         rows.append({"claim": claim, "task": task, "module": ALL, "statement": first.statement,
                      "definition": first.definition, "verdict": verdict, "effect": float(part.effect.median()),
-                     "effect_kind": f"median over modules; {holds} of {n} hold, {fails} fail", "a": first.a,
-                     "b": first.b, "n": int(part.n.min()), "caveats": first.caveats})
+                     "effect_kind": f"median over rows (no one test of them); {holds} of {n} hold, {fails} fail",
+                     "a": first.a, "b": first.b, "n": int(part.n.min()), "caveats": first.caveats})
     return pd.DataFrame(rows)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from layergrad.analysis.report.render import embed, render, write_report
-from layergrad.analysis.report.sections import claim_cells, claim_order, claims_markdown, report_content
+from layergrad.analysis.report.sections import claim_cells, claim_order, claims_markdown, pooled_rows, report_content
+from layergrad.analysis.report.text import VERDICT_WORDS
 
 __all__ = ["write_analysis_report", "write_replication_report", "claims_markdown", "embed"]
 
@@ -21,8 +22,10 @@ def write_analysis_report(path: Path, analysis, figure_paths: dict) -> Path:
 
 
 def write_replication_report(path: Path, table: pd.DataFrame, figure_paths: list[Path], tasks: list[str], *,
-                             model: str, limit, paper: bool, command: str, seconds: float, notes=()) -> Path:
-    """The claims x tasks table (a coloured verdict with its numbers per cell), definitions, figures."""
+                             model: str, limit, paper: bool, command: str, seconds: float, notes=(),
+                             pooled: pd.DataFrame | None = None) -> Path:
+    """The claims x tasks table (a coloured verdict with its numbers per cell), the pooled evidence, definitions,
+    figures."""
     return render("replication.html.j2", path, model=model, limit=limit, paper=paper, minutes=seconds / 60, notes=notes,
                   command=command, tasks=tasks, rows=[claim_cells(table, c, tasks) for c in claim_order(table)],
-                  figures=[embed(p) for p in figure_paths])
+                  figures=[embed(p) for p in figure_paths], verdict_words=VERDICT_WORDS, pooled=pooled_rows(pooled))

@@ -26,14 +26,16 @@ def render(template: str, path: Path, **context) -> Path:
     return path
 
 
-def write_report(path: Path, *, title: str, claims: list[dict], headline: Path | None, separability: list[dict],
+def write_report(path: Path, *, title: str, claims: list[dict], verdict_words: str, pooled: list[dict],
+                 headline: Path | None, separability: list[dict],
                  score_names: list[str], correlations: list[dict], correlation_figure: Path | None, figures: list[Path],
                  details: list[dict], tables: list[tuple[str, pd.DataFrame]], runs: list[dict],
                  examples: list[dict], experts: str = "") -> Path:
     """Render the report: claims first, then the headline figure, baselines, figures, collapsed details."""
     return render("report.html.j2", path,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), title=title,
-        claims=claims, headline=embed(headline) if headline else None, separability=separability,
+        claims=claims, verdict_words=verdict_words, pooled=pooled, headline=embed(headline) if headline else None,
+        separability=separability,
         score_names=score_names, correlations=correlations,
         correlation_figure=embed(correlation_figure) if correlation_figure else None,
         figures=[embed(p) for p in figures], experts=experts, details=details,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from layergrad.analysis.separability import select
-from layergrad.analysis.report.text import cell_text, claim_evidence, pair_details
+from layergrad.analysis.report.text import VERDICT_WORDS, cell_text, claim_evidence, pair_details, pct
 from layergrad.analysis.tables import paper_table
 
 
@@ -15,7 +15,8 @@ def report_content(a, paths: dict) -> dict:
     """Everything the report shows, in its order: claims, headline, baselines, figures, details."""
     png = {key: next(p for p in files if p.suffix == ".png") for key, files in paths.items()}
     scores = score_columns(a)
-    return {"title": report_title(a), "claims": claim_rows(a.claims), "headline": png.get(("headline", "nuclear_norm")),
+    return {"title": report_title(a), "claims": claim_rows(a.claims), "verdict_words": VERDICT_WORDS,
+            "pooled": pooled_rows(a.pooled), "headline": png.get(("headline", "nuclear_norm")),
             "separability": separability_rows(a, scores), "score_names": [SCORE_COLUMNS[s] for s in scores],
             "correlations": correlation_rows(a.correlations),
             "correlation_figure": png.get(("correlations", "")),
@@ -43,7 +44,35 @@ def claim_rows(table: pd.DataFrame) -> list[dict]:
         modules = table[(table.claim == summary.claim) & (table.task == summary.task) & (table.module != "all modules")]
         rows.append({"claim": summary.claim + (f" · {summary.task}" if several and summary.task else ""),
                      "statement": summary.statement, "definition": summary.definition, "verdict": summary.verdict,
-                     "evidence": claim_evidence(summary, modules), "caveats": summary.caveats or ""})
+                     "marks": verdict_marks(summary), "evidence": claim_evidence(summary, modules),
+                     "caveats": summary.caveats or ""})
+    return rows
+
+
+def verdict_marks(row) -> str:
+    """What goes beside a verdict: the raw verdict of a confounded row, 'unstable'."""
+    marks = []
+    if row.verdict == "confounded" and isinstance(row.raw_verdict, str) and row.raw_verdict:
+        marks.append(f"raw: {row.raw_verdict}")
+    if row.unstable is True:
+        marks.append("unstable")
+    return ", ".join(marks)
+
+
+def pooled_rows(table: pd.DataFrame) -> list[dict]:
+    """The pooled evidence of every claim over its cells, the mean of the modules first (the report's table)."""
+    if table is None or table.empty:
+        return []
+    rows = []
+    for r in table.sort_values("module", key=lambda m: m != "all modules", kind="stable").itertuples():
+        relative = "relative" in str(r.effect_kind)
+        value = (f"{pct(r.effect)} [{pct(r.ci_low)}, {pct(r.ci_high)}]" if relative
+                 else f"{r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]")
+        rows.append({"claim": r.claim, "module": r.module, "verdict": r.verdict,
+                     "marks": f"raw: {r.raw_verdict}" if r.verdict == "confounded" else "",
+                     "effect": value, "tasks": f"{r.pooled_tasks} of {r.tasks}" + (
+                         f" ({r.confounded_tasks} confounded, left out)" if r.confounded_tasks and r.pooled_tasks
+                         else ""), "i2": f"{r.i2:.0%}", "p": f"{r.p_holm:.2g}"})
     return rows
 
 
@@ -177,7 +206,8 @@ def clip(text) -> str:
 
 # ----------------------------------------------------------------------------- replication
 
-SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "not-applicable": "n/a", "none": ""}
+SHORT = {"holds": "holds", "fails": "FAILS", "inconclusive": "inconcl.", "confounded": "confounded", "not-applicable": "n/a",
+         "none": ""}
 
 
 def claim_order(table: pd.DataFrame) -> list[str]:
@@ -198,26 +228,38 @@ def claim_cells(table: pd.DataFrame, claim: str, tasks: list[str]) -> dict:
         s = summary.iloc[0]
         modules = table[(table.claim == claim) & (table.task == task) & (table.module != ALL)]
         caveat = "" if pd.isna(s.caveats) else str(s.caveats)
-        cells.append({"verdict": s.verdict, "text": cell_text(s, modules), "title": caveat})
+        cells.append({"verdict": s.verdict, "marks": verdict_marks(s), "text": cell_text(s, modules), "title": caveat})
     first = table[table.claim == claim].iloc[0]
     return {"claim": claim, "statement": first.statement, "definition": first.definition, "cells": cells}
 
 
-def claims_markdown(table: pd.DataFrame, tasks: list[str]) -> str:
-    """Markdown: the verdict grid (claims x tasks), then one line per applicable (claim, task) with
-    its numbers and caveats."""
+def short(cell: dict) -> str:
+    """A grid cell's verdict in a word or two: 'confounded (raw: holds)', 'holds (unstable)'."""
+    word = SHORT[cell["verdict"]]
+    return f"{word} ({cell['marks']})" if cell.get("marks") else word
+
+
+def claims_markdown(table: pd.DataFrame, tasks: list[str], pooled: pd.DataFrame | None = None) -> str:
+    """Markdown: the verdict grid (claims x tasks), the pooled evidence over the tasks, then one line per applicable
+    (claim, task) with its numbers and caveats."""
     order = claim_order(table)
     rows = {c: claim_cells(table, c, tasks) for c in order}
     lines = ["| claim | " + " | ".join(tasks) + " |", "|---|" + ":---:|" * len(tasks)]
     for claim in order:
-        lines.append(f"| {claim} | " + " | ".join(SHORT[c["verdict"]] for c in rows[claim]["cells"]) + " |")
-    lines += ["", "| claim | task | verdict | modules; q_proj effect [95% CI], Holm p, n | caveats |",
-              "|---|---|---|---|---|"]
+        lines.append(f"| {claim} | " + " | ".join(short(c) for c in rows[claim]["cells"]) + " |")
+    lines += ["", VERDICT_WORDS]
+    pooled_lines = [f"| {r['claim']} | {r['module']} | {r['verdict']}{' (' + r['marks'] + ')' if r['marks'] else ''} | "
+                    f"{r['effect']} | {r['tasks']} | {r['i2']} | {r['p']} |" for r in pooled_rows(pooled)]
+    if pooled_lines:
+        lines += ["", "Pooled over the tasks (random effects; claims and modules with two tasks or more):", "",
+                  "| claim | module | verdict | pooled effect [95% CI] | tasks pooled | I² | Holm p |",
+                  "|---|---|---|---|---|---|---|", *pooled_lines]
+    lines += ["", "| claim | task | verdict | evidence | caveats |", "|---|---|---|---|---|"]
     for claim in order:
         for task, cell in zip(tasks, rows[claim]["cells"]):
             if cell["verdict"] in ("none", "not-applicable"):
                 continue
             caveat = cell["title"].replace("|", "/")
-            lines.append(f"| {claim} | {task} | {cell['verdict']} | {cell['text']} | {caveat} |")
+            lines.append(f"| {claim} | {task} | {short(cell)} | {cell['text']} | {caveat} |")
     statements = [f"- **{c}** {rows[c]['statement']}" for c in order]
     return "\n".join(statements + [""] + lines) + "\n"

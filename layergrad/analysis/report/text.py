@@ -4,6 +4,8 @@ changes (one sentence each) and the rest in one line."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -72,13 +74,49 @@ def length_sentence(length: pd.DataFrame, a: str, b: str) -> str:
             f"out log response length.{caveat}")
 
 
+VERDICT_WORDS = (
+    "holds = significant in the claimed direction, fails = significant the other way (Holm over the whole table, "
+    "α = 0.05), inconclusive otherwise; confounded = the design cannot tell the claim's contrast from a confound it "
+    "names (response length by default): the two sides' lengths do not overlap, or too few pairs are near equal "
+    "length, so no adjustment could separate them — what the raw effect alone would say is given beside it, as "
+    "'raw: …', and it is not evidence for the claim. Where lengths do overlap, the verdict rests on the effect at "
+    "equal length. 'unstable': half the prompts, drawn at random, give the same verdict in under 70% of draws.")
+FLOOR = re.compile(r"floor ([0-9.e+-]+)")
+
+
+def number(value: float, relative: bool) -> str:
+    return pct(value) if relative else f"{value:+.3f}"
+
+
+def p_words(r) -> str:
+    """'Holm p = 0.012', with the design's floor named where the raw p sits on it."""
+    text = f"Holm {p_text(r.p_holm)}"
+    floor = FLOOR.search(str(getattr(r, "test", "")))
+    if floor and np.isfinite(r.p) and r.p <= float(floor.group(1)) * 1.0001:
+        text += f" (its p {float(floor.group(1)):.2g} is the floor of {int(r.n)} samples)"
+    return text
+
+
 def effect_text(r) -> str:
-    """'-96% [-96%, -95%], Holm p < 0.001, n = 50' (relative effects) or '+0.370 [+0.200, +0.520], ...'."""
-    fmt = pct if "relative" in str(r.effect_kind) else (lambda v: f"{v:+.3f}")
-    text = f"{fmt(r.effect)} [{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+    """One row in words: the raw effect [CI], at equal length where the verdict rests on it, the summed-loss change,
+    what confounds it, Holm p (its floor named), n, and its stability over random halves."""
+    relative = "relative" in str(r.effect_kind)
+    text = f"{number(r.effect, relative)} [{number(r.ci_low, relative)}, {number(r.ci_high, relative)}]"
     if rests_on_adjusted(getattr(r, "rests_on", "")):
-        text += f"; at equal length {pct(r.adjusted)} [{pct(r.adjusted_low)}, {pct(r.adjusted_high)}] (the verdict's)"
-    return f"{text}, Holm {p_text(r.p_holm)}, n = {int(r.n)}"
+        text += (f"; at equal length {pct(r.adjusted)} [{pct(r.adjusted_low)}, {pct(r.adjusted_high)}] (the "
+                 "verdict's)" + ("; a curved length fit gives another verdict" if getattr(r, "sensitive", False) is True
+                                 else ""))
+    summed = getattr(r, "effect_summed_loss", np.nan)
+    if isinstance(summed, float) and np.isfinite(summed):
+        text += f"; summed-loss gradient {pct(summed)}"
+    confound = getattr(r, "confounded_by", "")
+    if isinstance(confound, str) and confound:
+        text += f"; confounded by {confound}"
+    text += f", {p_words(r)}, n = {int(r.n)}"
+    stability = getattr(r, "stability", np.nan)
+    if isinstance(stability, float) and np.isfinite(stability):
+        text += f", same verdict in {stability:.0%} of random halves"
+    return text
 
 
 def shown_module(modules: pd.DataFrame):
@@ -88,21 +126,34 @@ def shown_module(modules: pd.DataFrame):
     return shown.iloc[0] if len(shown) else None
 
 
+def counts_text(modules: pd.DataFrame) -> str:
+    """'7 modules: 5 hold, 1 fails, 1 confounded' (the verdicts present)."""
+    counts = modules.verdict.value_counts()
+    parts = [f"{int(counts[v])} {'hold' if v == 'holds' and counts[v] > 1 else v}" for v in
+             ("holds", "fails", "inconclusive", "confounded") if counts.get(v, 0)]
+    return "modules: " + ", ".join(parts)
+
+
 def claim_evidence(summary, modules: pd.DataFrame) -> str:
-    """The numbers of one (claim, task): module counts, then the q_proj (or first) module's effect."""
+    """The numbers of one (claim, task): its own test over the mean of the modules where the kind has one (else the
+    quoted module's), then the modules' verdicts."""
     if summary.verdict == "not-applicable":
         return ""
-    r = shown_module(modules)
+    own = np.isfinite(summary.p) if isinstance(summary.p, float) else False
+    r = summary if own else shown_module(modules)
     if r is None:
         return summary.effect_kind
-    relative = "relative" in str(r.effect_kind)
-    return f"{summary.effect_kind}. {r.module}: {effect_text(r)}" + ("" if relative else f" ({r.effect_kind})")
+    head = "mean over the modules" if own else r.module
+    return f"{r.effect_kind}. {head}: {effect_text(r)}. {counts_text(modules)}"
 
 
 def cell_text(summary, modules: pd.DataFrame) -> str:
-    """A replication cell: how many modules hold, then the quoted module's effect."""
+    """A replication cell: the summary row's own effect (else the quoted module's), then the modules' verdicts."""
     if summary.verdict == "not-applicable":
         return f"n/a: {'' if pd.isna(summary.caveats) else summary.caveats}"
-    counts = f"{int((modules.verdict == 'holds').sum())}/{len(modules)} hold"
-    r = shown_module(modules)
-    return counts if r is None else f"{counts}; {r.module}: {effect_text(r)}"
+    own = np.isfinite(summary.p) if isinstance(summary.p, float) else False
+    r = summary if own else shown_module(modules)
+    counts = counts_text(modules)
+    if r is None:
+        return counts
+    return f"{'all modules' if own else r.module}: {effect_text(r)}; {counts}"
