@@ -26,7 +26,8 @@ def stats_columns() -> tuple[str, ...]:
 
 # rows of MoE experts: the expert's index (none on a layer's summary row) and the sample's tokens routed to it
 EXPERT_COLUMNS = ("expert", "routed_tokens")
-OPTIONAL_STAT_COLUMNS = EXPERT_COLUMNS + ("cosine_next", "cosine_pair", "spectrum")
+OPTIONAL_STAT_COLUMNS = EXPERT_COLUMNS + ("cosine_next", "cosine_pair", "cosine_next_shuffled", "cosine_pair_shuffled",
+                                         "spectrum")
 
 
 def stats_frame(rows) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from layergrad.studies.paper import CLAIMS
 from layergrad.cli import main
 from layergrad.reproduction import GROUPS, grid
 
-VERDICTS = {"holds", "fails", "inconclusive", "not-applicable"}
+VERDICTS = {"holds", "fails", "inconclusive", "confounded", "not-applicable"}
 FAST = ["--model", "tiny-random-llama", "--bootstrap", "20", "--metrics", "nuclear_norm", "--quiet"]
 
 

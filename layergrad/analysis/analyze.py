@@ -198,7 +198,8 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     return result
 
 
-CLAIM_METRICS = ("nuclear_norm", "effective_rank", "cosine_next", "cosine_pair")  # what the built-in claims read
+CLAIM_METRICS = ("nuclear_norm", "effective_rank", "cosine_next", "cosine_pair", "cosine_next_shuffled",
+                 "cosine_pair_shuffled")  # what the built-in claims read
 
 
 def claim_metrics(stats: pd.DataFrame, matrices: dict, specs=()) -> dict:
@@ -308,7 +309,8 @@ def metric_names() -> list[str]:
     """Every metric analyze knows: the registered statistics, the derived ones, the cosine."""
     from layergrad.engine import statistics
 
-    return list(statistics.names()) + list(DERIVED_METRICS) + ["cosine_next", "cosine_pair"]
+    return list(statistics.names()) + list(DERIVED_METRICS) + ["cosine_next", "cosine_pair", "cosine_next_shuffled",
+                                                               "cosine_pair_shuffled"]
 
 
 def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:

@@ -46,6 +46,32 @@ class Span:
         return t[self.start:self.stop, :self.length]
 
 
+def inner_products(xa: torch.Tensor, da: torch.Tensor, xb: torch.Tensor, db: torch.Tensor) -> torch.Tensor:
+    """<G_a, G_b>_F per sample of (B, T, ·) factors, G = Δᵀ X: Σ_st (Δ_a Δ_bᵀ)_st (X_a X_bᵀ)_st, never forming G."""
+    return ((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double()).sum((-1, -2))
+
+
+def next_sample(mask: torch.Tensor) -> torch.Tensor:
+    """Per sample of the batch, the index of the next one with real tokens (cyclic; -1 where it is the only one)."""
+    real = torch.nonzero(mask.any(1)).flatten()
+    partner = torch.full((mask.shape[0],), -1, dtype=torch.long, device=mask.device)
+    if len(real) > 1:
+        partner[real] = torch.roll(real, -1)
+    return partner
+
+
+def shuffled_inner_products(xa, da, xb, db, mask: torch.Tensor) -> torch.Tensor:
+    """<G_a(i), G_b(next sample of the batch)>_F for every sample i (NaN where the batch holds no other sample): a
+    null reference for the same-sample inner products — the alignment of two unrelated samples' gradients."""
+    partner = next_sample(mask).to(xa.device)
+    ok = partner >= 0
+    out = torch.full((xa.shape[0],), float("nan"), dtype=torch.float64, device=xa.device)
+    if bool(ok.any()):
+        j = partner[ok]
+        out[ok] = inner_products(xa[ok], da[ok], xb[j], db[j])
+    return out
+
+
 def spans_for(mask: torch.Tensor, mode: str = "auto") -> list[Span]:
     """'sample': one span per sample (exact sizes: an eigensolve costs n³; the CPU default); 'batch':
     the whole padded batch as one span (one large batched solve; the GPU default). Pad rows are zero,
@@ -123,6 +149,9 @@ class GradientCapture:
         self._previous: dict[str, tuple[int, list]] = {}  # kind -> (layer, [(X, Δ) per span])
         self.pair_inner: dict[tuple[str, int], list[torch.Tensor]] = {}  # (q_proj|k_proj, layer) -> <G_q, G_o> ...
         self._waiting: dict[tuple[str, int], tuple[Target, list]] = {}  # the first of a same-layer pair
+        # the same inner products between sample i and the batch's next sample (shuffled pairs, a null reference):
+        self.inner_shuffled: dict[tuple[str, int], torch.Tensor] = {}  # (kind, layer) -> <G_l(i), G_l+1(next)>
+        self.pair_shuffled: dict[tuple[str, int], torch.Tensor] = {}  # (q_proj|k_proj, layer) -> <G_q(i), G_o(next)>
         self._inputs: dict[int, SharedInput] = {}
         self._experts: dict[tuple[int, int, str], list[Target]] = {}  # (id(module), expert, matrix) -> targets
         self._handles: list = []
@@ -181,6 +210,7 @@ class GradientCapture:
         self.jobs.cancel()  # an abandoned batch (e.g. out of memory): its work is dropped
         self.results, self._inputs, self.mask = [], {}, None
         self.inner, self._previous, self.pair_inner, self._waiting = {}, {}, {}, {}
+        self.inner_shuffled, self.pair_shuffled = {}, {}
 
     def collect(self) -> list[Captured]:
         """Wait for this batch's jobs (re-raising their first error); the complete results, with every chosen
@@ -291,14 +321,15 @@ class GradientCapture:
         Σ_st (Δ_l Δ_l+1ᵀ)_st (X_l X_l+1ᵀ)_st, never forming G (backward meets layer l+1 first)."""
         here = [(span.cut(shared.x), span.cut(delta)) for span in self.spans]
         previous = self._previous.get(target.kind)
-        self._previous[target.kind] = (target.layer, here)
+        self._previous[target.kind] = (target.layer, here, (shared.x, delta))
         if previous is None or previous[0] != target.layer + 1:
             return
-        key, pairs = (target.kind, target.layer), list(zip(here, previous[1]))
+        key, pairs, whole = (target.kind, target.layer), list(zip(here, previous[1])), ((shared.x, delta), previous[2])
+        mask = self.mask
 
         def job():
-            self.inner[key] = [((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double()).sum((-1, -2))
-                               for (xa, da), (xb, db) in pairs]
+            self.inner[key] = [inner_products(xa, da, xb, db) for (xa, da), (xb, db) in pairs]
+            self.inner_shuffled[key] = shuffled_inner_products(*whole[0], *whole[1], mask)
 
         self.jobs.submit(job)
 
@@ -313,15 +344,18 @@ class GradientCapture:
         here = [(span.cut(shared.x), span.cut(delta)) for span in self.spans]
         other = self._waiting.pop(key, None)
         if other is None:
-            self._waiting[key] = (target, here)
+            self._waiting[key] = (target, here, (shared.x, delta))
             return
         if (other[0].p, other[0].d) != (target.p, target.d):
             return  # e.g. q 2048x2304 and o 2304x2048: flattened elements of different shapes, not an inner product
         pairs = list(zip(here, other[1]))
+        mine, theirs = (shared.x, delta), other[2]
+        first_whole, second_whole = (mine, theirs) if target.kind == first else (theirs, mine)
+        mask = self.mask
 
         def job():
-            self.pair_inner[key] = [((da @ db.transpose(-1, -2)).double() * (xa @ xb.transpose(-1, -2)).double())
-                                    .sum((-1, -2)) for (xa, da), (xb, db) in pairs]
+            self.pair_inner[key] = [inner_products(xa, da, xb, db) for (xa, da), (xb, db) in pairs]
+            self.pair_shuffled[key] = shuffled_inner_products(*first_whole, *second_whole, mask)
 
         self.jobs.submit(job)
 

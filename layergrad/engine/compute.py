@@ -21,7 +21,7 @@ from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Form
 from layergrad.data.samples import Sample, meta_columns, reason_kind
 from layergrad.engine import plan, solvers, statistics, threads
 from layergrad.engine.batching import Item, pad_batch, plan_batches
-from layergrad.engine.capture import Captured, GradientCapture
+from layergrad.engine.capture import Captured, GradientCapture, next_sample
 from layergrad.engine.ifd import ifd_columns, ifd_input
 from layergrad.engine.losses import logits_to_keep, response_losses
 from layergrad.engine.products import planned_products
@@ -278,6 +278,7 @@ def run_batch(m, cap: GradientCapture, batch: list[Item], opts: ComputeOptions) 
     if opts.cosine:
         add_adjacent_cosines(stat_rows, cap.inner, cap.spans, batch)
         add_same_layer_cosines(stat_rows, cap.pair_inner, cap.spans, batch)
+        add_shuffled_cosines(stat_rows, cap.inner_shuffled, cap.pair_shuffled, next_sample(cap.mask).tolist(), batch)
     cap.reset()
     sample_rows = [sample_row(it.sample, it.condition, it.encoded, loss=float(loss), status="ok")
                    for it, loss in zip(batch, losses.detach().cpu())]
@@ -427,6 +428,27 @@ def add_adjacent_cosines(rows: list[dict], inner_products: dict, spans: list, ba
         value = inner.get(key, math.nan)
         norms = fro[key] * fro.get((r["sample_id"], r["module"], r["layer"] + 1), math.nan)
         r["cosine_next"] = value / norms if norms > 0 else math.nan
+
+
+def add_shuffled_cosines(rows: list[dict], adjacent: dict, same_layer: dict, partner: list[int],
+                         batch: list[Item]) -> None:
+    """cosine_next_shuffled and cosine_pair_shuffled: the two cosines with the second gradient taken from the batch's
+    next sample (``partner``: its index, -1 for none) — unrelated gradients, the reference 'near zero' is held
+    against (NaN where the batch holds one sample)."""
+    from layergrad.engine.capture import SAME_LAYER_PAIRS
+
+    fro = {(r["sample_id"], r["module"], r["layer"]): r["frobenius_norm"] for r in rows}
+    index = {item.sample.sample_id: i for i, item in enumerate(batch)}
+    for r in rows:
+        i = index[r["sample_id"]]
+        j = partner[i] if i < len(partner) else -1
+        other = batch[j].sample.sample_id if j >= 0 else None
+        for column, table, module, layer in (("cosine_next_shuffled", adjacent, r["module"], r["layer"] + 1),
+                                             ("cosine_pair_shuffled", same_layer, SAME_LAYER_PAIRS.get(r["module"]),
+                                              r["layer"])):
+            values = table.get((r["module"], r["layer"]))
+            norms = fro[(r["sample_id"], r["module"], r["layer"])] * fro.get((other, module, layer), math.nan)
+            r[column] = float(values[i]) / norms if values is not None and other is not None and norms > 0 else math.nan
 
 
 def mark_nonfinite(sample_rows: list[dict], stat_rows: list[dict]) -> None:

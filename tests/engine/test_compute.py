@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from reference import autograd_gradients, oracle_singular_values
@@ -167,3 +168,29 @@ def test_same_layer_cosines_match_autograd(tiny):
             want = float(ga @ gb / (ga.norm() * gb.norm()))
             assert abs(rows.loc[(a, layer), "cosine_pair"] - want) < 1e-5, (a, layer)
     assert rows.loc[[("o_proj", 0), ("up_proj", 0)], "cosine_pair"].isna().all()
+
+
+def test_shuffled_cosines_pair_each_sample_with_the_next_of_its_batch(tiny):
+    """cosine_pair_shuffled / cosine_next_shuffled: the same cosines with the second gradient from the next sample of
+    the batch (cyclic) — unrelated gradients, F6's null reference — against fp64 autograd: each sample's values are
+    those of one other sample, the three pairings a cycle; NaN in a batch of one."""
+    m = tiny("tiny-random-llama")
+    samples = layergrad.load_samples("builtin:arith/simplified?n=3")
+    frame = layergrad.compute(m, samples, cosine=True, batch_size=3)
+    items = {s.sample_id: Item("default", s, make_formatter(m, ComputeOptions()).encode(s)) for s in samples}
+    grads = {sid: autograd_gradients(m, item) for sid, item in items.items()}
+    cosine = lambda ga, gb: float(ga.flatten() @ gb.flatten() / (ga.norm() * gb.norm()))
+    partner = {}
+    for sid in grads:
+        rows = frame[frame.sample_id == sid].set_index(["module", "layer"])
+        got = [rows.loc[("q_proj", 0), "cosine_pair_shuffled"], rows.loc[("k_proj", 1), "cosine_pair_shuffled"],
+               rows.loc[("v_proj", 0), "cosine_next_shuffled"]]
+        matches = [other for other in grads if other != sid and np.allclose(got, [
+            cosine(grads[sid][("q_proj", 0)], grads[other][("o_proj", 0)]),
+            cosine(grads[sid][("k_proj", 1)], grads[other][("v_proj", 1)]),
+            cosine(grads[sid][("v_proj", 0)], grads[other][("v_proj", 1)])], rtol=0, atol=1e-5)]
+        assert len(matches) == 1, sid
+        partner[sid] = matches[0]
+    assert sorted(partner.values()) == sorted(grads) and all(partner[partner[partner[s]]] == s for s in grads)
+    alone = layergrad.compute(m, samples[:1], cosine=True)
+    assert alone.cosine_pair_shuffled.isna().all() and alone.cosine_next_shuffled.isna().all()

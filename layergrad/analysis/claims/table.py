@@ -152,6 +152,7 @@ def judged(table: pd.DataFrame, specs: dict, caveat) -> pd.DataFrame:
         return table
     signs = table.claim.map(lambda c: specs[c].sign)
     margins = table.claim.map(lambda c: specs[c].margin if specs[c].direction == "equivalent" else np.nan)
+    margins = table.margin.astype(float).where(table.margin.notna() & margins.notna(), margins)  # a row's own
     table = judge(table, signs, margins)
     table["caveats"] = [r.caveats if r.verdict == "not-applicable" else caveat(r) for r in table.itertuples()]
     return pd.concat([table, module_summaries(table)], ignore_index=True)[COLUMNS]

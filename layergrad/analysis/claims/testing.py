@@ -20,7 +20,8 @@ COLUMNS = ["claim", "task", "module", "statement", "definition", "verdict", "raw
            "sensitive", "rests_on", "confounded_by", "effect_summed_loss", "a", "b", "p", "p_holm", "n", "n_to_decide",
            "n_to_decide_low", "n_to_decide_high", "stability", "unstable", "test", "z", "caveats"]
 ADJUSTED = "adjusted"  # rests_on of a row whose verdict rests on its effect at equal confounds
-ROW_COLUMNS = [*COLUMNS, "paired", "p_curved"]  # a claims table before judging: its tests' design, the curved fit's p
+ROW_COLUMNS = [*COLUMNS, "paired", "p_curved", "margin"]  # a claims table before judging: its tests' design, the
+# curved fit's p, a row's own equivalence margin (where its kind sets one)
 CURVES = "raw effect (of the mean curves: no per-sample adjustment)"
 POWER = 0.8  # n_to_decide: the samples per side at which the test would pass this often
 TAIL_DRAWS = 10  # below this many draws beyond zero, the percentile p is only a bound

@@ -96,6 +96,10 @@ class AurocOptions(ClaimOptions):
 @dataclass(frozen=True, kw_only=True)
 class CosineOptions(ClaimOptions):
     label_by: list = field(default_factory=list)  # the attributes that name a condition in the row labels
+    null: str = "shuffled"  # the equivalence margin: shuffled (the range of unrelated samples' cosines) | margin
+
+    def __post_init__(self):
+        one_of("null", self.null, ("shuffled", "margin"))
 
 
 @dataclass(frozen=True, kw_only=True)
