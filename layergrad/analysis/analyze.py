@@ -340,7 +340,8 @@ def one_metric(stats, metric, pairs, prompts, lengths, n_boot, seed) -> tuple[di
     if not matrices:
         return None, {}
     curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed)
-    return {"curves": curve_rows, "differences": curves.difference_table(matrices, pairs, prompts, metric, n_boot, seed),
+    return {"curves": curve_rows,
+            "differences": significance.difference_table(matrices, pairs, prompts, metric, n_boot, seed),
             "mad": mad_rows, "rd": curves.rd_table(matrices, pairs, metric, n_boot, seed),
             "tests": significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed),
             "length": length.length_table(matrices, lengths, pairs, metric)}, matrices

@@ -36,10 +36,14 @@ def fit_decisions(features: np.ndarray, labels: np.ndarray, weights: np.ndarray,
     (beta = X^T a) on each fit's samples of non-zero weight alone."""
     weights = np.asarray(weights, dtype=float)
     lam = 1.0 / np.broadcast_to(np.asarray(c, dtype=float), (len(weights),))
-    active = (weights > 0).sum(1).max() if len(weights) else 0
-    if features.shape[1] < active:
-        return _primal(features, labels, weights, lam)
-    return _dual(features, labels, weights, lam)
+    out = np.full((len(weights), len(labels)), np.nan)  # a fit with no sample (a fold that left none): NaN
+    fit = (weights > 0).any(1)
+    if not fit.any():
+        return out
+    weights, lam = weights[fit], lam[fit]
+    solve = _primal if features.shape[1] < (weights > 0).sum(1).max() else _dual
+    out[fit] = solve(features, labels, weights, lam)
+    return out
 
 
 def _start(labels, weights) -> np.ndarray:
@@ -57,7 +61,7 @@ def _primal(x, labels, weights, lam) -> np.ndarray:
     for _ in range(MAX_NEWTON):
         f = coef @ xb.T
         p = 1 / (1 + np.exp(-f))
-        g, h = weights * (p - labels), weights * p * (1 - p)
+        g, h = weights * (p - labels), weights * np.maximum(p * (1 - p), 1e-12)
         hessian = np.matmul((h[:, :, None] * xb).transpose(0, 2, 1), xb) + lam[:, None, None] * penalty
         gradient = g @ xb + lam[:, None] * coef * np.r_[np.ones(k), 0.0]
         step = np.linalg.solve(hessian, -gradient[..., None])[..., 0]
@@ -89,7 +93,7 @@ def _dual_fit(gram, labels, weights, lam) -> tuple[np.ndarray, np.ndarray]:
     for _ in range(MAX_NEWTON):
         s_, w_, y_, a_, lam_ = sub[active], w[active], y[active], a[active], lam[active]
         p = 1 / (1 + np.exp(-(times(a_, s_) + b[active, None])))
-        g, h = w_ * (p - y_), w_ * p * (1 - p)
+        g, h = w_ * (p - y_), w_ * np.maximum(p * (1 - p), 1e-12)  # a saturated p leaves the step solvable
         system = np.empty((len(active), size + 1, size + 1))
         system[:, :size, :size] = h[:, :, None] * s_ + lam_[:, None, None] * eye
         system[:, :size, size] = h

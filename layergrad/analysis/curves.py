@@ -128,35 +128,6 @@ def curve_tables(matrices: dict, metric: str, n_boot: int, seed: int) -> tuple[p
     return pd.DataFrame(curve_rows), pd.DataFrame(mad_rows)
 
 
-DIFFERENCE_COLUMNS = ["group", "vs", "module", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
-
-
-def difference_table(matrices: dict, pairs: list[tuple[str, str]], prompts: dict, metric: str, n_boot: int,
-                     seed: int) -> pd.DataFrame:
-    """Per pair (a, b), module and layer: b's mean over a's, minus 1, with a bootstrap CI (prompts resampled together
-    where the two share them): rows of curves.csv with ``vs`` = a (``mean`` holds the relative change)."""
-    from layergrad.analysis.significance import paired_index
-
-    rng = np.random.default_rng(seed)
-    rows = []
-    for a, b in pairs:
-        for module in modules_of(matrices, a, b):
-            ma, mb = matrices[(a, module)], matrices[(b, module)]
-            pairing = (paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
-                       if a in prompts and b in prompts else None)
-            va, vb = (ma.loc[[p[0] for p in pairing]].to_numpy(), mb.loc[[p[1] for p in pairing]].to_numpy()) \
-                if pairing else (ma.to_numpy(), mb.to_numpy())
-            wa = rng.multinomial(len(va), np.full(len(va), 1 / len(va)), size=n_boot) / len(va)
-            wb = wa if pairing else rng.multinomial(len(vb), np.full(len(vb), 1 / len(vb)), size=n_boot) / len(vb)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                point = vb.mean(0) / va.mean(0) - 1
-                lo, hi = interval((wb @ vb) / (wa @ va) - 1)
-            for j, layer in enumerate(ma.columns):
-                rows.append({"group": b, "vs": a, "module": module, "layer": int(layer), "metric": metric,
-                             "mean": point[j], "ci_low": lo[j], "ci_high": hi[j], "n": min(len(va), len(vb))})
-    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
-
-
 def rd_table(matrices: dict, pairs: list[tuple[str, str]], metric: str, n_boot: int, seed: int) -> pd.DataFrame:
     """RD(a, b) of the mean curves for every pair and module, bootstrap CI, top-5 layers."""
     rng = np.random.default_rng(seed)

@@ -3,7 +3,8 @@
 Per (pair, module, layer or segment): a Wilcoxon signed-rank test when the same prompts appear
 in both conditions (paired on them), Mann-Whitney U otherwise; Holm correction over the whole
 table of a metric (per-layer tests: over the layers of a pair and module); rank-biserial effect
-size; the relative change of the mean with a bootstrap CI.
+size; the relative change of the mean with a bootstrap CI; and per layer, each pair's relative change with its CI
+(``difference_table``: curves.csv's rows with ``vs``).
 """
 
 from __future__ import annotations
@@ -156,3 +157,30 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
                                    "segments")
         table["p_holm"] = table.groupby("family")["p"].transform(lambda p: pd.Series(holm(p), index=p.index))
     return table
+
+
+DIFFERENCE_COLUMNS = ["group", "vs", "module", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
+
+
+def difference_table(matrices: dict, pairs: list[tuple[str, str]], prompts: dict, metric: str, n_boot: int,
+                     seed: int) -> pd.DataFrame:
+    """Per pair (a, b), module and layer: b's mean over a's, minus 1, with a bootstrap CI (prompts resampled together
+    where the two share them): rows of curves.csv with ``vs`` = a (``mean`` holds the relative change)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for a, b in pairs:
+        for module in modules_of(matrices, a, b):
+            ma, mb = matrices[(a, module)], matrices[(b, module)]
+            pairing = (paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
+                       if a in prompts and b in prompts else None)
+            va, vb = (ma.loc[[p[0] for p in pairing]].to_numpy(), mb.loc[[p[1] for p in pairing]].to_numpy()) \
+                if pairing else (ma.to_numpy(), mb.to_numpy())
+            wa = rng.multinomial(len(va), np.full(len(va), 1 / len(va)), size=n_boot) / len(va)
+            wb = wa if pairing else rng.multinomial(len(vb), np.full(len(vb), 1 / len(vb)), size=n_boot) / len(vb)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                point = vb.mean(0) / va.mean(0) - 1
+                lo, hi = interval((wb @ vb) / (wa @ va) - 1)
+            for j, layer in enumerate(ma.columns):
+                rows.append({"group": b, "vs": a, "module": module, "layer": int(layer), "metric": metric,
+                             "mean": point[j], "ci_low": lo[j], "ci_high": hi[j], "n": min(len(va), len(vb))})
+    return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)

@@ -58,7 +58,8 @@ class ComputeOptions:
                                  neutral=True, positive=True)
     spectrum: bool = option(False, "Also store every singular value.")
     cosine: bool = option(False, "Also the cosine of each gradient with the next layer's of the same kind "
-                          "(cosine_next).")
+                          "(cosine_next), of q with o and k with v (cosine_pair), and both with the next sample of "
+                          "the batch instead (*_shuffled: what unrelated gradients show).")
     ifd: bool = option(False, "Also the IFD of every sample (one extra forward, no backward): columns loss_direct, "
                        "ifd in samples.parquet; with --paper the follow-up's exact recipe.")
     reinit: int | None = option(None, "Random-weights control: re-initialise the model by its own initialiser with "

@@ -218,3 +218,41 @@ def test_the_net_rd_does_not_grow_with_noise():
     a, b = 1 + rng.normal(0, 0.1, 400), 1 + rng.normal(0, 0.1, 400)
     assert relative_difference(a, b) > 0.1 and net_relative_difference(a, b) < 0.04
     assert net_relative_difference(a, 1.2 * b) == pytest.approx(0.2, abs=0.04)
+
+
+def test_the_equal_length_gate_refuses_pairs_all_longer_on_one_side():
+    """Detailed 2-4x longer than its pair in every pair (the paper's MATH files): the lengths' ranges overlap, but no
+    pair is near equal length, so the intercept at equal length would extrapolate — the row is confounded, says why,
+    and its verdict does not rest on the adjusted effect; pairs near equal length are identified."""
+    from layergrad.analysis.claims.adjustment import paired_support
+
+    rng = np.random.default_rng(11)
+    lx = rng.integers(100, 400, 30).astype(float)
+    longer = paired_support("length", np.log(lx * rng.uniform(2, 4, 30)) - np.log(lx), ("simplified", "detailed"))
+    assert not longer.identified
+    assert longer.words.startswith("length: 0% of the pairs within ±25% of equal (detailed larger in 100%")
+    near = paired_support("length", np.log(rng.uniform(0.85, 1.2, 30)), ("a", "b"))
+    assert near.identified
+
+
+def test_a_paired_claim_on_pairs_all_longer_on_one_side_is_confounded():
+    from layergrad.analysis.claims.context import Cell, Context, Where
+    from layergrad.analysis.claims.kinds import pairs
+    from layergrad.studies import builtin_claims
+
+    rng = np.random.default_rng(12)
+    lx = rng.integers(100, 400, 30).astype(float)
+    ly = lx * rng.uniform(2, 4, 30)
+    ids = {g: [f"{g}{i}" for i in range(30)] for g in ("s", "d")}
+    metrics = {"nuclear_norm": {(g, "q_proj"): pd.DataFrame((100 / length)[:, None] * rng.lognormal(0, 0.1, (30, 6)),
+                                                            index=ids[g]) for g, length in (("s", lx), ("d", ly))}}
+    prompts = {g: pd.Series(range(30), index=ids[g]) for g in ids}
+    lengths = {"s": pd.Series(lx, index=ids["s"]), "d": pd.Series(ly, index=ids["d"])}
+    attrs = {"s": {"style": "simplified", "variant": "correct", "family": "reasoning"},
+             "d": {"style": "detailed", "variant": "correct", "family": "reasoning"}}
+    ctx = Context(metrics, prompts, 200, np.random.default_rng(0), covariates={"length": lengths})
+    h3a = next(c for c in builtin_claims() if c.id == "H3a")
+    row = pairs.difference(ctx, h3a, Where(Cell("math-algebra", attrs)), "q_proj")
+    assert row["rests_on"] == "raw effect (the adjustment would extrapolate)"
+    assert row["confounded_by"].startswith("length: 0% of the pairs within ±25% of equal")
+    assert "adjusted" in row and np.isfinite(row["adjusted"])  # shown, not used

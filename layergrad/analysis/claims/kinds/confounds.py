@@ -20,6 +20,8 @@ def supports(ctx: Context, spec, units: Units, groups: tuple[str, str]) -> tuple
         if both is None:
             continue
         ca, cb = both
+        if not len(ca) or not len(cb):
+            continue
         found.append(paired_support(name, np.log(cb) - np.log(ca), groups) if units.paired
                      else unpaired_support(name, ca, cb, groups))
         values.append(both)

@@ -207,7 +207,7 @@ def resampled(ctx: Context, a: str, b: str, module: str, fn, metric: str = "nucl
     resample (prompt pairs resampled together), or None; ``lengths``: ``fn`` also gets the two sides' mean
     response lengths of the same units (None without them)."""
     units = ctx.units(a, b, module, metric)
-    if units is None:
+    if units is None or min(len(units.a), len(units.b)) < 2:
         return None
     va, vb = units.a, units.b
     ia, ib = ctx.resample(len(va), len(vb), units.paired)
