@@ -167,11 +167,8 @@ def analyze(runs, out: str | Path | None = None, *, metrics=DEFAULT_METRICS, n_b
     ok, stats, prompts, lengths = computed(data)
     with warnings.catch_warnings():  # empty segments and constant columns give NaN, by design
         warnings.simplefilter("ignore", RuntimeWarning)
-        frames, analysed, matrices = metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log)
-        if not analysed:
-            raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)}")
-        log(f"separability: loss, length and gradient scores ({len(pairs)} comparisons)")
-        auroc, increment = separability.separability_tables(stats, ok, pairs, analysed, min(n_boot, 500), seed)
+        frames, analysed, matrices, auroc, increment = metric_tables(stats, ok, metrics, pairs, prompts, lengths,
+                                                                     n_boot, seed, log)
         nuclear = matrices.get("nuclear_norm", {})
         claim_rows, specs = pd.DataFrame(columns=claims.COLUMNS), ()
         if claims_of:
@@ -313,38 +310,61 @@ def metric_names() -> list[str]:
                                                                "cosine_pair_shuffled"]
 
 
-def metric_tables(stats, metrics, pairs, prompts, lengths, n_boot, seed, log) -> tuple[dict, list[str]]:
-    """{table name: frame} over all metrics (curves, differences, mad, rd, tests, length), the metrics with data and
-    their per-sample matrices; the metrics spread over the cores (parallel.py)."""
+TABLE_JOBS = ("curves", "differences", "rd", "tests", "length")  # a metric's tables, each a job of its own
+
+
+def metric_tables(stats, ok, metrics, pairs, prompts, lengths, n_boot, seed, log):
+    """({table name: frame} over all metrics (curves, differences, mad, rd, tests, length), the metrics with data,
+    their per-sample matrices, the separability tables (auroc, increment)): every metric's tables and every pair's
+    separability, each a job of its own, spread over the cores (parallel.py); each job has its own generator, so the
+    tables are the same however many cores there are."""
     from layergrad.analysis.parallel import forked_map
 
-    log(f"analysing {', '.join(metrics)} ({len(pairs)} comparisons)")
-    found = forked_map(lambda job: one_metric(stats, job[1], pairs, prompts, lengths, n_boot, seed + job[0]),
-                       list(enumerate(metrics)))
-    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "differences", "mad", "rd", "tests", "length")}
-    analysed, matrices = [], {}
-    for metric, (tables_of, found_matrices) in zip(metrics, found):
-        if tables_of is None:
+    matrices = {m: curves.sample_matrices(stats, m) for m in metrics}
+    for metric in metrics:
+        if not matrices[metric]:
             log(f"skipping {metric}: no sample has finite values (e.g. not in an imported file)")
+    analysed = [m for m in metrics if matrices[m]]
+    if not analysed:
+        raise InputError(f"nothing to analyse: no finite values of {', '.join(metrics)}")
+    matrices = {m: matrices[m] for m in analysed}
+    log(f"analysing {', '.join(analysed)} and separability ({len(pairs)} comparisons)")
+    jobs = [("table", name, (metrics.index(m), m)) for m in analysed for name in TABLE_JOBS]
+    jobs += [("pair", None, (j, pair)) for j, pair in enumerate(pairs)]
+
+    def run(job):
+        kind, name, (i, what) = job
+        if kind == "pair":
+            return separability.pair_tables(stats, ok, what, analysed, min(n_boot, 500), [seed, i], seed, matrices)
+        return one_table(name, matrices[what], what, pairs, prompts, lengths, n_boot, seed + i)
+
+    found = forked_map(run, jobs)
+    parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("curves", "differences", "mad", "rd", "tests", "length")}
+    auroc_rows, increment_rows = [], []
+    for (kind, _, _), result in zip(jobs, found):
+        if kind == "pair":
+            auroc_rows += result[0]
+            increment_rows += result[1]
             continue
-        analysed.append(metric)
-        matrices[metric] = found_matrices
-        for name, table in tables_of.items():
+        for name, table in result.items():
             parts[name].append(table)
-    return {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}, analysed, matrices
+    frames = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
+    return (frames, analysed, matrices, pd.DataFrame(auroc_rows, columns=separability.AUROC_COLUMNS),
+            pd.DataFrame(increment_rows, columns=separability.INCREMENT_COLUMNS))
 
 
-def one_metric(stats, metric, pairs, prompts, lengths, n_boot, seed) -> tuple[dict | None, dict]:
-    """({table name: frame}, its per-sample matrices) of one metric; (None, {}) where no sample has a value."""
-    matrices = curves.sample_matrices(stats, metric)
-    if not matrices:
-        return None, {}
-    curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed)
-    return {"curves": curve_rows,
-            "differences": significance.difference_table(matrices, pairs, prompts, metric, n_boot, seed),
-            "mad": mad_rows, "rd": curves.rd_table(matrices, pairs, metric, n_boot, seed),
-            "tests": significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed),
-            "length": length.length_table(matrices, lengths, pairs, metric)}, matrices
+def one_table(name: str, matrices: dict, metric: str, pairs, prompts, lengths, n_boot: int, seed: int) -> dict:
+    """{table name: frame} of one of a metric's TABLE_JOBS (curves gives the MAD table too)."""
+    if name == "curves":
+        curve_rows, mad_rows = curves.curve_tables(matrices, metric, n_boot, seed)
+        return {"curves": curve_rows, "mad": mad_rows}
+    if name == "differences":
+        return {name: significance.difference_table(matrices, pairs, prompts, metric, n_boot, seed)}
+    if name == "rd":
+        return {name: curves.rd_table(matrices, pairs, metric, n_boot, seed)}
+    if name == "tests":
+        return {name: significance.tests_table(matrices, prompts, pairs, metric, n_boot, seed)}
+    return {name: length.length_table(matrices, lengths, pairs, metric)}
 
 
 def module_means(matrices: dict) -> dict:

@@ -6,7 +6,7 @@ dropping the samples whose value is not finite at some layer of that module; MAD
 early/middle/late splits for 26/28/32/42 layers, relative-depth thirds for any depth;
 RD(a, b) = mean_l |a_l - b_l| / |a_l|.
 
-Bootstrap: percentile intervals from B resamples of the samples (multinomial weights, one
+Bootstrap: percentile intervals from B resamples of the samples (each resample's counts, one
 matrix product per resample set); a statistic of the mean curve (MAD, RD) is recomputed on
 every resampled curve.
 """
@@ -71,8 +71,9 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.nd
 def bootstrap_means(matrix: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """(n, L) per-sample values -> (n_boot, L) means of resampled rows."""
     n = matrix.shape[0]
-    weights = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
-    return weights @ matrix / n
+    draws = rng.integers(0, n, (n_boot, n)) + n * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * n).reshape(n_boot, n)
+    return counts @ matrix / n
 
 
 # ----------------------------------------------------------------------------- per-sample tables

@@ -69,7 +69,7 @@ def select(table: pd.DataFrame, a: str, b: str, measure: str, metric: str | None
     return rows.iloc[0] if len(rows) else None
 INCREMENT_COLUMNS = ["a", "b", "metric", "auroc_loss_length", "auroc_with_profile", "gain", "ci_low", "ci_high", "n_a",
                      "n_b", "verdict"]
-CV_SEEDS = 5  # the increment's point estimate: the cross-validation repeated with this many fold assignments
+CV_SEEDS = 3  # the increment's point estimate: the cross-validation repeated with this many fold assignments
 RESAMPLES = 100  # the increment's CI: prompts resampled with replacement this often, every model refitted
 
 
@@ -132,11 +132,14 @@ def log_profile(values: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- tables
 
-def pair_data(stats: pd.DataFrame, samples: pd.DataFrame, a: str, b: str, metric: str):
-    """(profile frame indexed by (group, sample_id), samples aligned to it, labels: 1 = b)."""
-    sub = stats[stats.group.isin([a, b])]
-    wide = sub.pivot_table(index=["group", "sample_id"], columns=["module", "layer"], values=metric,
-                           aggfunc="first").replace([np.inf, -np.inf], np.nan).dropna()
+def pair_data(stats: pd.DataFrame, samples: pd.DataFrame, a: str, b: str, metric: str, matrices: dict | None = None):
+    """(profile frame indexed by (group, sample_id), samples aligned to it, labels: 1 = b); from the metric's
+    per-sample matrices ({(group, module): samples x layers}) where given, else from the stats."""
+    wide = profiles(matrices, a, b) if matrices is not None else None
+    if wide is None:
+        sub = stats[stats.group.isin([a, b])]
+        wide = sub.pivot_table(index=["group", "sample_id"], columns=["module", "layer"], values=metric,
+                               aggfunc="first").replace([np.inf, -np.inf], np.nan).dropna()
     side = (wide.index.get_level_values("group") == b).astype(int)  # rows in (side, sample) order: the folds do
     wide = wide.iloc[np.lexsort((wide.index.get_level_values("sample_id"), side))]  # not depend on the names
     info = samples.set_index(["group", "sample_id"]).reindex(wide.index)
@@ -144,6 +147,20 @@ def pair_data(stats: pd.DataFrame, samples: pd.DataFrame, a: str, b: str, metric
     wide, info = wide[keep], info[keep]
     labels = (wide.index.get_level_values("group") == b).astype(int)
     return wide, info, np.asarray(labels)
+
+
+def profiles(matrices: dict, a: str, b: str) -> pd.DataFrame | None:
+    """The (module, layer) profiles of both groups' samples that have every one, as the stats' pivot gives them
+    (modules in name order); None where the two groups' modules or layers differ."""
+    modules = sorted(m for (g, m) in matrices if g == a and (b, m) in matrices)
+    if not modules or any(list(matrices[(a, m)].columns) != list(matrices[(b, m)].columns) for m in modules):
+        return None
+    parts = []
+    for group in (a, b):
+        wide = pd.concat([matrices[(group, m)] for m in modules], axis=1, keys=modules, names=["module", "layer"],
+                         join="inner")
+        parts.append(wide.set_axis(pd.MultiIndex.from_product([[group], wide.index], names=["group", "sample_id"])))
+    return pd.concat(parts).dropna()
 
 
 def score_row(a, b, measure, metric, labels, values, n_boot, rng, orient=True) -> dict:
@@ -161,27 +178,28 @@ def score_row(a, b, measure, metric, labels, values, n_boot, rng, orient=True) -
 
 
 def separability_tables(stats: pd.DataFrame, samples: pd.DataFrame, pairs, metrics: list[str], n_boot: int,
-                        seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        seed: int, matrices: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(auroc, increment): every score of every pair, and each metric's profile's value beyond loss and length; the
-    pairs spread over the cores (parallel.py), each with its own generator (the same tables however many)."""
+    pairs spread over the cores (parallel.py), each with its own generator (the same tables however many);
+    ``matrices``: {metric: per-sample matrices} the analysis made (else the stats are pivoted again)."""
     from layergrad.analysis.parallel import forked_map
 
-    found = forked_map(lambda job: pair_tables(stats, samples, job[1], metrics, n_boot, [seed, job[0]], seed),
-                       list(enumerate(pairs)))
+    found = forked_map(lambda job: pair_tables(stats, samples, job[1], metrics, n_boot, [seed, job[0]], seed,
+                                               matrices), list(enumerate(pairs)))
     rows = [r for pair_rows, _ in found for r in pair_rows]
     increments = [r for _, pair_increments in found for r in pair_increments]
     return pd.DataFrame(rows, columns=AUROC_COLUMNS), pd.DataFrame(increments, columns=INCREMENT_COLUMNS)
 
 
 def pair_tables(stats: pd.DataFrame, samples: pd.DataFrame, pair: tuple[str, str], metrics: list[str], n_boot: int,
-                rng_seed, seed: int) -> tuple[list[dict], list[dict]]:
+                rng_seed, seed: int, matrices: dict | None = None) -> tuple[list[dict], list[dict]]:
     """(auroc rows, increment rows) of one pair: the baselines once, every metric's mean and profile, each profile's
     increment; ``rng_seed`` seeds the pair's bootstrap, ``seed`` its cross-validation."""
     rng = np.random.default_rng(rng_seed)
     a, b = pair
     rows, by_rows = [], {}  # the metrics whose profiles cover the same samples share the baseline's fits
     for metric in metrics:
-        wide, info, labels = pair_data(stats, samples, a, b, metric)
+        wide, info, labels = pair_data(stats, samples, a, b, metric, None if matrices is None else matrices.get(metric))
         if wide.empty or labels.min() == labels.max():
             continue
         values = wide.to_numpy()

@@ -126,10 +126,12 @@ def rank_biserial(diff: np.ndarray) -> float:
 
 def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: str, n_boot: int,
                 seed: int) -> pd.DataFrame:
-    """Every (pair, module, unit) comparison, unit = a layer or a segment (auto rule)."""
+    """Every (pair, module, unit) comparison, unit = a layer or a segment (auto rule); a pair's modules tested in
+    one call where they hold the same samples (the same results as one by one)."""
     rng = np.random.default_rng(seed)
     rows = []
     for a, b in pairs:
+        found = []
         for module in modules_of(matrices, a, b):
             ma, mb = matrices[(a, module)], matrices[(b, module)]
             pairing = paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
@@ -140,17 +142,20 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
             units = [f"layer {int(c)}" for c in ma.columns] + list(SEGMENTS)
             x = np.column_stack([ma.to_numpy(), segment_values(ma)[list(SEGMENTS)].to_numpy()])
             y = np.column_stack([mb.to_numpy(), segment_values(mb)[list(SEGMENTS)].to_numpy()])
+            found.append((module, units, x, y, bool(pairing)))
+        results = batched_compare(found)
+        for (module, units, x, y, paired), compared in zip(found, results):
             mean_x, mean_y = x.mean(0), y.mean(0)
-            for j, (unit, result) in enumerate(zip(units, compare_columns(x, y, bool(pairing)))):
+            for j, (unit, result) in enumerate(zip(units, compared)):
                 xj, yj = x[:, j], y[:, j]
                 if unit.startswith("layer"):  # CIs for segments only (the findings quote those)
                     change = (float(mean_y[j] / mean_x[j] - 1) if mean_x[j] else np.nan, np.nan, np.nan)
                 else:
-                    change = relative_change_ci(xj, yj, bool(pairing), n_boot, rng)
+                    change = relative_change_ci(xj, yj, paired, n_boot, rng)
                 rows.append({"a": a, "b": b, "module": module, "metric": metric, "unit": unit,
                              "mean_a": float(mean_x[j]), "mean_b": float(mean_y[j]), "rel_change": change[0],
                              "rel_change_low": change[1], "rel_change_high": change[2],
-                             "n_a": len(xj), "n_b": len(yj), "paired": bool(pairing), **result})
+                             "n_a": len(xj), "n_b": len(yj), "paired": paired, **result})
     table = pd.DataFrame(rows)
     if len(table):
         table["family"] = np.where(table.unit.str.startswith("layer"), table.a + "|" + table.b + "|" + table.module,
@@ -159,24 +164,45 @@ def tests_table(matrices: dict, prompts: dict[str, pd.Series], pairs, metric: st
     return table
 
 
+def batched_compare(found: list) -> list[list[dict]]:
+    """``compare_columns`` of every (module, units, x, y, paired) of a pair, the modules with the same design and
+    sample counts in one call."""
+    out: list = [None] * len(found)
+    by_design: dict = {}
+    for i, (_, _, x, y, paired) in enumerate(found):
+        by_design.setdefault((paired, len(x), len(y)), []).append(i)
+    for (paired, _, _), members in by_design.items():
+        widths = [found[i][2].shape[1] for i in members]
+        compared = compare_columns(np.hstack([found[i][2] for i in members]),
+                                   np.hstack([found[i][3] for i in members]), paired)
+        for i, start, width in zip(members, np.cumsum([0] + widths[:-1]), widths):
+            out[i] = compared[start:start + width]
+    return out
+
+
 DIFFERENCE_COLUMNS = ["group", "vs", "module", "layer", "metric", "mean", "ci_low", "ci_high", "n"]
 
 
 def difference_table(matrices: dict, pairs: list[tuple[str, str]], prompts: dict, metric: str, n_boot: int,
                      seed: int) -> pd.DataFrame:
     """Per pair (a, b), module and layer: b's mean over a's, minus 1, with a bootstrap CI (prompts resampled together
-    where the two share them): rows of curves.csv with ``vs`` = a (``mean`` holds the relative change)."""
+    where the two share them; one set of resamples for a pair's modules): rows of curves.csv with ``vs`` = a
+    (``mean`` holds the relative change)."""
     rng = np.random.default_rng(seed)
     rows = []
     for a, b in pairs:
+        weights: dict = {}  # (paired, n_a, n_b) -> the pair's resample weights, shared by its modules
         for module in modules_of(matrices, a, b):
             ma, mb = matrices[(a, module)], matrices[(b, module)]
             pairing = (paired_index(prompts[a].reindex(ma.index).dropna(), prompts[b].reindex(mb.index).dropna())
                        if a in prompts and b in prompts else None)
             va, vb = (ma.loc[[p[0] for p in pairing]].to_numpy(), mb.loc[[p[1] for p in pairing]].to_numpy()) \
                 if pairing else (ma.to_numpy(), mb.to_numpy())
-            wa = rng.multinomial(len(va), np.full(len(va), 1 / len(va)), size=n_boot) / len(va)
-            wb = wa if pairing else rng.multinomial(len(vb), np.full(len(vb), 1 / len(vb)), size=n_boot) / len(vb)
+            key = (bool(pairing), len(va), len(vb))
+            if key not in weights:
+                wa = resample_weights(rng, len(va), n_boot)
+                weights[key] = (wa, wa if pairing else resample_weights(rng, len(vb), n_boot))
+            wa, wb = weights[key]
             with np.errstate(divide="ignore", invalid="ignore"):
                 point = vb.mean(0) / va.mean(0) - 1
                 lo, hi = interval((wb @ vb) / (wa @ va) - 1)
@@ -184,3 +210,10 @@ def difference_table(matrices: dict, pairs: list[tuple[str, str]], prompts: dict
                 rows.append({"group": b, "vs": a, "module": module, "layer": int(layer), "metric": metric,
                              "mean": point[j], "ci_low": lo[j], "ci_high": hi[j], "n": min(len(va), len(vb))})
     return pd.DataFrame(rows, columns=DIFFERENCE_COLUMNS)
+
+
+def resample_weights(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """(n_boot, n): each bootstrap resample of n rows as the share of it each row makes up."""
+    from layergrad.analysis.curves import bootstrap_means
+
+    return bootstrap_means(np.eye(n), n_boot, rng)

@@ -114,6 +114,7 @@ class Context:
         """Each sample's key as an integer code, the same in every group: its prompt's, else its own id's."""
         codes = self.shared.setdefault("codes", {})
         found = self.shared.setdefault(("codes", group), {})
+        index = np.asarray(index, dtype=object)
         missing = [i for i in index if i not in found]
         if missing:
             prompts = self.prompts[group].reindex(missing) if group in self.prompts else [None] * len(missing)
