@@ -224,3 +224,18 @@ def test_h7_is_zero_when_the_statistic_follows_length_alone(claim_id):
     table = claims_table([spec], attributes, metrics, prompts, lengths, 100, 0)
     row = table[(table.module == "q_proj") & (table.task == "wiki")].iloc[0]
     assert row.effect == pytest.approx(0.0, abs=0.02 if claim_id == "H7a" else 1e-9)
+
+
+def test_the_tables_are_the_same_on_one_core_and_on_several(tiny_run, monkeypatch):
+    """Every metric's tables, every pair's separability and every draw of the claims are jobs of their own with their
+    own generators: forked over two processes or run one after another here, the analysis is the same."""
+    from layergrad.analysis import parallel
+
+    tables = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(parallel, "cores", lambda w=workers: w)
+        result = layergrad.analyze(tiny_run, n_boot=50, draws=4, log=lambda *a: None)
+        tables[workers] = {name: getattr(result, name) for name in ("curves", "differences", "tests", "auroc",
+                                                                    "increment", "claims", "pooled")}
+    for name, table in tables[1].items():
+        pd.testing.assert_frame_equal(tables[2][name], table, check_exact=False, rtol=1e-12, atol=0, obj=name)

@@ -204,11 +204,28 @@ def paired_rank_test(labels: np.ndarray, first: np.ndarray, second: np.ndarray, 
     (a paired permutation test of two AUROCs); labels 0/1."""
     r1, r2 = stats.rankdata(first) / len(first), stats.rankdata(second) / len(second)
     design = Design(True, len(labels), len(labels))
-    flips = design.arrangements(rng).astype(bool)
-    lab = np.broadcast_to(labels, flips.shape)
-    null = auroc_rows(lab, np.where(flips, r2, r1)) - auroc_rows(lab, np.where(flips, r1, r2))
+    flips = design.arrangements(rng).astype(float)
+    swapped = auroc_of_swaps(labels, r1, r2)
+    null = swapped(flips) - swapped(1 - flips)
     observed = float(auroc_rows(labels[None], r1[None])[0] - auroc_rows(labels[None], r2[None])[0])
     return one_sided(observed, null, design)
+
+
+def auroc_of_swaps(labels: np.ndarray, first: np.ndarray, second: np.ndarray):
+    """f -> the AUROC of each arrangement's scores, ``second`` where f is 1 and ``first`` where 0 (rows of 0/1), from
+    the four comparisons of every positive with every negative (no ranking per arrangement)."""
+    pos, neg = labels == 1, labels == 0
+    compare = lambda a, b: (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    scores = (first, second)
+    table = {(i, j): compare(scores[i][pos], scores[j][neg]) for i in (0, 1) for j in (0, 1)}
+    total = pos.sum() * neg.sum()
+
+    def auroc_of(flips: np.ndarray) -> np.ndarray:
+        fp, fn = flips[:, pos], flips[:, neg]
+        sides = {0: (1 - fp, 1 - fn), 1: (fp, fn)}
+        return sum(((sides[i][0] @ table[(i, j)]) * sides[j][1]).sum(1) for i in (0, 1) for j in (0, 1)) / total
+
+    return auroc_of
 
 
 def log_ratio_or_difference(positive: bool):
