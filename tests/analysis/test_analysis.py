@@ -100,7 +100,9 @@ def test_analyze_writes_every_output(tiny_run, tmp_path):
     assert main(["analyze", str(tiny_run), "--out", str(out), "--bootstrap", "200", "--formats", "png", "-q"]) == 0
     for name in ("curves", "mad", "rd", "tests", "auroc", "length"):
         assert (out / f"{name}.csv").stat().st_size > 0
-    curve_rows = pd.read_csv(out / "curves.csv")
+    both = pd.read_csv(out / "curves.csv")
+    curve_rows, differences = both[both.vs.isna()], both[both.vs.notna()]  # the conditions' curves, then the pairs'
+    assert set(differences.group + " vs " + differences.vs) >= {"none@irrelevant vs none", "detailed vs none"}
     assert (curve_rows.ci_low <= curve_rows["mean"] + 1e-12).all() and (curve_rows["mean"] <= curve_rows.ci_high + 1e-12).all()
     assert set(curve_rows.metric) == {"nuclear_norm", "sigma1_ratio", "effective_rank", "cosine_next", "cosine_pair"}
     cosine = curve_rows[curve_rows.metric == "cosine_next"]
