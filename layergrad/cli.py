@@ -106,7 +106,11 @@ Examples:
 Data sources: a .json/.jsonl/.csv/.parquet file (Alpaca, prompt/completion, prompt/response, messages),
 paper:<task>/<style>[@irrelevant], builtin:arith/<none|simplified|detailed>[@irrelevant],
 hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopped.""")
-@click.option("--data", "data", multiple=True, metavar="NAME=SOURCE", help="A condition; repeat for several.")
+@click.option("--data", "data", multiple=True, metavar="NAME=SOURCE",
+              help="A condition; repeat for several. SOURCE: a .jsonl/.json/.csv/.parquet file (other field names "
+                   "mapped as 'file.jsonl?prompt=question&response=answer'), paper:<task>/<style>[@irrelevant], "
+                   "builtin:arith/<style>[?n=N], hf:<dataset>[:config][@split]. NAME= may be left out (the file's "
+                   "name).")
 @click.option("--out", type=click.Path(), help="Run directory.  [default: runs/run]")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; options given here win.")
 @run_options
@@ -136,6 +140,10 @@ Examples:
   layergrad score data.jsonl --model smollm2-135m-instruct --out scored --ifd
   layergrad score data.json --out scored --top 0.1 --by effective_rank      # the top 10% as data.json's format
   layergrad score 'data.csv?prompt=question&response=answer' --out s --bottom 100 --by nuclear_norm
+\b
+DATA: a .jsonl/.json/.csv/.parquet file of Alpaca (instruction/output), prompt/completion, prompt/response or chat
+(messages) records — other field names mapped after the path, 'file.jsonl?prompt=question&response=answer' (any
+format) —, or a paper:, builtin: or hf: source.
 \b
 Writes OUT/scored.jsonl and OUT/scored.parquet (every record with all its fields plus lg_* score
 columns) and, with --top/--bottom, OUT/top-<K>-<score>.<ext> in the input's own format. The run

@@ -133,6 +133,9 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
     elif Path(spec).expanduser().is_dir():
         path = Path(spec).expanduser()
         loaded = _load_dir(path, spec, {"path": str(path.resolve())}, **kwargs)
+    elif looks_local(spec):
+        raise ModelError(f"model folder not found: {spec} (pass an existing checkpoint folder, a .gguf file, an alias "
+                         f"or a hub id org/name)")
     else:
         loaded = _load_hub(spec, **kwargs)
     if chat is not None:
@@ -223,6 +226,35 @@ def _load_dir(path: Path, name: str, identity: dict, **kw) -> LoadedModel:
     return _finish(model, tok, name, identity, **kw)
 
 
+def looks_local(spec: str) -> bool:
+    """A spec that names a path, not a hub id (org/name): ./x, ../x, /x, ~/x, a.b/c/d, or one with a backslash."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or "\\" in spec
+
+
+def hub_cached(spec: str) -> bool:
+    """Whether the hub id's config is in the local hub cache (then it loads without the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+
+
+def hub_reachable(spec: str, timeout: float = 10.0) -> None:
+    """One request to the hub for the id, short timeout: a one-line ModelError where it does not exist or the hub
+    cannot be reached (instead of transformers' retries, close to a minute offline)."""
+    from huggingface_hub import model_info
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        model_info(spec, timeout=timeout)
+    except GatedRepoError:
+        return  # it exists; loading says what access it needs
+    except RepositoryNotFoundError:
+        raise ModelError(f"no model '{spec}' on the hub (or it is private): check the id, or pass a local folder") from None
+    except Exception as exc:  # a connection error, a timeout, an offline mode
+        raise ModelError(f"cannot reach the hub for '{spec}' ({type(exc).__name__}): it is not in the local cache "
+                         "either; pass a local checkpoint folder, or connect and retry") from None
+
+
 def _load_hub(spec: str, **kw) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -230,9 +262,12 @@ def _load_hub(spec: str, **kw) -> LoadedModel:
     if "/" not in spec:
         raise ModelError(f"unknown model '{spec}'.{did_you_mean(spec, known)} Built-in: {', '.join(known)}; "
                          "or pass a local checkpoint folder, a .gguf file or a hub id (org/name)")
+    cached = hub_cached(spec)
+    if not cached:
+        hub_reachable(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=kw["trust_remote_code"])
-        model = AutoModelForCausalLM.from_pretrained(spec, **_hf_kwargs(**kw))
+        tok = AutoTokenizer.from_pretrained(spec, trust_remote_code=kw["trust_remote_code"], local_files_only=cached)
+        model = AutoModelForCausalLM.from_pretrained(spec, local_files_only=cached, **_hf_kwargs(**kw))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot load hub model '{spec}' (offline or unknown?): {str(exc).splitlines()[0]}") from None
     revision = getattr(model.config, "_commit_hash", None)

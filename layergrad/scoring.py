@@ -114,7 +114,7 @@ class Selection:
         return f"{self.side}-{self.count:g}-{self.column[len(PREFIX):]}{suffix}"
 
 
-def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", top=None, bottom=None,
+def score(data: str, out: str | Path, *, model="smollm2-135m-instruct", top=None, bottom=None,
           by: str = "effective_rank", residualize: str | None = None, window: int = WINDOW, log=print,
           **options) -> pd.DataFrame:
     """Score every record of a dataset, streamed; select its top or bottom records as a training file.
@@ -122,7 +122,8 @@ def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", t
     Args:
         data: A JSONL, Parquet, CSV or JSON file (or a ``hf:``/``paper:`` source).
         out: The output folder (``scored.jsonl``, ``scored.parquet``, the selections, ``run/``).
-        model: The model to score with.
+        model: The model to score with: a ``LoadedModel`` (``layergrad.load_model``: loaded once, reused), or an
+            alias, a folder, a .gguf file or a hub id.
         top: Also write the K records (or the fraction, e.g. 0.1) with the highest ``by`` score.
         bottom: Also write the K records (or fraction) with the lowest.
         by: The score to select by: any registered statistic (mean over the measured layers and modules),
@@ -136,8 +137,12 @@ def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", t
     Returns:
         The scored records (every input field plus the ``lg_*`` score columns) as a DataFrame.
     """
+    from layergrad.models import LoadedModel
+
     out = Path(out)
-    config = RunConfig.build(model=model, data={CONDITION: str(data)}, out=str(out / "run"), **options)
+    loaded = model if isinstance(model, LoadedModel) else None
+    config = RunConfig.build(model=loaded.name if loaded else model, data={CONDITION: str(data)},
+                             out=str(out / "run"), **options)
     column = score_column(by, config.compute.ifd)
     if residualize is not None and residualize not in RESIDUALIZE:
         raise InputError(f"--residualize takes {', '.join(RESIDUALIZE)}, got {residualize!r}")
@@ -147,24 +152,25 @@ def score(data: str, out: str | Path, *, model: str = "smollm2-135m-instruct", t
     source = RecordSource(str(data), config.paper_data)
     source.check()  # bad input: before the model loads
     compute_windows(config, source, window, log,
-                    then=lambda: write_outputs(out, config, source, window, column, residualize, selections, log))
+                    then=lambda: write_outputs(out, config, source, window, column, residualize, selections, log),
+                    model=loaded)
     path = out / "scored.parquet"
     return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------- computing
 
-def compute_windows(config: RunConfig, source: RecordSource, window: int, log, then=None) -> None:
+def compute_windows(config: RunConfig, source: RecordSource, window: int, log, then=None, model=None) -> None:
     """Compute every record not yet in the run, a window at a time (runs/sources.Windows: one committed chunk
     each, the ranks of torchrun taking turns), by the one run lifecycle (runs/runner.run); ``then()`` runs on
-    the main process once every rank is done."""
+    the main process once every rank is done; ``model``: an already loaded one."""
     from layergrad.runs.runner import run
     from layergrad.runs.sources import Windows
 
     oda = config.compute.recipe == "oda"
     windows = Windows(source, window, config.subsample(), lambda r, i: record_samples(r, i, source.fields, oda),
                       passes=2 if oda else 1)
-    run(config, source=windows, log=log, keep_going=True, then=then)
+    run(config, model=model, source=windows, log=log, keep_going=True, then=then)
 
 
 def record_samples(record, index: int, fields, oda: bool = False) -> dict:

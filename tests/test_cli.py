@@ -165,3 +165,44 @@ def test_first_use_of_an_alias_converts_once_when_two_processes_ask(tmp_path, mo
     for w in workers:
         w.join()
     assert calls == ["smollm2-135m-instruct"] and found == [tmp_path / "models" / "smollm2-135m-instruct"] * 2
+
+
+def test_a_missing_model_folder_and_an_unknown_hub_id_say_so_in_one_line_quickly(tmp_path, capsys):
+    """A path that does not exist is named as a missing folder (not a malformed hub id); a hub id that is neither in
+    the local cache nor to be had fails in one line after one short request (not transformers' minute of retries)."""
+    import time
+
+    data = f"a={tmp_path / 'd.jsonl'}"
+    (tmp_path / "d.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    code, err = run_cli("compute", "--data", data, "--model", "./no/such/folder", "--out", str(tmp_path / "r"),
+                        capsys=capsys)
+    assert code == 2 and err.strip() == ("error: model folder not found: ./no/such/folder (pass an existing checkpoint "
+                                         "folder, a .gguf file, an alias or a hub id org/name)")
+    start = time.perf_counter()
+    code, err = run_cli("compute", "--data", data, "--model", "no-such-org-x7/no-such-model-x7", "--out",
+                        str(tmp_path / "r2"), capsys=capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "no model 'no-such-org-x7/no-such-model-x7' on the hub" in err or "cannot reach the hub" in err
+    assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize("content,needle", [("", "no records to score"), ('{"instruction": "a", "output": "b"}\n{broken\n',
+                                                                           "line 2 is not valid JSON")])
+def test_score_checks_its_input_before_the_model_loads(tmp_path, capsys, no_forward, content, needle):
+    """Nothing to score is exit 2 with one line, as compute's; a broken line is found before the model loads."""
+    no_forward()  # loading the model would fail the test
+    path = tmp_path / "data.jsonl"
+    path.write_text(content)
+    code, err = run_cli("score", str(path), *TINY, "--out", str(tmp_path / "o"), capsys=capsys)
+    assert code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_records_of_other_fields_are_told_how_to_map_them(tmp_path, capsys):
+    """The error that asks for a mapping shows its syntax, which works for JSONL as for tables."""
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"question": "What is 2+2?", "answer": "4"}\n{"question": "What is 3+3?", "answer": "6"}\n')
+    code, err = run_cli("compute", *TINY, "--data", f"x={path}", "--out", str(tmp_path / "r"), capsys=capsys)
+    assert code == 2 and "'file.jsonl?prompt=<field>&response=<field>'" in err and len(err.splitlines()) == 1
+    code, _ = run_cli("compute", *TINY, "--data", f"x={path}?prompt=question&response=answer", "--out",
+                      str(tmp_path / "r2"), capsys=capsys)
+    assert code == 0

@@ -151,3 +151,18 @@ def test_the_reference_pages_name_the_output_columns_the_schema_writes():
     assert set(SAMPLE_COLUMNS) | set(IFD_COLUMNS) <= named["samples"]
     analysis = (ROOT / "docs" / "guide" / "analysis.md").read_text()
     assert {f"{t}.csv" for t in TABLES} <= set(re.findall(r"^\| `(\w+\.csv)` \|", analysis, re.M))
+
+
+@pytest.mark.integration
+def test_the_readmes_python_example_runs_as_written_offline(tmp_path, monkeypatch):
+    """The README's Python block, extracted and run verbatim in a fresh folder with the hub closed: built-in data,
+    the model loaded once and reused by score, every call's result what the next reads."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Python\n\n```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert set(namespace["result"].claims.claim) >= {"H1", "H2"}
+    assert (tmp_path / "runs" / "arith-analysis" / "report.html").exists()
+    assert len(namespace["scored"]) == 6 and (tmp_path / "runs" / "arith-scored" / "top-0.5-effective_rank.jsonl").exists()

@@ -164,3 +164,15 @@ def test_limit_scores_a_seeded_random_subsample_in_input_order_and_head_the_firs
     assert len(top) == 2 and set(top) <= set(want) and top == sorted(top)
     assert main(["score", str(path), *args, "--head", "6", "--out", str(tmp_path / "b")]) == 0
     assert list(pd.read_parquet(tmp_path / "b" / "scored.parquet").grade) == list(range(6))
+
+
+def test_score_takes_a_model_already_loaded(tmp_path, tiny):
+    """A notebook's model (layergrad.load_model) passed to score: reused, not loaded again, the same numbers as the
+    model named by its alias."""
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records(4)))
+    m = tiny("tiny-random-llama")
+    by_object = layergrad.score(str(path), tmp_path / "a", model=m, layers="-1", log=lambda *a: None)
+    by_name = layergrad.score(str(path), tmp_path / "b", model="tiny-random-llama", layers="-1", log=lambda *a: None)
+    columns = [c for c in by_name.columns if c.startswith("lg_") and by_name[c].dtype.kind == "f"]
+    np.testing.assert_allclose(by_object[columns].to_numpy(), by_name[columns].to_numpy(), rtol=1e-5, atol=1e-7)

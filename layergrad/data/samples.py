@@ -120,7 +120,8 @@ def _sample_of(record, index: int, fields: dict | None) -> Sample:
         return _problem(index, f"record {index} is malformed ({exc})", record)
     keys = ", ".join(sorted(map(str, record))[:8])
     return _problem(index, f"record {index} has no known fields (found: {keys}); expected "
-                    "instruction/output, prompt/completion, prompt/response, messages, or pass a field mapping", record)
+                    "instruction/output, prompt/completion, prompt/response, messages, or name yours after the source: "
+                    "'file.jsonl?prompt=<field>&response=<field>'", record)
 
 
 def _from_alpaca(record: dict, index: int) -> Sample:

@@ -43,13 +43,34 @@ class RecordSource:
         return self.path.suffix.lower() if self.path is not None else ".jsonl"
 
     def check(self) -> None:
-        """A one-line InputError for a file that is missing or of an unknown format (before any model work)."""
+        """A one-line InputError for a file that is missing, of an unknown format, holds no record or (JSONL) a line
+        that is not JSON — before any model work (a JSONL file is read once for it; the others by their metadata
+        or first rows)."""
         if self.path is None:
             return
         if not self.path.is_file():
             raise InputError(f"data file not found: {self.path}")
         if self.path.suffix.lower() not in FILE_SUFFIXES:
             raise InputError(f"{self.path}: unknown data format '{self.path.suffix}'; use .json, .jsonl, .csv or .parquet")
+        if not self.has_records():
+            raise InputError(f"{self.path}: no records to score (the file is empty)")
+
+    def has_records(self) -> bool:
+        """Whether the file holds a record (every line of a JSONL file parsed on the way: a broken one is an error)."""
+        from layergrad.data.samples import parse_json_line
+
+        suffix = self.path.suffix.lower()
+        if suffix == ".jsonl":
+            found = False
+            with open(self.path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, 1):
+                    if line.strip():
+                        parse_json_line(line, number, self.path)
+                        found = True
+            return found
+        if suffix in (".parquet", ".pq"):
+            return (self.count() or 0) > 0
+        return next(iter(self.records()), None) is not None
 
     def count(self) -> int | None:
         """How many records (cheap where the format tells; None where it would mean reading it all)."""
