@@ -231,12 +231,13 @@ SCOPES = ("early", "middle", "late")
 
 
 def default_claims(pairs: list[tuple[str, str]], metrics: list[str]) -> list:
-    """For conditions no study describes: each pair, each statistic, each depth third — 'A and B differ', the
-    same claim machinery (two-sided test, Holm over the table, CI, length and baseline caveats)."""
+    """For conditions no study describes: each pair (a, b), each statistic, each depth third — 'B and A differ', the
+    same claim machinery (two-sided test, Holm over the table, CI, length and baseline caveats); the effect is B's
+    relative to A's, as tests.csv and the report's details say it."""
     from layergrad.studies.schema import ClaimSpec
 
-    return [ClaimSpec(f"{a} vs {b}: {metric}, {scope}", f"{a} and {b} differ in {metric} over the {scope} layers",
-                      statistic=metric, layers=scope, compare={"condition": [a, b]}, direction="two-sided")
+    return [ClaimSpec(f"{b} vs {a}: {metric}, {scope}", f"{b} and {a} differ in {metric} over the {scope} layers",
+                      statistic=metric, layers=scope, compare={"condition": [b, a]}, direction="two-sided")
             for a, b in pairs for metric in metrics for scope in SCOPES]
 
 

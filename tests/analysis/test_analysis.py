@@ -166,12 +166,13 @@ def test_two_conditions_no_study_describes_get_the_default_comparisons(tiny):
     long = [Sample(f"What is {i}+{i}?", f"Let us add {i} and {i}: the sum is {2 * i}. " * 3, i) for i in range(6)]
     frame = layergrad.compute(tiny("tiny-random-llama"), {"short": short, "long": long})
     a = layergrad.analyze(frame, n_boot=50, log=lambda *_: None)
-    want = {f"short vs long: {m}, {s}" for m in a.metrics for s in ("early", "middle", "late")}
+    want = {f"long vs short: {m}, {s}" for m in a.metrics for s in ("early", "middle", "late")}
     assert set(a.claims.claim) == want
     rows = a.claims[a.claims.module != "all modules"]
     assert (a.claims.verdict == "confounded").all() and (rows.n == 6).all()
     assert rows.raw_verdict.isin(["holds", "fails", "inconclusive"]).all()
-    assert rows.confounded_by.str.startswith("length: 0% of the pairs within ±25% of equal (short larger in 0%").all()
+    assert rows.confounded_by.str.startswith("length: 0% of the pairs within ±25% of equal (long larger in 100%").all()
+    assert (rows[rows.claim.str.contains("nuclear_norm")].effect < 0).all()  # long relative to short, as the details
     assert rows.caveats.str.contains("response lengths do not overlap").all()
 
 

@@ -75,6 +75,8 @@ def length_sentence(length: pd.DataFrame, a: str, b: str) -> str:
 
 
 VERDICT_WORDS = (
+    "Every effect is the first-named condition relative to the second ('Detailed vs None': Detailed's change from "
+    "None's; tests.csv and the details say it the same way). "
     "holds = significant in the claimed direction, fails = significant the other way (Holm over the whole table, "
     "α = 0.05), inconclusive otherwise; confounded = the design cannot tell the claim's contrast from a confound it "
     "names (response length by default): the two sides' lengths do not overlap, or too few pairs are near equal "
