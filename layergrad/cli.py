@@ -126,10 +126,29 @@ def compute(config_file, data, **options):
     from layergrad.runs.sharding import current_world
 
     out = run(config, log=_log(config.quiet))
+    if current_world().main:
+        say_skipped(out)
     if current_world().main and not config.quiet:
         from layergrad.analysis.summary import print_summary
 
         print_summary(out)
+
+
+def say_skipped(run_dir) -> None:
+    """One line, --quiet or not, where samples were not computed: how many, the commonest reason, where the rest
+    is (nothing is skipped silently)."""
+    import pandas as pd
+
+    path = Path(run_dir) / "samples.parquet"
+    if not path.exists():
+        return
+    samples = pd.read_parquet(path, columns=["status", "reason"])
+    missed = samples[samples.status != "ok"]
+    if len(missed):
+        reason = missed.reason.dropna().value_counts()
+        top = f" (most often: {reason.index[0]})" if len(reason) else ""
+        click.echo(f"note: {len(missed)} of {len(samples)} samples not computed{top}; samples.parquet names each "
+                   "one's reason", err=True)
 
 
 # ----------------------------------------------------------------------------- score

@@ -150,7 +150,17 @@ def load_model(spec: str, *, dtype: str = "float32", device: str = "auto", devic
 
 def attach_adapter(m: LoadedModel, folder: str) -> LoadedModel:
     """A saved PEFT adapter loaded onto ``m`` (frozen, in eval mode): the base layers keep their kinds, the
-    adapters become targets of their own. Only safetensors weights are read (a .bin adapter is a pickle)."""
+    adapters become targets of their own. Only safetensors weights are read (a .bin adapter is a pickle).
+    ``folder`` may be an adapter alias (``tiny-lora``: built for its tiny model on first use, in the cache)."""
+    from layergrad.tiny import ADAPTERS, tiny_adapter
+
+    if folder in ADAPTERS:
+        if m.name != ADAPTERS[folder]:
+            raise ModelError(f"the adapter {folder} was built for {ADAPTERS[folder]}, not {m.name}")
+        try:
+            folder = tiny_adapter(folder, cache_dir() / "adapters" / folder)
+        except ImportError:
+            raise ModelError("--adapter needs peft: pip install 'layergrad[peft]'") from None
     path = Path(folder).expanduser()
     weights = path / "adapter_model.safetensors"
     if not (path / "adapter_config.json").is_file():

@@ -80,3 +80,24 @@ def tiny_model(name: str, seed: int = 0):
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     return model, tok
+
+
+ADAPTERS = {"tiny-lora": "tiny-random-llama"}  # adapter alias -> the tiny model it was built on
+
+
+def tiny_adapter(name: str, folder) -> str:
+    """A saved PEFT LoRA adapter for a tiny model (``ADAPTERS``: rank 4 on q_proj and v_proj, both factors drawn
+    from seed 1, so neither gradient is 0), written into ``folder`` once; its path."""
+    from pathlib import Path
+
+    from peft import LoraConfig, get_peft_model
+
+    folder = Path(folder)
+    if (folder / "adapter_model.safetensors").is_file():
+        return str(folder)
+    model, _ = tiny_model(ADAPTERS[name])
+    torch.manual_seed(1)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                        init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return str(folder)

@@ -206,3 +206,11 @@ def test_records_of_other_fields_are_told_how_to_map_them(tmp_path, capsys):
     code, _ = run_cli("compute", *TINY, "--data", f"x={path}?prompt=question&response=answer", "--out",
                       str(tmp_path / "r2"), capsys=capsys)
     assert code == 0
+
+
+def test_a_skipped_sample_is_said_even_with_quiet(tmp_path, capsys):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "c", "output": ""}\n')
+    code, err = run_cli("compute", *TINY, "--data", f"x={path}", "--out", str(tmp_path / "r"), "-q", capsys=capsys)
+    assert code == 0 and err.strip() == ("note: 1 of 2 samples not computed (most often: record 1 has an empty "
+                                         "response); samples.parquet names each one's reason")

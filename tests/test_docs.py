@@ -166,3 +166,13 @@ def test_the_readmes_python_example_runs_as_written_offline(tmp_path, monkeypatc
     assert set(namespace["result"].claims.claim) >= {"H1", "H2"}
     assert (tmp_path / "runs" / "arith-analysis" / "report.html").exists()
     assert len(namespace["scored"]) == 6 and (tmp_path / "runs" / "arith-scored" / "top-0.5-effective_rank.jsonl").exists()
+
+
+def test_the_usage_guide_names_every_model_alias():
+    """The models and adapters the code knows, each named in the usage guide (a new alias cannot go undocumented)."""
+    from layergrad.models import ALIASES, TINY
+    from layergrad.tiny import ADAPTERS
+
+    usage = (ROOT / "docs" / "guide" / "usage.md").read_text()
+    missing = [name for name in [*ALIASES, *TINY, *ADAPTERS] if f"`{name}`" not in usage]
+    assert not missing, f"docs/guide/usage.md does not name {missing}"

@@ -307,3 +307,17 @@ def test_a_quantised_linear_is_measured_as_the_linear_map_it_applies(tiny):
     assert a.attrs["coverage"]["measured"] == a.attrs["coverage"]["matrices"] == 4 * 7
     torch.testing.assert_close(torch.tensor(a.nuclear_norm.to_numpy()), torch.tensor(b.nuclear_norm.to_numpy()),
                                rtol=1e-6, atol=0)  # the same weights applied by the same F.linear
+
+
+def test_the_tiny_adapter_alias_is_a_saved_lora_adapter(tmp_path, monkeypatch):
+    """--adapter tiny-lora: a LoRA adapter for tiny-random-llama, built once into the cache, loaded like any saved
+    adapter (its A and B measured); on another model it is refused in one line."""
+    pytest.importorskip("peft")
+    monkeypatch.setenv("LAYERGRAD_CACHE", str(tmp_path))
+    loaded = layergrad.load_model("tiny-random-llama", adapter="tiny-lora", log=lambda *a: None)
+    assert (tmp_path / "adapters" / "tiny-lora" / "adapter_model.safetensors").is_file()
+    assert {"q_proj.lora_A", "v_proj.lora_B"} <= {t.kind for t in all_targets(loaded.model)}
+    from layergrad.errors import ModelError
+
+    with pytest.raises(ModelError, match="built for tiny-random-llama"):
+        layergrad.load_model("tiny-random-qwen2", adapter="tiny-lora", log=lambda *a: None)
