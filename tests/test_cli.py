@@ -133,8 +133,9 @@ def test_compute_says_what_it_did(tmp_path, capsys):
     assert cells["a"][:3] == ["3", "0", "0"] and cells["mixed"][:3] == ["1", "3", "0"]
     assert "2× record has an empty response" in counts and "1× record lacks text field(s) output" in counts
     assert main(args[:1] + ["--quiet"] + args[1:-1] + [str(tmp_path / "q")]) == 0
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == ""
+    captured = capsys.readouterr()  # --quiet: no progress, no table; the samples not computed still said
+    assert captured.out == "" and captured.err.startswith("note: 3 of 7 samples not computed")
+    assert len(captured.err.splitlines()) == 1
 
 
 def test_first_use_of_an_alias_converts_once_when_two_processes_ask(tmp_path, monkeypatch):
