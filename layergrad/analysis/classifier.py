@@ -221,7 +221,6 @@ def resampled_aurocs(models: list[np.ndarray], labels, groups, resamples: int, r
     (prompts drawn with replacement, their samples weighted by the draw count), each resample refitted on its
     own grouped folds at the model's penalty. NaN for a resample without enough of both classes."""
     ids, index = np.unique(groups, return_inverse=True)
-    n = len(labels)
     weights, plans, kept = [], [], []
     for r in range(resamples):
         w = np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)).astype(float)[index]

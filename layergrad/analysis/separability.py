@@ -23,7 +23,6 @@ luck, the prompts' clustering and the folds'.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np

@@ -1,7 +1,8 @@
 """How stable a claims table's verdicts are: the whole table once more on random halves of the prompts, and per
 row the share of those draws that give its verdict.
 
-The draws run on every core (parallel.py). A draw keeps a random half of every prompt in the run (a sample without one counts as its own), and every
+The draws run on every core (parallel.py). A draw keeps a random half of every prompt in the run (a sample
+without one counts as its own), and every
 condition keeps the samples of those prompts, so conditions that share prompts stay paired. Nothing is recomputed
 but the claims (their tests, Holm over the draw's table, verdicts). A verdict that half the data gives back less
 often than ``STABLE`` of the time is marked ``unstable``: it hangs on which samples were drawn. At half the size a

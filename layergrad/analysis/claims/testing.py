@@ -89,12 +89,12 @@ def judge(table: pd.DataFrame, signs: pd.Series, margins: pd.Series) -> pd.DataF
     on_adjusted = np.array([rests_on_adjusted(r) for r in table.rests_on], dtype=bool)
     effect = np.where(on_adjusted, table.adjusted.to_numpy(dtype=float), table.effect.to_numpy(dtype=float))
     significant = table.p_holm.to_numpy(dtype=float) < ALPHA
-    verdict = verdicts(effect, significant, direction, margin, table.ci_low.to_numpy(float), table.ci_high.to_numpy(float))
+    ci = table.ci_low.to_numpy(float), table.ci_high.to_numpy(float)
+    verdict = verdicts(effect, significant, direction, margin, *ci)
     threshold = holm_thresholds(table.p.to_numpy(dtype=float), rows)
     with np.errstate(invalid="ignore"):
         curved_significant = table.p_curved.to_numpy(dtype=float) < threshold
-    curved = verdicts(table.adjusted_curved.to_numpy(dtype=float), curved_significant, direction, margin,
-                      table.ci_low.to_numpy(float), table.ci_high.to_numpy(float))
+    curved = verdicts(table.adjusted_curved.to_numpy(dtype=float), curved_significant, direction, margin, *ci)
     confounded = np.array([isinstance(c, str) and bool(c) for c in table.confounded_by], dtype=bool)
     table.loc[rows, "sensitive"] = (on_adjusted & np.isfinite(table.p_curved.to_numpy(dtype=float))
                                     & (curved != verdict))[rows]

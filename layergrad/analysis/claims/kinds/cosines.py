@@ -28,13 +28,15 @@ def cosine_rows(ctx: Context, spec, cell: Cell) -> list[str]:
     """A row per cosine the run has: '<pair or kind> · <condition>'."""
     rows = []
     for style, group in style_groups(spec, cell).items():
-        for metric, name in (("cosine_pair", lambda m: PAIR_LABELS.get(m, m)), ("cosine_next", lambda m: f"{m} × next layer")):
+        for metric, name in (("cosine_pair", lambda m: PAIR_LABELS.get(m, m)),
+                             ("cosine_next", lambda m: f"{m} × next layer")):
             rows += [f"{name(m)} · {style}" for (g, m) in ctx.of(metric) if g == group]
     return rows
 
 
 @claim_kind("near_zero", needs=lambda spec: [], options=CosineOptions, rows=cosine_rows,
-            test="two one-sided sign-flip tests (equivalence) against the cosines of unrelated samples", compare="nothing",
+            test="two one-sided sign-flip tests (equivalence) against the cosines of unrelated samples",
+            compare="nothing",
             describe="equivalence of the mean cosine with 0, within what unrelated samples' gradients reach")
 def near_zero(ctx: Context, spec, on: Where, row: str) -> dict | None:
     """The mean cosine (per sample over layers, then over samples) within ±margin, two one-sided sign-flip tests.

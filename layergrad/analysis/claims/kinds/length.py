@@ -47,7 +47,8 @@ def thinking_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | Non
 
 
 @claim_kind("separation_vs_length", needs=partner_needs, options=SeparationOptions,
-            compare="two values, options.reference", describe="gap gain of a reference pair minus gap gain of this pair")
+            compare="two values, options.reference",
+            describe="gap gain of a reference pair minus gap gain of this pair")
 def separation_vs_length(ctx: Context, spec, on: Where, module: str) -> dict | None:
     """The gain in the gap to the partner (rd_difference's: per prompt where the conditions share prompts) of the
     reference pairs, averaged over their cells, minus this pair's; each cell resampled on its own."""
