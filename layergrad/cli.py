@@ -109,8 +109,8 @@ hf:<dataset>[:config][@split]. Rerunning the same command resumes where it stopp
 @click.option("--data", "data", multiple=True, metavar="NAME=SOURCE",
               help="A condition; repeat for several. SOURCE: a .jsonl/.json/.csv/.parquet file (other field names "
                    "mapped as 'file.jsonl?prompt=question&response=answer'), paper:<task>/<style>[@irrelevant], "
-                   "builtin:arith/<style>[?n=N], hf:<dataset>[:config][@split]. NAME= may be left out (the file's "
-                   "name).")
+                   "builtin:arith/<style>[?n=N], hf:<dataset>[:config][@split]; any of them + '#first=N' (each "
+                   "response's first N tokens). NAME= may be left out (the file's name).")
 @click.option("--out", type=click.Path(), help="Run directory.  [default: runs/run]")
 @click.option("--config", "config_file", type=click.Path(), help="YAML config; options given here win.")
 @run_options

@@ -39,7 +39,8 @@ def folder(tmp_path_factory):
             (root / metric / f"{pool}_10k_lowest_200.json").write_text(json.dumps(records(6, False, 2 * k + 1)))
     (root / "reasoning").mkdir()
     for name, seed in (("gsm8k_R1.json", 10), ("s1_R1.json", 11)):
-        rows = [{"instruction": r["instruction"], "output": r["output"] * 3} for r in records(6, True, seed)]
+        rows = [{"instruction": r["instruction"], "output": " ".join([r["output"]] * 8)}
+                for r in records(6, True, seed)]
         (root / "reasoning" / name).write_text(json.dumps(rows))
     return root
 
@@ -57,7 +58,7 @@ def test_every_pair_of_the_layout_gets_its_claims(study):
     claims = pd.read_csv(study / "claims.csv")
     summary = claims[claims.module == "all modules"]
     cells = {"reward/wiz", "instag/mag", "newscore/her"}
-    assert cells | {"reasoning", "gsm8k"} == set(summary.task)
+    assert cells | {"reasoning", "first256", "gsm8k"} == set(summary.task)
     for cell in cells:
         assert {"F1", "F2", "F3", "F6"} <= set(summary[summary.task == cell].claim), cell
     assert set(summary[summary.task == "reasoning"].claim) >= {"F4", "F6"}
@@ -95,6 +96,25 @@ def test_the_trace_and_cosine_cells_carry_their_lengths_too(study):
     assert len(f6) and all(f"{r.a}: responses " in r.caveats and "tokens (median" in r.caveats for r in f6.itertuples())
     md = (study / "claims.md").read_text()
     assert "AUROC reasoning/s1-r1 vs " in md and "tokens (median" in md
+
+
+def test_f4_at_equal_truncation_compares_the_first_256_tokens_of_each_response(study):
+    """Every condition again cut to its responses' first 256 tokens (those with fewer skipped, saying so); F4's
+    'first256' rows compare the cut s1 traces with the cut conditions only, at one length."""
+    samples = pd.read_parquet(study / "run" / "samples.parquet")
+    cut = samples[samples.condition.str.endswith("@first256")]
+    assert set(cut.condition) == {f"{c}@first256" for c in set(samples.condition) - set(cut.condition)}
+    assert (cut[cut.status == "ok"].n_response_tokens == 256).all()
+    short = cut[cut.status == "skipped"]
+    assert len(short) and short.reason.str.startswith("shorter than the first 256 response tokens").all()
+    assert (cut.groupby("condition").status.apply(lambda s: (s == "ok").sum()) >= 2).any()
+    claims = pd.read_csv(study / "claims.csv")
+    f4 = claims[(claims.claim == "F4") & (claims.task == "first256") & (claims.module != "all modules")]
+    assert len(f4) and (f4.b == "reasoning/s1-r1@first256").all() and f4.a.str.endswith("@first256").all()
+    assert f4.effect_kind.str.contains("each response's first 256 tokens").all()
+    assert (f4.rests_on.str.contains("does not vary")).all()  # one length on both sides: nothing to adjust
+    whole = claims[(claims.claim == "F4") & (claims.task == "reasoning") & (claims.module != "all modules")]
+    assert len(whole) and not whole.a.str.endswith("@first256").any()
 
 
 def test_an_unknown_task_is_one_line(folder, capsys, tmp_path):

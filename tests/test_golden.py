@@ -43,7 +43,11 @@ separability bootstrap, predictive n_to_decide, stability over 20 halves, pooled
 curves.csv. Verdicts that moved, all from inconclusive to confounded (no holds or fails on these 2-4 samples a
 side, whose lengths never overlap): tiny 16 (H1, H2, 8 each), reproduce 48 (H1, H2, H3a, H3b, H5, H7d, 8 each),
 follow-up 128 (F1 44, F2 44, F3 16, F4 8, H1 8, H2 8); the follow-up gains 24 rows (the per-segment 'all modules'
-rows of F1/F2 and F6's 'all modules' cosines).
+rows of F1/F2 and F6's 'all modules' cosines). Then F4 at equal truncation: the stored follow-up run gained the
+study's '<condition>@first256' conditions (each response's first 256 tokens; computed by tiny-random-llama on an AMD
+EPYC, 2026-12-08, added to ``run/`` the same way, so the analysis still reads stored statistics), the claims 8 F4
+rows of task 'first256' (all inconclusive on 2 samples a side) and F4's definition and effect words (the others it
+was compared with); Holm's family grew by those rows, which moved n_to_decide of 47 rows (no verdict).
 
 tests/golden/followup-1cf225c/: ``reproduce --study followup --limit 3 --tasks instag/mag,reward/wiz,reasoning,gsm8k``
 on tiny-random-llama with the follow-up's data: ``run/`` and ``run-reinit/`` (texts as SHA-1, the records' own

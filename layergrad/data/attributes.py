@@ -6,6 +6,7 @@ pool and quality), so that analysis selects conditions by what they are, never b
     builtin:arith/none                -> style none, variant correct, family reasoning
     .../instag/mag_10k_highest_200.json -> task instag/mag, metric instag, pool mag, quality high, family quality
     .../reasoning/s1_R1.json          -> task reasoning, trace s1-r1, family traces
+    ...#first=256                     -> the same, and first 256 (the response's first 256 tokens)
 
 Any other source has no attributes of its own; a study file gives them (studies/).
 """
@@ -16,14 +17,20 @@ import re
 from pathlib import PurePath
 
 from layergrad.data.paper import COT_TASKS, MATH_TASKS, WIKI
+from layergrad.data.samples import split_first
 
 QUALITY_FILE = re.compile(r"^(?P<pool>[A-Za-z0-9]+)_10k_(?P<side>highest|lowest)_200\.json$")
 TRACE_FILES = {"gsm8k_R1.json": "gsm8k-r1", "s1_R1.json": "s1-r1"}
 
 
 def attributes_of(source: str) -> dict[str, str]:
-    """The attributes a source implies (empty when it implies none)."""
-    text = str(source)
+    """The attributes a source implies (empty when it implies none); ``#first=N`` adds ``first: N``."""
+    text, first = split_first(str(source))
+    implied = implied_attributes(str(text))
+    return {**implied, "first": str(first)} if first else implied
+
+
+def implied_attributes(text: str) -> dict[str, str]:
     if text.startswith("paper:"):
         return paper_attributes(text[len("paper:"):])
     if text.startswith("builtin:arith/"):

@@ -46,6 +46,24 @@ class Encoded:
         return max(0, self.n_tokens - max(self.n_prompt, 1))
 
 
+def first_tokens(encoded: Encoded, n: int | None) -> Encoded:
+    """The sample cut after its response's first ``n`` tokens (unchanged when it has no more; None: no cut)."""
+    if n is None or encoded.n_response <= n:
+        return encoded
+    end = max(encoded.n_prompt, 1) + n
+    return Encoded(encoded.input_ids[:end], encoded.n_prompt, encoded.truncated, encoded.boundary)
+
+
+def too_short(sample: Sample, encoded: Encoded) -> str:
+    """Why a sample of a '#first=N' source cannot be trained on N response tokens ('' when it can)."""
+    n = sample.first_tokens
+    if n is None or encoded.n_response >= n:
+        return ""
+    cut = " after --max-length" if encoded.truncated else ""
+    return (f"shorter than the first {n} response tokens its condition trains on (#first={n}; it has "
+            f"{encoded.n_response}{cut})")
+
+
 class Formatter:
     """Turns samples into ``Encoded`` for one tokenizer and one set of formatting choices."""
 
@@ -61,6 +79,9 @@ class Formatter:
         self._end_of_turn = self._find_end_of_turn() if self.append_eos else ""
 
     def encode(self, sample: Sample) -> Encoded:
+        return first_tokens(self._encode(sample), sample.first_tokens)
+
+    def _encode(self, sample: Sample) -> Encoded:
         if self.oda:
             return self._encode_oda(sample)
         prompt_text = self.render_prompt(sample)

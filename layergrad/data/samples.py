@@ -6,7 +6,9 @@ is the response, earlier turns the prompt), and any table with a column mapping
 (``fields={"prompt": "question", "response": "answer"}``, or in a source string
 ``data.csv?prompt=question&response=answer[&input=context]``). Files: .json, .jsonl, .csv,
 .parquet. Sources: a path, ``paper:<task>/<style>[@irrelevant]``, ``builtin:arith/<style>``,
-``hf:<name>[:<config>][@<split>]``.
+``hf:<name>[:<config>][@<split>]``. Any source may end in ``#first=N``: each sample is trained on exactly the
+first N tokens of its response (a shorter one is skipped with its reason), so that conditions compare at one
+token budget.
 
 Every sample carries a stable content-hash ``sample_id``, its ``source_index`` and ``meta``: the
 record's other fields (every field but the text fields of its format), numbers written as strings
@@ -43,6 +45,7 @@ class Sample:
     meta: tuple[tuple[str, object], ...] = ()  # the record's other fields: (name, number or text)
     join: str = " "  # the ODA recipe's text between prompt and response (its NuclearNormScorer's; '\n': its
     # EffectiveRankScorer's)
+    first_tokens: int | None = None  # train on exactly the response's first N tokens (a source's '#first=N')
 
     def __post_init__(self):
         if not self.sample_id:
@@ -175,7 +178,7 @@ def _checked(sample: Sample) -> Sample:
 
 def reason_kind(reason: str) -> str:
     """A skip reason without record numbers, so that reasons can be counted."""
-    return re.sub(r"record \d+", "record", reason)
+    return re.sub(r"record \d+", "record", re.sub(r"; it has \d+[^)]*", "", reason))
 
 
 def _problem(index: int, reason: str, record) -> Sample:
@@ -262,7 +265,7 @@ def load_samples(source, limit: int | None = None, *, head: bool = False, seed: 
         source: A ``.json``/``.jsonl``/``.csv``/``.parquet`` file (Alpaca, prompt-completion or chat records;
             other column names mapped as ``'data.csv?prompt=question&response=answer'``), ``paper:<task>/<style>
             [@irrelevant]``, ``builtin:arith/<style>[@irrelevant][?n=N]``, ``hf:<dataset>[:config][@split]``, or a
-            list of records.
+            list of records; any of them with ``#first=N`` (the first N response tokens of each sample).
         limit: Only ``limit`` samples: a seeded random subsample, kept in source order (``Subsample``).
         head: Take the first ``limit`` samples instead.
         seed: The subsample's seed.
@@ -275,11 +278,14 @@ def load_samples(source, limit: int | None = None, *, head: bool = False, seed: 
         A list of ``Sample`` (prompt, response, context, content-hash id, the record's other fields). Duplicates
         keep their first occurrence.
     """
+    source, first = split_first(source)
     source, query_fields = split_fields(source)
     fields = fields or query_fields
     records_or_samples = _resolve(source, paper_data)
     samples = [r if isinstance(r, Sample) else sample_from_record(r, i, fields)
                for i, r in enumerate(records_or_samples)]
+    if first:
+        samples = [replace(s, first_tokens=first) for s in samples]
     samples = Subsample(limit, head, seed).take(mark_duplicates(samples))
     if strict:
         bad = next((s for s in samples if s.problem), None)
@@ -288,6 +294,20 @@ def load_samples(source, limit: int | None = None, *, head: bool = False, seed: 
     if not samples:
         raise InputError(f"{source}: no samples found")
     return samples
+
+
+FIRST = re.compile(r"#first=(?P<n>[^#]*)$")
+
+
+def split_first(source):
+    """'data.json#first=256' -> ('data.json', 256); a source without the suffix -> (source, None)."""
+    text = str(source) if isinstance(source, (str, Path)) else ""
+    match = FIRST.search(text)
+    if not match:
+        return source, None
+    if not match["n"].isdigit() or int(match["n"]) < 1:
+        raise InputError(f"{text}: '#first=' needs a whole number of tokens of at least 1, e.g. #first=256")
+    return text[:match.start()], int(match["n"])
 
 
 def split_fields(source):

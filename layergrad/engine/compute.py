@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import pandas as pd
 import torch
 
-from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter
+from layergrad.data.formatting import DEFAULT_MAX_LENGTH, PAPER_MAX_LENGTH, Formatter, too_short
 from layergrad.data.samples import Sample, meta_columns, reason_kind
 from layergrad.engine import plan, solvers, statistics, threads
 from layergrad.engine.batching import Item, pad_batch, plan_batches
@@ -206,8 +206,9 @@ def prepare_items(formatter: Formatter, conditions, skip_ids, *, ifd: bool = Fal
                 skipped.append(sample_row(s, condition, None, status="skipped", reason=s.problem))
                 continue
             enc = formatter.encode(s)
-            if enc.n_response == 0:
-                skipped.append(sample_row(s, condition, enc, status="skipped", reason=SKIP_NO_RESPONSE))
+            short = SKIP_NO_RESPONSE if enc.n_response == 0 else too_short(s, enc)
+            if short:
+                skipped.append(sample_row(s, condition, enc, status="skipped", reason=short))
             else:
                 items.append(Item(condition, s, enc, ifd_input(formatter, s, enc) if ifd else None))
     return items, skipped
@@ -217,9 +218,10 @@ def skip_reason(sample: Sample, encode: Callable | None = None) -> str:
     """Why ``sample`` cannot be computed ('' when it can); ``encode`` also checks its tokens."""
     if sample.problem:
         return sample.problem
-    if encode is not None and encode(sample).n_response == 0:
-        return SKIP_NO_RESPONSE
-    return ""
+    if encode is None:
+        return ""
+    encoded = encode(sample)
+    return SKIP_NO_RESPONSE if encoded.n_response == 0 else too_short(sample, encoded)
 
 
 def unusable(conditions: dict[str, list[Sample]], skip_ids=frozenset(), encode: Callable | None = None) -> dict[str, str]:

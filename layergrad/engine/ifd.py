@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from layergrad.data.formatting import Encoded, Formatter
+from layergrad.data.formatting import Encoded, Formatter, first_tokens
 from layergrad.data.samples import Sample
 from layergrad.engine import plan
 from layergrad.engine.batching import Item, pad_batch
@@ -69,11 +69,12 @@ def paper_input(formatter: Formatter, sample: Sample) -> IfdInput:
     text = prompt + sample.response
     ids = tok.encode(text, truncation=True, max_length=max_length)
     start = len(tok.encode(text[:text.rfind(sample.response)]))
-    conditioned = Encoded(tuple(ids), start, len(ids) == max_length, "paper")
+    conditioned = first_tokens(Encoded(tuple(ids), start, len(ids) == max_length, "paper"), sample.first_tokens)
     room = max_length - len(tok.encode(prompt, truncation=True, max_length=max_length)) + 1
     if conditioned.n_response == 0 or room < 2:
         return IfdInput(None, note="the instruction fills max_length: no response token to score")
-    direct = Encoded(tuple(tok.encode(sample.response, truncation=True, max_length=room)), 0, False, "paper")
+    response = tok.encode(sample.response, truncation=True, max_length=room)[:sample.first_tokens]  # the same tokens
+    direct = Encoded(tuple(response), 0, False, "paper")
     if direct.n_response == 0:
         return IfdInput(None, note="a one-token response: no token to score alone")
     return IfdInput(direct, conditioned)

@@ -8,7 +8,9 @@ plus the first paper's claims for the carry-over task.
   different records);
 - F3 the effective rank separates high from low better than the nuclear norm (AUROC of each in its
   claimed direction, the same stratified bootstrap resamples for both);
-- F4 the s1.1 traces give the largest effective rank of all the run's data;
+- F4 the s1.1 traces give the largest effective rank of all the run's data: on the whole samples, and at equal
+  truncation (where the run has the traces, every condition again as ``<name>@first256``, each response cut to its
+  first 256 tokens and those with fewer skipped: task ``first256``, family ``budget``, compared only with each other);
 - F5 (``compare`` of two runs) layer-wise patterns agree: Spearman ρ of the two models' mean curves
   over relative depth (the caveat says the claim is about one model family);
 - F6 same-layer (q×o, k×v) and adjacent-layer gradient cosines stay near zero: holds when the mean
@@ -32,8 +34,10 @@ from layergrad.studies.schema import Condition, Study
 
 MARGIN = 0.1  # |cosine| below this is "near zero" (F6) where a run has no shuffled pairs to hold it against
 MAX_LENGTH = 2048  # the follow-up's scripts (its README runs 4096)
+FIRST = 256  # F4 at equal truncation: every condition again, each response cut to its first FIRST tokens
+BUDGET_TASK = f"first{FIRST}"
 QUALITY = {"family": "quality"}
-LABELS = {**PAPER_LABELS, "quality": "", "traces": ""}
+LABELS = {**PAPER_LABELS, "quality": "", "traces": "", "budget": ""}
 
 
 CLAIMS = (
@@ -55,8 +59,11 @@ CLAIMS = (
           caveat="controls", options={"statistics": [["effective_rank", 1], ["nuclear_norm", -1]], "reinit": False}),
     claim("F4", "Reasoning data (s1.1 R1 traces) gives the largest effective ranks of all the data",
           "Relative difference of the s1.1 traces' mean effective rank (all layers) to that of the run's condition with "
-          "the next largest (positive = holds); label permutation.", "largest", {"trace": ["s1-r1"]}, "greater",
-          statistic="effective_rank", where={"family": "traces"}, caveat="traces",
+          "the next largest (positive = holds); label permutation. Once on the whole samples (task 'reasoning') and "
+          f"once at equal truncation (task '{BUDGET_TASK}'): every condition cut to its responses' first {FIRST} "
+          "tokens, those with fewer skipped, since a T-token gradient's rank is at most T.", "largest",
+          {"trace": ["s1-r1"]}, "greater", statistic="effective_rank", where={"family": ["traces", "budget"]},
+          caveat="traces",
           options={"effect_kind": "relative difference of the mean effective rank, s1 traces vs the largest other"}),
     claim("F5", "Within a model family the layer-wise patterns agree across sizes; across families they differ",
           "Spearman ρ of the two runs' mean effective-rank curves over relative depth, per cell and module "
@@ -139,6 +146,10 @@ def followup_study(followup_data: str | None = None, paper_data: str | None = No
     cells = grid(followup_data, paper_data, tasks, notes)
     conditions = tuple(Condition(name, source, attributes_of(source))
                        for task in cells.values() for name, source in task.items())
+    if "reasoning" in cells:  # F4 at equal truncation
+        conditions += tuple(Condition(f"{c.name}@{BUDGET_TASK}", f"{c.source}#first={FIRST}",
+                                      {**c.attributes, "task": BUDGET_TASK, "family": "budget", "first": str(FIRST)})
+                            for c in conditions)
     return Study("followup", conditions, ALL_CLAIMS, LABELS, tuple(notes), hooks=HOOKS)
 
 

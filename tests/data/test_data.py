@@ -221,3 +221,23 @@ def test_prompt_response_records_load_without_a_mapping(tmp_path):
     path.write_text(json.dumps({"prompt": "What is 2+2?", "response": "4", "score": 0.5}) + "\n")
     (sample,) = load_samples(str(path))
     assert (sample.prompt, sample.response, dict(sample.meta)) == ("What is 2+2?", "4", {"score": 0.5})
+
+
+def test_a_source_cut_to_its_first_tokens(tmp_path, paper_data, capsys):
+    """'#first=N' on any kind of source: the same samples (ids, order), each to be trained on its response's first N
+    tokens; the attributes say so; a bad N is one line."""
+    from layergrad.data.attributes import attributes_of
+
+    whole = load_samples("paper:gsm8k/detailed", 4, paper_data=str(paper_data))
+    cut = load_samples("paper:gsm8k/detailed#first=32", 4, paper_data=str(paper_data))
+    assert [s.sample_id for s in cut] == [s.sample_id for s in whole]
+    assert {s.first_tokens for s in cut} == {32} and {s.first_tokens for s in whole} == {None}
+    (tmp_path / "t.csv").write_text("q,a\nWhat is 2+2?,four\n")
+    (mapped,) = load_samples(f"{tmp_path / 't.csv'}?prompt=q&response=a#first=3")
+    assert (mapped.response, mapped.first_tokens) == ("four", 3)
+    assert attributes_of("paper:gsm8k/none#first=64") == {**attributes_of("paper:gsm8k/none"), "first": "64"}
+    with pytest.raises(InputError, match="'#first=' needs a whole number of tokens"):
+        load_samples("builtin:arith/none?n=2#first=0")
+    code, err = cli(capsys, "compute", "--model", "tiny-random-llama", "-q", "--out", str(tmp_path / "r"),
+                    "--data", "a=builtin:arith/none?n=2#first=x")
+    assert code == 2 and "#first=" in err

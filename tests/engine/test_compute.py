@@ -194,3 +194,24 @@ def test_shuffled_cosines_pair_each_sample_with_the_next_of_its_batch(tiny):
     assert sorted(partner.values()) == sorted(grads) and all(partner[partner[partner[s]]] == s for s in grads)
     alone = layergrad.compute(m, samples[:1], cosine=True)
     assert alone.cosine_pair_shuffled.isna().all() and alone.cosine_next_shuffled.isna().all()
+
+
+def test_first_tokens_trains_on_exactly_those_tokens(tiny):
+    """A '#first=N' sample is its whole encoding cut after N response tokens (loss against the model's own on those
+    ids, spectra against the fp64 oracle); a response with fewer tokens is a skip that says so."""
+    from dataclasses import replace
+
+    m = tiny("tiny-random-llama")
+    whole, short = SAMPLES[1], SAMPLES[0]
+    cut = [replace(whole, first_tokens=6), replace(short, first_tokens=50)]
+    frame = layergrad.compute(m, cut)
+    rows = frame.attrs["samples"].set_index("source_index")
+    enc = make_formatter(m, ComputeOptions()).encode(whole)  # the whole sample's tokens
+    ids = list(enc.input_ids[:enc.n_prompt + 6])
+    with torch.no_grad():
+        want = m.model(input_ids=torch.tensor([ids]), labels=torch.tensor([[-100] * enc.n_prompt + ids[enc.n_prompt:]]))
+    assert rows.loc[1, "n_response_tokens"] == 6 and enc.n_response > 6
+    assert rows.loc[1, "loss"] == pytest.approx(float(want.loss), rel=1e-5)
+    assert_matches_oracle(m, frame, cut[:1])
+    assert rows.loc[0, "status"] == "skipped"
+    assert rows.loc[0, "reason"].startswith("shorter than the first 50 response tokens its condition trains on")

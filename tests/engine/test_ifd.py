@@ -85,3 +85,20 @@ def test_paper_ifd_on_followup_records_equals_an_independent_implementation(smol
     for i, r in enumerate(records):
         want = followup_ifd(smollm2.model, smollm2.tokenizer, r["instruction"], r["output"], 1024)
         assert table.loc[i, "ifd"] == pytest.approx(want, rel=1e-4), i
+
+
+def test_paper_ifd_of_the_first_tokens_scores_those_tokens_both_ways(tiny):
+    """'#first=N' in the paper recipe: conditioned on the instruction and alone, the same first N response tokens."""
+    from dataclasses import replace
+
+    m, n = tiny("tiny-random-qwen2"), 5
+    tok = m.tokenizer
+    s = replace(SAMPLES[1], first_tokens=n)
+    frame = layergrad.compute(m, [s], paper=True, ifd=True, modules="q_proj")
+    row = frame.attrs["samples"].iloc[0]
+    whole = f"{s.prompt}\n{s.response}"
+    ids = tok.encode(whole)
+    start = len(tok.encode(whole[:whole.rfind(s.response)]))
+    conditioned = hf_loss(m.model, ids[:start + n], [-100] * start + ids[start:start + n])
+    alone = tok.encode(s.response)[:n]
+    assert row.ifd == pytest.approx(math.exp(conditioned) / math.exp(hf_loss(m.model, alone, alone)), rel=1e-4)

@@ -96,6 +96,7 @@ class Context:
     keep: np.ndarray | None = None  # a draw: per key code (Context.codes_of), whether its samples are kept
     shared: dict = field(default_factory=dict, repr=False)  # units, aligned rows and key codes of all the data
     cache: dict = field(default_factory=dict, repr=False)  # this draw's matrices
+    attributes: dict = field(default_factory=dict)  # group -> its attributes (the run's conditions)
 
     @property
     def lengths(self) -> dict:
@@ -132,7 +133,8 @@ class Context:
     def draw(self, keep: np.ndarray, seed: int, n_boot: int) -> "Context":
         """The same context restricted to the samples whose key code ``keep`` marks, with generators of its own."""
         return Context(self.metrics, self.prompts, n_boot, np.random.default_rng(seed), self.unavailable,
-                       self.pooled, self.covariates, np.random.default_rng(seed + 1), keep, self.shared)
+                       self.pooled, self.covariates, np.random.default_rng(seed + 1), keep, self.shared,
+                       attributes=self.attributes)
 
     def units(self, a: str, b: str, module: str, metric: str = "nuclear_norm", paired: str = "auto") -> Units | None:
         """The units of one metric and module to compare, or None when either side is missing: paired on the

@@ -38,7 +38,7 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
     response length (``lengths``) and the loss (``scores['loss']``).
     """
     claims = [c for c in claims if not c.between_runs]
-    ctx = context(metrics, prompts, lengths, (scores or {}).get("loss"), n_boot, seed)
+    ctx = context(metrics, prompts, lengths, (scores or {}).get("loss"), n_boot, seed, attributes)
     by_per = {per: cells_of(attributes, per, ctx, whole) for per in dict.fromkeys(c.per for c in claims)}
     order = list(dict.fromkeys((per, key) for group, attrs in attributes.items() for per in by_per
                                for key in [str(attrs.get(per, "")) if per else whole]))
@@ -57,12 +57,13 @@ def claims_table(claims, attributes: dict, metrics: dict, prompts: dict, lengths
     return with_stability(table, table_of, ctx, draws, seed) if draws else table
 
 
-def context(metrics: dict, prompts: dict, lengths: dict, losses: dict | None, n_boot: int, seed: int) -> Context:
+def context(metrics: dict, prompts: dict, lengths: dict, losses: dict | None, n_boot: int, seed: int,
+            attributes: dict | None = None) -> Context:
     """What the kinds read: the matrices with each group's mean over its modules added (the 'all modules' rows),
-    the prompts, and the confounds' per-sample values."""
+    the prompts, the confounds' per-sample values and the groups' attributes."""
     covariates = {"length": dict(lengths), **({"loss": dict(losses)} if losses else {})}
     return Context({m: module_means(v) for m, v in metrics.items()}, dict(prompts), n_boot,
-                   np.random.default_rng(seed), covariates=covariates)
+                   np.random.default_rng(seed), covariates=covariates, attributes=dict(attributes or {}))
 
 
 def caveat_of(spec, row, controls: Controls, cell: Cell | None) -> str:

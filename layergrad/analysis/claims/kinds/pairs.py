@@ -98,12 +98,15 @@ def largest_rows(ctx: Context, spec, cell) -> list[str]:
 @claim_kind("largest", needs=first_needs, options=Wording, rows=largest_rows, compare="one value",
             describe="relative difference to the largest other condition")
 def largest(ctx: Context, spec, on: Where, module: str) -> dict | None:
-    """The condition's mean statistic against the largest of every other condition's in the run."""
+    """The condition's mean statistic against the largest of every other condition's in the run at the same token
+    budget (a ``#first=N`` condition against the others cut to the same N response tokens, the rest against the
+    rest)."""
     matrices = ctx.of(spec.statistic)
     target = on.cell.one(sides(spec)[1])
     mine = per_sample_mean(ctx, spec.statistic, target, module)
+    budget = ctx.attributes.get(target, {}).get("first")
     others = {g: m.mean(axis=1) for (g, mod), m in matrices.items() if mod == module and g != target and len(m)
-              and g not in ctx.pooled}
+              and g not in ctx.pooled and ctx.attributes.get(g, {}).get("first") == budget}
     if mine is None or not others:
         return None
     best = max(others, key=lambda g: others[g].mean())
@@ -116,8 +119,10 @@ def largest(ctx: Context, spec, on: Where, module: str) -> dict | None:
     test = mean_test(x, y, False, log_ratio_or_difference(bool((x > 0).all() and (y > 0).all())), ctx.arrangements)
     kind = spec.options.effect_kind or (f"relative difference of the mean {spec.statistic.replace('_', ' ')}, "
                                         f"{spec.first_second()[1]} vs the largest other")
+    at = f", each response's first {budget} tokens" if budget else ""
     row = {"effect": effect, "ci_low": float(lo), "ci_high": float(hi), "a": best, "b": target,
-           "effect_kind": f"{kind} ({best})", "n": min(len(x), len(y)), "paired": False, **test.row()}
+           "effect_kind": f"{kind} ({best}{at}; of {len(others)} others)", "n": min(len(x), len(y)), "paired": False,
+           **test.row()}
     return with_confounds(ctx, spec, row, units, (best, target), x, y, summed=spec.statistic == "nuclear_norm")
 
 
